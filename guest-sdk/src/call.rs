@@ -1,0 +1,125 @@
+//! One call: find the function, decode the params, run it, settle the
+//! Promise it may return and encode the result as JSON.
+
+use crate::error::GuestError;
+use javy_plugin_api::javy::quickjs::{
+    Ctx, Function, Object, Value, function::Args, promise::PromiseState,
+};
+
+/// Runs `method` with the JSON `params` (empty for none) and returns the
+/// JSON-encoded result.
+pub fn dispatch<'js>(
+    ctx: &Ctx<'js>,
+    registry: &Object<'js>,
+    method: &str,
+    params: &[u8],
+) -> Result<Vec<u8>, GuestError> {
+    let function = lookup(ctx, registry, method)?;
+    let params = decode_params(ctx, params)?;
+    let returned = invoke(ctx, &function, params).map_err(|e| GuestError::from_js(ctx, e))?;
+    let value = settle(ctx, returned)?;
+    encode(ctx, value)
+}
+
+/// The names of the registered functions, in registration order.
+pub fn method_names(registry: &Object<'_>) -> Vec<String> {
+    registry.keys::<String>().filter_map(Result::ok).collect()
+}
+
+fn lookup<'js>(
+    ctx: &Ctx<'js>,
+    registry: &Object<'js>,
+    method: &str,
+) -> Result<Function<'js>, GuestError> {
+    let value: Value<'js> = registry
+        .get(method)
+        .map_err(|e| GuestError::from_js(ctx, e))?;
+    value
+        .into_function()
+        .ok_or_else(|| GuestError::method_not_found(method, method_names(registry)))
+}
+
+fn decode_params<'js>(ctx: &Ctx<'js>, params: &[u8]) -> Result<Value<'js>, GuestError> {
+    if params.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::new_undefined(ctx.clone()));
+    }
+    ctx.json_parse(params.to_vec()).map_err(|e| {
+        let detail = GuestError::from_js(ctx, e);
+        if detail.is_limit() {
+            return detail;
+        }
+        GuestError::invalid_params(format!("params are not valid JSON: {}", detail.message()))
+    })
+}
+
+/// Calls the function the way JSON-RPC params map onto JS arguments: an
+/// array is spread as positional arguments, anything else is the single
+/// argument, and absent params mean no argument.
+fn invoke<'js>(
+    ctx: &Ctx<'js>,
+    function: &Function<'js>,
+    params: Value<'js>,
+) -> javy_plugin_api::javy::quickjs::Result<Value<'js>> {
+    if params.is_undefined() {
+        return function.call(());
+    }
+    match params.as_array() {
+        Some(array) => {
+            let mut args = Args::new(ctx.clone(), array.len());
+            for item in array.iter::<Value<'js>>() {
+                args.push_arg(item?)?;
+            }
+            function.call_arg(args)
+        }
+        None => function.call((params,)),
+    }
+}
+
+/// Runs the job queue until a returned Promise settles. Without an event
+/// loop to wait on, a Promise still pending when no job is left never will.
+fn settle<'js>(ctx: &Ctx<'js>, value: Value<'js>) -> Result<Value<'js>, GuestError> {
+    let Some(promise) = value.as_promise().cloned() else {
+        return Ok(value);
+    };
+    loop {
+        match promise.state() {
+            PromiseState::Pending => {
+                if !ctx.execute_pending_job() {
+                    return Err(GuestError::never_settled());
+                }
+            }
+            PromiseState::Resolved | PromiseState::Rejected => {
+                return match promise.result::<Value<'js>>() {
+                    Some(Ok(settled)) => Ok(settled),
+                    Some(Err(e)) => Err(GuestError::from_js(ctx, e)),
+                    None => Err(GuestError::internal("a settled Promise has no result")),
+                };
+            }
+        }
+    }
+}
+
+fn encode<'js>(ctx: &Ctx<'js>, value: Value<'js>) -> Result<Vec<u8>, GuestError> {
+    let type_name = value.type_name();
+    let is_undefined = value.is_undefined();
+    match ctx.json_stringify(value) {
+        Ok(Some(json)) => json
+            .to_string()
+            .map(String::into_bytes)
+            .map_err(|e| GuestError::internal(e.to_string())),
+        Ok(None) if is_undefined => Ok(b"null".to_vec()),
+        Ok(None) => Err(GuestError::not_serializable(format!(
+            "the function returned a {type_name}, which JSON cannot carry; return plain data (objects, arrays, strings, numbers, booleans, null)"
+        ))),
+        Err(e) => {
+            let detail = GuestError::from_js(ctx, e);
+            if detail.is_limit() {
+                return Err(detail);
+            }
+            Err(GuestError::not_serializable(format!(
+                "the result cannot be encoded as JSON: {}",
+                detail.message()
+            )))
+        }
+    }
+}

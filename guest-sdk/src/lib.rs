@@ -1,0 +1,200 @@
+//! The madrpc guest: a Javy plugin (QuickJS compiled to `wasm32-wasip1`)
+//! that speaks the madrpc guest ABI.
+//!
+//! # Build time
+//! `madrpc build` instantiates this plugin under Wizer and calls
+//! [`madrpc_init`]. It reads the script from WASI stdin (`name\nsource`),
+//! evaluates the prelude and the script once, and prints the registered
+//! method names to stdout as `{"methods": [...]}`; on failure it prints a
+//! JSON error to stderr and exits with status 1. Wizer then snapshots the
+//! initialized heap into a new module, so a call never parses or evaluates
+//! the script again.
+//!
+//! # Call time
+//! The host allocates one buffer with [`madrpc_alloc`], writes the method
+//! name followed by the params JSON into it, and calls [`madrpc_call`]. The
+//! returned pointer addresses three `u32`s: status (0 ok, 1 error), pointer
+//! and length of a JSON document (the result, or an error object with
+//! `kind`, `name`, `message` and optional `stack` and `methods`).
+//!
+//! Imports: `madrpc.console_write(stream, ptr, len)` plus WASI preview 1
+//! clocks and `random_get`. Nothing else.
+
+mod call;
+mod console;
+mod error;
+mod host;
+mod random;
+
+use crate::console::HostConsole;
+use crate::error::GuestError;
+use crate::host::ConsoleStream;
+use javy_plugin_api::javy::quickjs::{
+    Ctx, Object, Persistent, Value, context::EvalOptions, prelude::Func,
+};
+use javy_plugin_api::javy::{Config, Runtime};
+use std::alloc::{Layout, alloc};
+use std::cell::{OnceCell, RefCell};
+use std::io::{Read, Write};
+
+/// The JS half of the guest API (`madrpc.register`, console aliases).
+const PRELUDE: &str = include_str!("prelude.js");
+
+/// The initialized runtime and the registry of user functions; set once by
+/// [`madrpc_init`] and carried into every call by the snapshot.
+struct Guest {
+    runtime: Runtime,
+    registry: Persistent<Object<'static>>,
+}
+
+thread_local! {
+    static GUEST: OnceCell<Guest> = const { OnceCell::new() };
+    static OUTPUT: RefCell<(u32, Vec<u8>)> = const { RefCell::new((0, Vec::new())) };
+}
+
+static mut RET_AREA: [u32; 3] = [0; 3];
+
+/// Evaluates the user's script once, under Wizer. See the crate docs.
+#[unsafe(export_name = "madrpc_init")]
+pub extern "C" fn madrpc_init() {
+    match initialize() {
+        Ok(methods) => {
+            let manifest = serde_json::json!({ "methods": methods }).to_string();
+            let _ = std::io::stdout().write_all(manifest.as_bytes());
+            let _ = std::io::stdout().flush();
+        }
+        Err(error) => {
+            let _ = std::io::stderr().write_all(&error.to_json());
+            let _ = std::io::stderr().flush();
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Allocates `len` bytes for the host to write a call's input into.
+#[unsafe(export_name = "madrpc_alloc")]
+pub extern "C" fn madrpc_alloc(len: usize) -> *mut u8 {
+    match Layout::from_size_align(len.max(1), 1) {
+        // SAFETY: the layout has a non-zero size.
+        Ok(layout) => unsafe { alloc(layout) },
+        Err(_) => std::ptr::null_mut(),
+    }
+}
+
+/// Runs one call. See the crate docs for the layout of input and output.
+///
+/// # Safety
+/// `input` must point to `name_len + params_len` readable bytes.
+#[unsafe(export_name = "madrpc_call")]
+pub unsafe extern "C" fn madrpc_call(
+    input: *const u8,
+    name_len: usize,
+    params_len: usize,
+) -> *const u32 {
+    // SAFETY: guaranteed by the caller (the host wrote these bytes).
+    let input = unsafe { std::slice::from_raw_parts(input, name_len + params_len) };
+    let (name, params) = input.split_at(name_len);
+    let outcome = run_call(&String::from_utf8_lossy(name), params);
+    OUTPUT.with(|output| {
+        let mut output = output.borrow_mut();
+        *output = match outcome {
+            Ok(json) => (0, json),
+            Err(error) => (1, error.to_json()),
+        };
+        // SAFETY: single-threaded guest; the host reads RET_AREA right after
+        // this call returns, and OUTPUT lives until the instance is dropped.
+        unsafe {
+            RET_AREA = [output.0, output.1.as_ptr() as u32, output.1.len() as u32];
+            std::ptr::addr_of!(RET_AREA).cast()
+        }
+    })
+}
+
+fn run_call(method: &str, params: &[u8]) -> Result<Vec<u8>, GuestError> {
+    random::reset();
+    GUEST.with(|guest| {
+        let guest = guest
+            .get()
+            .ok_or_else(|| GuestError::internal("the module was not initialized by `madrpc build`"))?;
+        guest.runtime.context().with(|ctx| {
+            let registry = guest
+                .registry
+                .clone()
+                .restore(&ctx)
+                .map_err(|e| GuestError::from_js(&ctx, e))?;
+            call::dispatch(&ctx, &registry, method, params)
+        })
+    })
+}
+
+fn initialize() -> Result<Vec<String>, GuestError> {
+    let mut input = String::new();
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .map_err(|e| GuestError::internal(format!("reading the script: {e}")))?;
+    let (file_name, source) = input.split_once('\n').unwrap_or((input.as_str(), ""));
+
+    let mut config = Config::default();
+    config
+        .text_encoding(true)
+        // Leave 512 KiB of the 8 MiB shadow stack (see .cargo/config.toml)
+        // for native frames below QuickJS's own check.
+        .max_stack_size(7680 << 10)
+        .log_stream(Box::new(HostConsole(ConsoleStream::Log)))
+        .err_stream(Box::new(HostConsole(ConsoleStream::Error)));
+    let runtime =
+        Runtime::new(config).map_err(|e| GuestError::internal(format!("starting QuickJS: {e}")))?;
+
+    let (registry, methods) = runtime.context().with(|ctx| {
+        install_random(&ctx)?;
+        let registry: Object = eval(&ctx, PRELUDE, "madrpc:prelude", true)?;
+        eval::<Value>(&ctx, source, file_name, false)?;
+        while ctx.execute_pending_job() {}
+        let methods = call::method_names(&registry);
+        Ok::<_, GuestError>((Persistent::save(&ctx, registry), methods))
+    })?;
+    if methods.is_empty() {
+        return Err(GuestError::no_methods());
+    }
+
+    // Collect the garbage of the top-level run so it is not snapshotted,
+    // then let the collector run again only once a call has allocated a fair
+    // amount beyond the snapshot.
+    let quickjs = runtime.context().runtime();
+    quickjs.run_gc();
+    let heap = usize::try_from(quickjs.memory_usage().malloc_size).unwrap_or(0);
+    quickjs.set_gc_threshold(heap + heap / 2 + (8 << 20));
+    random::reset();
+
+    GUEST.with(|guest| {
+        guest
+            .set(Guest { runtime, registry })
+            .map_err(|_| GuestError::internal("madrpc_init ran twice"))
+    })?;
+    Ok(methods)
+}
+
+fn install_random(ctx: &Ctx<'_>) -> Result<(), GuestError> {
+    let math: Object = ctx
+        .globals()
+        .get("Math")
+        .map_err(|e| GuestError::from_js(ctx, e))?;
+    math.set("random", Func::from(random::next_f64))
+        .map_err(|e| GuestError::from_js(ctx, e))
+}
+
+fn eval<'js, V: javy_plugin_api::javy::quickjs::FromJs<'js>>(
+    ctx: &Ctx<'js>,
+    source: &str,
+    file_name: &str,
+    strict: bool,
+) -> Result<V, GuestError> {
+    let mut options = EvalOptions::default();
+    options.global = true;
+    options.strict = strict;
+    options.backtrace_barrier = true;
+    options.promise = false;
+    options.filename = Some(file_name.to_owned());
+    ctx.eval_with_options(source, options)
+        .map_err(|e| GuestError::from_js(ctx, e))
+}

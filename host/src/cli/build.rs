@@ -1,0 +1,38 @@
+//! `madrpc build script.js [-o script.wasm]`.
+
+use anyhow::Context;
+use clap::Args;
+use madrpc::build;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// Arguments of `madrpc build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The JavaScript file to build.
+    script: PathBuf,
+    /// Where to write the module (default: the script's path with `.wasm`).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+}
+
+/// Builds the script, writes the module and prints its path, size and
+/// methods.
+pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let built = build::build_file(&args.script)?;
+    let output = args
+        .output
+        .unwrap_or_else(|| args.script.with_extension("wasm"));
+    std::fs::write(&output, &built.wasm)
+        .with_context(|| format!("cannot write {}", output.display()))?;
+    println!(
+        "built {} ({}) in {:.2} s; methods: {}",
+        output.display(),
+        bytesize::ByteSize(built.wasm.len() as u64),
+        started.elapsed().as_secs_f64(),
+        built.manifest.methods.join(", ")
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,66 @@
+//! `madrpc run MODULE_OR_SCRIPT METHOD [JSON]`: one call, locally.
+
+use super::limits::LimitArgs;
+use anyhow::Context;
+use clap::Args;
+use madrpc::build;
+use madrpc::runtime::{CallError, Runtime, RuntimeConfig};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments of `madrpc run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A module built by `madrpc build`, or a `.js` script to build first.
+    module: PathBuf,
+    /// The registered function to call.
+    method: String,
+    /// The params as JSON: an array is spread as arguments, anything else is
+    /// the single argument. Omit for no argument.
+    params: Option<String>,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// Runs the call; prints the result on stdout, or the error on stderr and
+/// exits with status 1.
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let limits = args.limits.to_limits();
+    let runtime = Runtime::new(RuntimeConfig {
+        limits,
+        max_instances: 4,
+        ..RuntimeConfig::default()
+    })?;
+    let is_script = args
+        .module
+        .extension()
+        .is_some_and(|ext| ext.eq_ignore_ascii_case("js") || ext.eq_ignore_ascii_case("mjs"));
+    let module = if is_script {
+        let built = build::build_file(&args.module)?;
+        runtime.load(&built.wasm)
+    } else {
+        runtime.load_file(&args.module)
+    }
+    .with_context(|| format!("cannot load {}", args.module.display()))?;
+
+    let params = args.params.unwrap_or_default();
+    let report = runtime.call(&module, &args.method, params.as_bytes());
+    match report.result {
+        Ok(result) => {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(&result)?;
+            stdout.write_all(b"\n")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            if let CallError::Threw(exception) = &error
+                && let Some(stack) = &exception.stack
+            {
+                eprintln!("{}", stack.trim_end());
+            }
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

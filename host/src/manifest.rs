@@ -1,0 +1,122 @@
+//! The metadata a madrpc module carries in a custom section, so a host can
+//! recognize a module and list its methods without running guest code.
+
+use serde::{Deserialize, Serialize};
+
+/// Name of the custom section holding the JSON manifest.
+pub const SECTION_NAME: &str = "madrpc.manifest";
+
+/// Version of the guest ABI (exports, imports and their data layout). A host
+/// refuses modules built for another ABI instead of failing at call time.
+pub const ABI_VERSION: u32 = 1;
+
+/// What a module says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The guest ABI the module was built for.
+    pub abi: u32,
+    /// The script the module was built from (its file name, for messages).
+    pub script: String,
+    /// The registered function names, in registration order.
+    pub methods: Vec<String>,
+}
+
+/// Why a module's manifest could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The bytes are not a WebAssembly binary.
+    #[error("not a WebAssembly module: {0}")]
+    NotWasm(String),
+    /// A valid module, but not one `madrpc build` produced.
+    #[error(
+        "not a madrpc module (it has no `{SECTION_NAME}` section); build one with `madrpc build script.js`"
+    )]
+    Missing,
+    /// The section exists but does not decode.
+    #[error("the module's madrpc manifest is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl Manifest {
+    /// Appends this manifest to `wasm` as a custom section.
+    pub fn append_to(&self, wasm: &mut Vec<u8>) {
+        let payload = serde_json::to_vec(self).expect("a manifest always serializes");
+        let section = wasm_encoder::CustomSection {
+            name: SECTION_NAME.into(),
+            data: payload.into(),
+        };
+        wasm.push(wasm_encoder::SectionId::Custom as u8);
+        wasm_encoder::Encode::encode(&section, wasm);
+    }
+
+    /// Reads the manifest of a module, checking on the way that the bytes are
+    /// a WebAssembly binary.
+    pub fn read(wasm: &[u8]) -> Result<Manifest, ManifestError> {
+        if !wasmparser::Parser::is_core_wasm(wasm) {
+            return Err(ManifestError::NotWasm(
+                "it does not start with the WebAssembly magic number and version".into(),
+            ));
+        }
+        for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+            let payload = payload.map_err(|e| ManifestError::NotWasm(e.to_string()))?;
+            if let wasmparser::Payload::CustomSection(section) = payload
+                && section.name() == SECTION_NAME
+            {
+                return serde_json::from_slice(section.data())
+                    .map_err(|e| ManifestError::Corrupt(e.to_string()));
+            }
+        }
+        Err(ManifestError::Missing)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EMPTY_MODULE: &[u8] = b"\0asm\x01\0\0\0";
+
+    #[test]
+    fn round_trips_through_a_custom_section() {
+        let manifest = Manifest {
+            abi: ABI_VERSION,
+            script: "app.js".into(),
+            methods: vec!["add".into(), "echo".into()],
+        };
+        let mut wasm = EMPTY_MODULE.to_vec();
+        manifest.append_to(&mut wasm);
+        assert_eq!(Manifest::read(&wasm).unwrap(), manifest);
+    }
+
+    #[test]
+    fn a_plain_module_is_not_a_madrpc_module() {
+        assert!(matches!(
+            Manifest::read(EMPTY_MODULE),
+            Err(ManifestError::Missing)
+        ));
+    }
+
+    #[test]
+    fn text_is_not_wasm() {
+        assert!(matches!(
+            Manifest::read(b"console.log(1)"),
+            Err(ManifestError::NotWasm(_))
+        ));
+    }
+
+    #[test]
+    fn a_truncated_module_is_reported() {
+        let mut wasm = EMPTY_MODULE.to_vec();
+        Manifest {
+            abi: 1,
+            script: "a.js".into(),
+            methods: vec!["x".into()],
+        }
+        .append_to(&mut wasm);
+        wasm.truncate(wasm.len() - 3);
+        assert!(matches!(
+            Manifest::read(&wasm),
+            Err(ManifestError::NotWasm(_))
+        ));
+    }
+}

@@ -1,0 +1,81 @@
+//! The on-disk cache of compiled modules (`.cwasm`), so a module is compiled
+//! by Cranelift once per machine and engine configuration, not per start.
+
+use sha2::{Digest, Sha256};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+use wasmtime::{Engine, Module};
+
+/// A directory of precompiled modules keyed by module content and engine.
+#[derive(Debug, Clone)]
+pub struct ModuleCache {
+    dir: PathBuf,
+}
+
+impl ModuleCache {
+    /// A cache in `dir` (created on first store).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The default location: `$MADRPC_CACHE_DIR`, else
+    /// `$XDG_CACHE_HOME/madrpc/modules`, else `~/.cache/madrpc/modules`.
+    pub fn default_location() -> Option<PathBuf> {
+        if let Some(dir) = std::env::var_os("MADRPC_CACHE_DIR") {
+            return Some(PathBuf::from(dir));
+        }
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))?;
+        Some(base.join("madrpc").join("modules"))
+    }
+
+    /// Returns the compiled form of `wasm`, from the cache when a valid entry
+    /// exists, else compiling it and storing the result. A cache that cannot
+    /// be read or written only costs a compilation.
+    pub fn load_or_compile(&self, engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Module> {
+        let path = self.dir.join(format!("{}.cwasm", cache_key(engine, wasm)));
+        if path.exists() {
+            // SAFETY: entries are written only by `store` below from
+            // `Module::serialize` of this engine configuration (the key covers
+            // it); Wasmtime checks the header and version on load.
+            match unsafe { Module::deserialize_file(engine, &path) } {
+                Ok(module) => return Ok(module),
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), %error, "ignoring unusable cached module");
+                }
+            }
+        }
+        let module = Module::new(engine, wasm)?;
+        if let Err(error) = self.store(&path, &module) {
+            tracing::warn!(dir = %self.dir.display(), %error, "could not cache the compiled module");
+        }
+        Ok(module)
+    }
+
+    fn store(&self, path: &Path, module: &Module) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let bytes = module.serialize().map_err(|e| anyhow::anyhow!("{e}"))?;
+        // Write then rename, so a concurrent reader never sees half a file.
+        let partial = path.with_extension(format!("partial-{}", std::process::id()));
+        std::fs::write(&partial, bytes)?;
+        std::fs::rename(&partial, path)?;
+        Ok(())
+    }
+}
+
+/// Hex SHA-256 over the Wasmtime version, the engine's compatibility hash
+/// and the module bytes.
+fn cache_key(engine: &Engine, wasm: &[u8]) -> String {
+    let mut engine_hasher = DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut engine_hasher);
+    let mut digest = Sha256::new();
+    digest.update(env!("CARGO_PKG_VERSION").as_bytes());
+    digest.update(engine_hasher.finish().to_le_bytes());
+    digest.update(wasm);
+    digest
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}

@@ -1,0 +1,247 @@
+//! One call: a fresh instance, the guest ABI in and out, and the mapping of
+//! every way it can end onto a [`CallError`].
+
+use super::console::ConsoleOutput;
+use super::engine;
+use super::error::{CallError, GuestException};
+use super::limits::Limits;
+use super::module::LoadedModule;
+use super::state::CallState;
+use serde::Deserialize;
+use std::time::{Duration, Instant};
+use wasmtime::{Engine, Extern, Instance, Memory, Store, Trap, TypedFunc};
+
+/// What a call produced, whatever its outcome.
+#[derive(Debug)]
+pub struct CallReport {
+    /// The JSON result, or why there is none.
+    pub result: Result<Vec<u8>, CallError>,
+    /// The call's console output.
+    pub console: ConsoleOutput,
+    /// Fuel the call consumed.
+    pub fuel_used: u64,
+    /// Wall-clock time from instantiation to result.
+    pub elapsed: Duration,
+}
+
+/// The guest's error object (see `guest-sdk/src/error.rs`).
+#[derive(Deserialize)]
+struct GuestErrorJson {
+    kind: String,
+    name: String,
+    message: String,
+    #[serde(default)]
+    stack: Option<String>,
+    #[serde(default)]
+    methods: Vec<String>,
+}
+
+pub(crate) fn run(
+    engine: &Engine,
+    module: &LoadedModule,
+    method: &str,
+    params: &[u8],
+    limits: &Limits,
+) -> CallReport {
+    let started = Instant::now();
+    let mut store = Store::new(
+        engine,
+        CallState::new(limits.memory_bytes, limits.max_console_bytes),
+    );
+    store.limiter(|state| &mut state.limiter);
+    let mut result = prepare(&mut store, limits)
+        .and_then(|()| invoke(&mut store, module, method, params, limits));
+    // A breach ends the call even when the guest caught the failure it
+    // caused (QuickJS turns a refused allocation into a catchable error).
+    if store.data().limiter.hit && !matches!(result, Err(CallError::FuelExhausted { .. } | CallError::DeadlineExceeded { .. })) {
+        result = Err(CallError::MemoryExceeded {
+            limit: limits.memory_bytes,
+        });
+    }
+    let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+    let console = store.into_data().console.finish();
+    CallReport {
+        result,
+        console,
+        fuel_used,
+        elapsed: started.elapsed(),
+    }
+}
+
+fn prepare(store: &mut Store<CallState>, limits: &Limits) -> Result<(), CallError> {
+    store
+        .set_fuel(limits.fuel)
+        .map_err(|e| CallError::Internal(e.to_string()))?;
+    store.set_epoch_deadline(engine::ticks_for(limits.deadline));
+    store.epoch_deadline_trap();
+    Ok(())
+}
+
+fn invoke(
+    store: &mut Store<CallState>,
+    module: &LoadedModule,
+    method: &str,
+    params: &[u8],
+    limits: &Limits,
+) -> Result<Vec<u8>, CallError> {
+    if params.len() > limits.max_params_bytes {
+        return Err(CallError::ParamsTooLarge {
+            size: params.len(),
+            limit: limits.max_params_bytes,
+        });
+    }
+    if !module.manifest.methods.iter().any(|m| m == method) {
+        return Err(CallError::MethodNotFound {
+            method: method.to_owned(),
+            available: module.manifest.methods.clone(),
+        });
+    }
+
+    let instance = module
+        .pre
+        .instantiate(&mut *store)
+        .map_err(|e| classify(e, store, limits))?;
+    let memory = export(&instance, store, &module.exports.memory)?
+        .into_memory()
+        .ok_or_else(|| CallError::Internal("`memory` is not a memory".into()))?;
+    let alloc: TypedFunc<u32, u32> = typed(&instance, store, &module.exports.alloc)?;
+    let call: TypedFunc<(u32, u32, u32), u32> = typed(&instance, store, &module.exports.call)?;
+
+    let name_len = u32::try_from(method.len()).map_err(|_| CallError::InvalidParams("method name too long".into()))?;
+    let params_len = u32::try_from(params.len()).map_err(|_| CallError::ParamsTooLarge {
+        size: params.len(),
+        limit: limits.max_params_bytes,
+    })?;
+    let input = alloc
+        .call(&mut *store, name_len + params_len)
+        .map_err(|e| classify(e, store, limits))?;
+    if input == 0 {
+        return Err(CallError::MemoryExceeded {
+            limit: limits.memory_bytes,
+        });
+    }
+    write(&memory, store, input, method.as_bytes())?;
+    write(&memory, store, input + name_len, params)?;
+
+    let ret = call
+        .call(&mut *store, (input, name_len, params_len))
+        .map_err(|e| classify(e, store, limits))?;
+    let ret_area = read(&memory, store, ret, 12)?;
+    let word = |i: usize| u32::from_le_bytes([ret_area[i], ret_area[i + 1], ret_area[i + 2], ret_area[i + 3]]);
+    let (status, ptr, len) = (word(0), word(4), word(8));
+    if status == 0 && len as usize > limits.max_result_bytes {
+        return Err(CallError::ResultTooLarge {
+            size: len as usize,
+            limit: limits.max_result_bytes,
+        });
+    }
+    let payload = read(&memory, store, ptr, len as usize)?;
+    match status {
+        0 => Ok(payload),
+        1 => Err(guest_error(&payload, method, store, limits)),
+        other => Err(CallError::Internal(format!("unknown guest status {other}"))),
+    }
+}
+
+fn export(
+    instance: &Instance,
+    store: &mut Store<CallState>,
+    index: &wasmtime::ModuleExport,
+) -> Result<Extern, CallError> {
+    instance
+        .get_module_export(&mut *store, index)
+        .ok_or_else(|| CallError::Internal("a guest ABI export is missing".into()))
+}
+
+fn typed<P, R>(
+    instance: &Instance,
+    store: &mut Store<CallState>,
+    index: &wasmtime::ModuleExport,
+) -> Result<TypedFunc<P, R>, CallError>
+where
+    P: wasmtime::WasmParams,
+    R: wasmtime::WasmResults,
+{
+    export(instance, store, index)?
+        .into_func()
+        .ok_or_else(|| CallError::Internal("a guest ABI export is not a function".into()))?
+        .typed(&*store)
+        .map_err(|e| CallError::Internal(format!("guest ABI export has the wrong type: {e}")))
+}
+
+fn write(memory: &Memory, store: &mut Store<CallState>, at: u32, bytes: &[u8]) -> Result<(), CallError> {
+    memory
+        .write(&mut *store, at as usize, bytes)
+        .map_err(|_| CallError::Internal("the guest returned an out-of-bounds buffer".into()))
+}
+
+fn read(memory: &Memory, store: &Store<CallState>, at: u32, len: usize) -> Result<Vec<u8>, CallError> {
+    let start = at as usize;
+    memory
+        .data(store)
+        .get(start..start.saturating_add(len))
+        .map(<[u8]>::to_vec)
+        .ok_or_else(|| CallError::Internal("the guest returned an out-of-bounds buffer".into()))
+}
+
+/// Maps an error object reported by the guest onto a [`CallError`].
+fn guest_error(
+    payload: &[u8],
+    method: &str,
+    store: &Store<CallState>,
+    limits: &Limits,
+) -> CallError {
+    let error: GuestErrorJson = match serde_json::from_slice(payload) {
+        Ok(error) => error,
+        Err(e) => return CallError::Internal(format!("undecodable guest error: {e}")),
+    };
+    match error.kind.as_str() {
+        "method_not_found" => CallError::MethodNotFound {
+            method: method.to_owned(),
+            available: error.methods,
+        },
+        "invalid_params" => CallError::InvalidParams(error.message),
+        "not_serializable" => CallError::NotSerializable(error.message),
+        "never_settled" => CallError::NeverSettled,
+        "stack_overflow" => CallError::StackOverflow,
+        "out_of_memory" => CallError::MemoryExceeded {
+            limit: limits.memory_bytes,
+        },
+        _ if store.data().limiter.hit => CallError::MemoryExceeded {
+            limit: limits.memory_bytes,
+        },
+        "threw" => CallError::Threw(GuestException {
+            name: error.name,
+            message: error.message,
+            stack: error.stack,
+        }),
+        _ => CallError::GuestCrashed(error.message),
+    }
+}
+
+/// Classifies a trap or host error. The trap code is read before anything
+/// wraps the error, and limits take precedence over their symptoms (an
+/// allocation failure after the memory cap was hit is the memory limit).
+fn classify(error: wasmtime::Error, store: &Store<CallState>, limits: &Limits) -> CallError {
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => {
+            return CallError::FuelExhausted { limit: limits.fuel };
+        }
+        Some(Trap::Interrupt) => {
+            return CallError::DeadlineExceeded {
+                limit: limits.deadline,
+            };
+        }
+        Some(Trap::StackOverflow) => return CallError::StackOverflow,
+        _ => {}
+    }
+    if store.data().limiter.hit {
+        return CallError::MemoryExceeded {
+            limit: limits.memory_bytes,
+        };
+    }
+    if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return CallError::GuestCrashed(format!("the guest exited with status {}", exit.0));
+    }
+    CallError::GuestCrashed(format!("{error:#}"))
+}

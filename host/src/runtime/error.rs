@@ -1,0 +1,164 @@
+//! The errors of loading modules and of running calls.
+
+use crate::manifest::ManifestError;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// Why a module could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The module file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file that was read.
+        path: String,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// Not a madrpc module, or a damaged one.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// Built for a guest ABI this host does not speak.
+    #[error(
+        "the module was built for guest ABI {found}, this madrpc speaks ABI {expected}; rebuild it with this version's `madrpc build`"
+    )]
+    AbiMismatch {
+        /// The module's ABI.
+        found: u32,
+        /// This host's ABI.
+        expected: u32,
+    },
+    /// Wasmtime rejected the module (invalid code, missing exports, unknown
+    /// imports).
+    #[error("the module cannot be used: {0}")]
+    Invalid(String),
+}
+
+/// A thrown JavaScript error as the guest reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct GuestException {
+    /// The error's `name` (`TypeError`, or `Error` for thrown non-errors).
+    pub name: String,
+    /// The error's `message`.
+    pub message: String,
+    /// The JS stack with `file:line:column` frames, when there was one.
+    #[serde(default)]
+    pub stack: Option<String>,
+}
+
+/// Why a call did not produce a result. Each limit has its own variant so a
+/// caller can tell the user which one was hit and what to change.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    /// No function is registered under that name.
+    #[error("no function is registered as '{method}'; available: {}", .available.join(", "))]
+    MethodNotFound {
+        /// The name asked for.
+        method: String,
+        /// The names that exist.
+        available: Vec<String>,
+    },
+    /// The params are not valid JSON.
+    #[error("invalid params: {0}")]
+    InvalidParams(String),
+    /// The params exceed the size limit.
+    #[error("params are {size} bytes, over the limit of {limit} bytes")]
+    ParamsTooLarge {
+        /// Size of the params.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The function threw (or its Promise rejected).
+    #[error("{}: {}", .0.name, .0.message)]
+    Threw(GuestException),
+    /// The CPU budget ran out.
+    #[error("the call used up its fuel (CPU budget of {limit} units); raise the fuel limit or do less work per call")]
+    FuelExhausted {
+        /// The budget.
+        limit: u64,
+    },
+    /// Linear memory would have grown past the cap.
+    #[error("the call exceeded its memory limit of {limit} bytes")]
+    MemoryExceeded {
+        /// The cap.
+        limit: usize,
+    },
+    /// The wall-clock deadline passed.
+    #[error("the call exceeded its deadline of {} ms", .limit.as_millis())]
+    DeadlineExceeded {
+        /// The deadline.
+        limit: Duration,
+    },
+    /// Recursion too deep for the guest's stack.
+    #[error("stack overflow: the call recursed too deeply")]
+    StackOverflow,
+    /// The result exceeds the size limit.
+    #[error("the result is {size} bytes, over the limit of {limit} bytes")]
+    ResultTooLarge {
+        /// Size of the result.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The result has no JSON form (a function, a BigInt, a cycle).
+    #[error("{0}")]
+    NotSerializable(String),
+    /// The returned Promise can never settle.
+    #[error("the function returned a Promise that can never settle")]
+    NeverSettled,
+    /// The guest stopped abnormally for a reason that is none of the above.
+    #[error("the guest stopped abnormally: {0}")]
+    GuestCrashed(String),
+    /// A failure of the host itself.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl CallError {
+    /// A stable, machine-readable name of the error, used in logs and in the
+    /// `data.kind` of JSON-RPC errors.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallError::MethodNotFound { .. } => "method_not_found",
+            CallError::InvalidParams(_) => "invalid_params",
+            CallError::ParamsTooLarge { .. } => "params_too_large",
+            CallError::Threw(_) => "guest_threw",
+            CallError::FuelExhausted { .. } => "fuel_exhausted",
+            CallError::MemoryExceeded { .. } => "memory_exceeded",
+            CallError::DeadlineExceeded { .. } => "deadline_exceeded",
+            CallError::StackOverflow => "stack_overflow",
+            CallError::ResultTooLarge { .. } => "result_too_large",
+            CallError::NotSerializable(_) => "not_serializable",
+            CallError::NeverSettled => "never_settled",
+            CallError::GuestCrashed(_) => "guest_crashed",
+            CallError::Internal(_) => "internal",
+        }
+    }
+
+    /// Structured details for clients: always `kind`, plus what the variant
+    /// knows (the limit that was hit, the JS stack, the available methods).
+    pub fn data(&self) -> Value {
+        let mut data = json!({ "kind": self.kind() });
+        match self {
+            CallError::MethodNotFound { available, .. } => data["available"] = json!(available),
+            CallError::Threw(exception) => {
+                data["name"] = json!(exception.name);
+                data["message"] = json!(exception.message);
+                if let Some(stack) = &exception.stack {
+                    data["stack"] = json!(stack);
+                }
+            }
+            CallError::FuelExhausted { limit } => data["limit"] = json!(limit),
+            CallError::MemoryExceeded { limit } => data["limit_bytes"] = json!(limit),
+            CallError::DeadlineExceeded { limit } => data["limit_ms"] = json!(limit.as_millis()),
+            CallError::ParamsTooLarge { size, limit } | CallError::ResultTooLarge { size, limit } => {
+                data["size"] = json!(size);
+                data["limit_bytes"] = json!(limit);
+            }
+            _ => {}
+        }
+        data
+    }
+}

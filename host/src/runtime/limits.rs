@@ -1,0 +1,40 @@
+//! Per-call resource limits.
+
+use std::time::Duration;
+
+/// The hard limits every call runs under. A call that breaches one ends with
+/// its own typed error; the runtime serves the next call normally.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// CPU budget in Wasmtime fuel units (about one per Wasm instruction).
+    /// The default, 5 billion, is a few seconds of QuickJS work on a current
+    /// core: ample for real functions, finite for runaway loops.
+    pub fuel: u64,
+    /// Cap on the instance's linear memory in bytes. The default, 128 MiB,
+    /// holds the snapshot of a large script (a 1 MB script snapshots to about
+    /// 12 MB) with plenty left for the call's own data.
+    pub memory_bytes: usize,
+    /// Wall-clock deadline of the call, enforced by epoch interruption; it
+    /// also bounds time spent waiting on the host. Default 10 s.
+    pub deadline: Duration,
+    /// Largest params document accepted, in bytes. Default 4 MiB.
+    pub max_params_bytes: usize,
+    /// Largest result document returned, in bytes. Default 4 MiB.
+    pub max_result_bytes: usize,
+    /// Console output kept per call, in bytes; output past it is dropped and
+    /// counted. Default 64 KiB.
+    pub max_console_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            fuel: 5_000_000_000,
+            memory_bytes: 128 << 20,
+            deadline: Duration::from_secs(10),
+            max_params_bytes: 4 << 20,
+            max_result_bytes: 4 << 20,
+            max_console_bytes: 64 << 10,
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! The sandboxed runtime: loads madrpc modules and runs every call in a
+//! fresh Wasm instance under fuel, memory and deadline limits.
+//!
+//! Nothing outside this module names a Wasmtime type.
+
+mod cache;
+mod call;
+mod console;
+mod engine;
+mod error;
+mod limits;
+mod module;
+mod preinit;
+mod stack;
+mod state;
+
+pub use cache::ModuleCache;
+pub use call::CallReport;
+pub use console::{ConsoleLine, ConsoleOutput, ConsoleStream};
+pub use error::{CallError, GuestException, LoadError};
+pub use limits::Limits;
+pub use module::LoadedModule;
+pub use preinit::{PreinitError, Preinitialized, preinitialize};
+pub use stack::CALL_THREAD_STACK_BYTES;
+
+use engine::EpochTicker;
+use state::CallState;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use wasmtime::{Engine, Linker};
+
+/// How a [`Runtime`] is set up.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// The limits calls run under unless a call names its own.
+    pub limits: Limits,
+    /// How many calls may hold an instance at once (pooled slots).
+    pub max_instances: u32,
+    /// Where compiled modules are cached; `None` compiles on every load.
+    pub cache: Option<ModuleCache>,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            max_instances: 256,
+            cache: ModuleCache::default_location().map(ModuleCache::new),
+        }
+    }
+}
+
+/// The engine, the linker with the host functions, and the epoch ticker.
+/// One per process; share it between threads.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<CallState>,
+    config: RuntimeConfig,
+    next_call: AtomicU64,
+    _ticker: EpochTicker,
+}
+
+/// Why a runtime could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start the Wasm runtime: {0}")]
+pub struct StartError(String);
+
+impl Runtime {
+    /// Creates the engine (pooling allocator sized by `config`) and starts
+    /// the epoch ticker.
+    pub fn new(config: RuntimeConfig) -> Result<Self, StartError> {
+        let engine = engine::build(config.max_instances, config.limits.memory_bytes)
+            .map_err(|e| StartError(format!("{e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        state::link(&mut linker).map_err(|e| StartError(format!("{e:#}")))?;
+        let ticker = EpochTicker::start(&engine).map_err(|e| StartError(e.to_string()))?;
+        Ok(Self {
+            engine,
+            linker,
+            config,
+            next_call: AtomicU64::new(1),
+            _ticker: ticker,
+        })
+    }
+
+    /// The limits calls run under by default.
+    pub fn limits(&self) -> &Limits {
+        &self.config.limits
+    }
+
+    /// Loads a module file (see [`Runtime::load`]).
+    pub fn load_file(&self, path: &Path) -> Result<LoadedModule, LoadError> {
+        let wasm = std::fs::read(path).map_err(|source| LoadError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        self.load(&wasm)
+    }
+
+    /// Checks that `wasm` is a madrpc module for this ABI, compiles it (or
+    /// takes it from the cache) and links it.
+    pub fn load(&self, wasm: &[u8]) -> Result<LoadedModule, LoadError> {
+        let manifest = module::check_manifest(wasm)?;
+        let compiled = match &self.config.cache {
+            Some(cache) => cache.load_or_compile(&self.engine, wasm),
+            None => wasmtime::Module::new(&self.engine, wasm),
+        }
+        .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        let exports = module::GuestExports::resolve(&compiled)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&compiled)
+            .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        Ok(LoadedModule {
+            manifest,
+            pre,
+            exports,
+        })
+    }
+
+    /// Runs `method` with the JSON `params` (empty for none) in a fresh
+    /// instance under the default limits.
+    pub fn call(&self, module: &LoadedModule, method: &str, params: &[u8]) -> CallReport {
+        self.call_with_limits(module, method, params, &self.config.limits)
+    }
+
+    /// Like [`Runtime::call`] with explicit limits. A memory cap above the
+    /// runtime's own is lowered to it (the pool's slots are that large).
+    pub fn call_with_limits(
+        &self,
+        module: &LoadedModule,
+        method: &str,
+        params: &[u8],
+        limits: &Limits,
+    ) -> CallReport {
+        let call_id = self.next_call.fetch_add(1, Ordering::Relaxed);
+        let mut limits = limits.clone();
+        limits.memory_bytes = limits.memory_bytes.min(self.config.limits.memory_bytes);
+        let report =
+            stack::with_room(|| call::run(&self.engine, module, method, params, &limits));
+        log_report(call_id, method, &report);
+        report
+    }
+}
+
+/// Sends a call's console output and outcome to the host's log, tagged with
+/// the call.
+fn log_report(call_id: u64, method: &str, report: &CallReport) {
+    for line in &report.console.lines {
+        match line.stream {
+            ConsoleStream::Log => {
+                tracing::info!(target: "madrpc::console", call = call_id, method, "{}", line.text)
+            }
+            ConsoleStream::Error => {
+                tracing::warn!(target: "madrpc::console", call = call_id, method, "{}", line.text)
+            }
+        }
+    }
+    if report.console.dropped_bytes > 0 {
+        tracing::warn!(
+            target: "madrpc::console",
+            call = call_id,
+            method,
+            dropped_bytes = report.console.dropped_bytes,
+            "console output over the per-call limit was dropped"
+        );
+    }
+    match &report.result {
+        Ok(_) => tracing::debug!(call = call_id, method, fuel = report.fuel_used, elapsed_us = report.elapsed.as_micros() as u64, "call ok"),
+        Err(error) => tracing::debug!(call = call_id, method, kind = error.kind(), %error, "call failed"),
+    }
+}

@@ -1,0 +1,156 @@
+//! Build-time pre-initialization: run the plugin's init function over a
+//! script under Wizer and snapshot the initialized heap into a new module.
+//!
+//! The run is deterministic (fixed clocks, seeded randomness), so the same
+//! script always gives byte-identical output, and bounded (fuel and memory),
+//! so a top-level infinite loop or memory bomb fails the build instead of
+//! hanging it.
+
+use super::error::CallError;
+use super::state::{self, CallState};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use std::time::Duration;
+use wasmtime::{Config, Engine, Linker, Store, Trap};
+use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtxBuilder};
+
+/// CPU budget for a script's top level, in fuel units.
+const TOP_LEVEL_FUEL: u64 = 50_000_000_000;
+/// Memory cap for a script's top level.
+const TOP_LEVEL_MEMORY: usize = 1 << 30;
+/// Cap on what the init function may print (manifest, error, console).
+const OUTPUT_LIMIT: usize = 4 << 20;
+/// The wall clock a script's top level sees: 2025-01-01T00:00:00Z.
+const BUILD_TIME: Duration = Duration::from_secs(1_735_689_600);
+
+/// A pre-initialized module with what the init function printed.
+pub struct Preinitialized {
+    /// The snapshotted module.
+    pub wasm: Vec<u8>,
+    /// What the init function wrote to stdout (the method list as JSON).
+    pub stdout: Vec<u8>,
+    /// The console output of the script's top level.
+    pub console: super::ConsoleOutput,
+}
+
+/// Why pre-initialization failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PreinitError {
+    /// The init function reported an error (its JSON error object).
+    #[error("the script failed to initialize")]
+    Guest {
+        /// The guest's JSON error object from stderr.
+        report: Vec<u8>,
+        /// Console output before the failure.
+        console: super::ConsoleOutput,
+    },
+    /// The top level hit a resource limit.
+    #[error("its top level stopped: {0}")]
+    Limit(CallError),
+    /// Wasmtime or Wizer failed.
+    #[error("pre-initialization failed: {0}")]
+    Internal(String),
+}
+
+/// Runs `plugin`'s `madrpc_init` over `source` and snapshots the result.
+pub fn preinitialize(
+    plugin: &[u8],
+    script_name: &str,
+    source: &str,
+) -> Result<Preinitialized, PreinitError> {
+    let internal = |e: wasmtime::Error| PreinitError::Internal(format!("{e:#}"));
+    let mut config = Config::new();
+    config
+        .consume_fuel(true)
+        .max_wasm_stack(super::stack::WASM_STACK_BYTES)
+        .async_stack_size(super::stack::CALL_THREAD_STACK_BYTES);
+    let engine = Engine::new(&config).map_err(internal)?;
+
+    let stdout = MemoryOutputPipe::new(OUTPUT_LIMIT);
+    let stderr = MemoryOutputPipe::new(OUTPUT_LIMIT);
+    let mut state = CallState::new(TOP_LEVEL_MEMORY, OUTPUT_LIMIT);
+    state.wasi = WasiCtxBuilder::new()
+        .stdin(MemoryInputPipe::new(format!("{script_name}\n{source}")))
+        .stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .wall_clock(FixedClock)
+        .monotonic_clock(FixedClock)
+        .secure_random(StdRng::seed_from_u64(0))
+        .insecure_random(StdRng::seed_from_u64(1))
+        .insecure_random_seed(0)
+        .build_p1();
+    let mut store = Store::new(&engine, state);
+    store.limiter(|state| &mut state.limiter);
+    store.set_fuel(TOP_LEVEL_FUEL).map_err(internal)?;
+
+    let mut linker = Linker::new(&engine);
+    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut CallState| &mut state.wasi)
+        .map_err(internal)?;
+    state::link_host_functions(&mut linker).map_err(internal)?;
+
+    let executor = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| PreinitError::Internal(e.to_string()))?;
+    let mut wizer = wasmtime_wizer::Wizer::new();
+    wizer.init_func("madrpc_init");
+    let outcome = executor.block_on(wizer.run(&mut store, plugin, async |store, module| {
+        linker.instantiate_async(store, module).await
+    }));
+
+    let limit_hit = store.data().limiter.hit;
+    let console = store.into_data().console.finish();
+    match outcome {
+        Ok(wasm) => Ok(Preinitialized {
+            wasm,
+            stdout: stdout.contents().to_vec(),
+            console,
+        }),
+        Err(error) => {
+            let report = stderr.contents().to_vec();
+            match error.downcast_ref::<Trap>() {
+                Some(Trap::OutOfFuel) => {
+                    return Err(PreinitError::Limit(CallError::FuelExhausted {
+                        limit: TOP_LEVEL_FUEL,
+                    }));
+                }
+                Some(Trap::StackOverflow) => {
+                    return Err(PreinitError::Limit(CallError::StackOverflow));
+                }
+                _ => {}
+            }
+            if limit_hit {
+                return Err(PreinitError::Limit(CallError::MemoryExceeded {
+                    limit: TOP_LEVEL_MEMORY,
+                }));
+            }
+            if !report.is_empty() {
+                return Err(PreinitError::Guest { report, console });
+            }
+            Err(internal(error))
+        }
+    }
+}
+
+/// A clock that always reads [`BUILD_TIME`], so builds are reproducible.
+struct FixedClock;
+
+impl HostWallClock for FixedClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+
+    fn now(&self) -> Duration {
+        BUILD_TIME
+    }
+}
+
+impl HostMonotonicClock for FixedClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+
+    fn now(&self) -> u64 {
+        0
+    }
+}

@@ -1,0 +1,94 @@
+//! What a call's Wasmtime store holds: a capability-free WASI context, the
+//! memory limiter and the console capture.
+
+use super::console::{ConsoleCapture, ConsoleStream};
+use wasmtime::{Caller, Linker, ResourceLimiter};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::p1::WasiP1Ctx;
+
+/// Per-call store data.
+pub(crate) struct CallState {
+    pub(crate) wasi: WasiP1Ctx,
+    pub(crate) limiter: MemoryLimiter,
+    pub(crate) console: ConsoleCapture,
+}
+
+impl CallState {
+    pub(crate) fn new(memory_bytes: usize, console_bytes: usize) -> Self {
+        Self {
+            // No preopened directories, no environment, no arguments, no
+            // network, closed stdin and discarded stdout/stderr: the guest
+            // gets clocks and randomness and nothing else.
+            wasi: WasiCtxBuilder::new().build_p1(),
+            limiter: MemoryLimiter {
+                limit: memory_bytes,
+                hit: false,
+            },
+            console: ConsoleCapture::new(console_bytes),
+        }
+    }
+}
+
+/// Refuses linear-memory growth past the call's cap and remembers that it
+/// did, so the failure it causes inside the guest (an allocation that
+/// returns null, an abort) is reported as the memory limit.
+pub(crate) struct MemoryLimiter {
+    pub(crate) limit: usize,
+    pub(crate) hit: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // QuickJS never grows its function table; refuse runaway growth.
+        Ok(desired <= 1 << 16)
+    }
+}
+
+/// Links everything a guest may import: WASI preview 1 (capability-free as
+/// configured above) and the `madrpc` host functions.
+pub(crate) fn link(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p1::add_to_linker_sync(linker, |state: &mut CallState| &mut state.wasi)?;
+    link_host_functions(linker)
+}
+
+/// Links the `madrpc` host functions alone.
+pub(crate) fn link_host_functions(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    linker.func_wrap(
+        "madrpc",
+        "console_write",
+        |mut caller: Caller<'_, CallState>, stream: i32, ptr: u32, len: u32| -> wasmtime::Result<()> {
+            let stream = ConsoleStream::from_abi(stream)
+                .ok_or_else(|| wasmtime::format_err!("unknown console stream {stream}"))?;
+            let memory = caller
+                .get_export("memory")
+                .and_then(|export| export.into_memory())
+                .ok_or_else(|| wasmtime::format_err!("the guest exports no memory"))?;
+            let (data, state) = memory.data_and_store_mut(&mut caller);
+            let start = ptr as usize;
+            let bytes = data
+                .get(start..start.saturating_add(len as usize))
+                .ok_or_else(|| wasmtime::format_err!("console write out of bounds"))?;
+            state.console.write(stream, bytes);
+            Ok(())
+        },
+    )?;
+    Ok(())
+}
