@@ -9,13 +9,19 @@ fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let guest_dir = manifest_dir.join("../guest-sdk");
     for watched in ["src", "Cargo.toml", "Cargo.lock"] {
-        println!("cargo:rerun-if-changed={}", guest_dir.join(watched).display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            guest_dir.join(watched).display()
+        );
     }
     println!("cargo:rerun-if-env-changed=MADRPC_PLUGIN_WASM");
 
     // A prebuilt plugin can be supplied (for example by a packager).
     if let Some(prebuilt) = env::var_os("MADRPC_PLUGIN_WASM") {
-        println!("cargo:rustc-env=MADRPC_PLUGIN_WASM={}", Path::new(&prebuilt).display());
+        println!(
+            "cargo:rustc-env=MADRPC_PLUGIN_WASM={}",
+            Path::new(&prebuilt).display()
+        );
         return;
     }
 
@@ -29,7 +35,13 @@ fn main() {
     let mut command = Command::new(cargo);
     command
         .current_dir(&guest_dir)
-        .args(["build", "--release", "--locked", "--target", "wasm32-wasip1"])
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            "wasm32-wasip1",
+        ])
         .env("CARGO_TARGET_DIR", &guest_target)
         // QuickJS (rquickjs-sys) is C: build it with Debian's clang and
         // wasi-libc. Clang 14 knows the WASI headers by the old triple.
@@ -37,7 +49,10 @@ fn main() {
         .env("CC_wasm32_wasip1", "clang-14")
         .env("AR_wasm32_wasip1", "llvm-ar-14")
         .env("CFLAGS_wasm32_wasip1", "--target=wasm32-wasi")
-        .env("BINDGEN_EXTRA_CLANG_ARGS_wasm32_wasip1", "--target=wasm32-wasi");
+        .env(
+            "BINDGEN_EXTRA_CLANG_ARGS_wasm32_wasip1",
+            "--target=wasm32-wasi",
+        );
     // Settings meant for the host build must not leak into the guest build.
     for leaked in [
         "RUSTC_WRAPPER",

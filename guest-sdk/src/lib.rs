@@ -113,9 +113,9 @@ pub unsafe extern "C" fn madrpc_call(
 fn run_call(method: &str, params: &[u8]) -> Result<Vec<u8>, GuestError> {
     random::reset();
     GUEST.with(|guest| {
-        let guest = guest
-            .get()
-            .ok_or_else(|| GuestError::internal("the module was not initialized by `madrpc build`"))?;
+        let guest = guest.get().ok_or_else(|| {
+            GuestError::internal("the module was not initialized by `madrpc build`")
+        })?;
         guest.runtime.context().with(|ctx| {
             let registry = guest
                 .registry

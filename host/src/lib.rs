@@ -4,8 +4,16 @@
 //! - [`build`] turns a script into a pre-initialized module.
 //! - [`runtime`] loads modules and runs every call in a fresh instance.
 //! - [`manifest`] is the metadata a module carries about itself.
+//! - [`node`] serves calls over HTTP on a bounded worker pool.
+//! - [`gateway`] balances JSON-RPC calls across nodes.
+//! - [`rpc`] is JSON-RPC 2.0 as all of them speak it.
 
 pub mod build;
+pub mod client;
+pub mod gateway;
+pub mod http;
 pub mod manifest;
+pub mod node;
 pub mod plugin;
+pub mod rpc;
 pub mod runtime;

@@ -55,7 +55,9 @@ pub enum BuildError {
         stack: Option<String>,
     },
     /// The top level ran but registered nothing.
-    #[error("{script}: the script registers no function; call madrpc.register(name, fn) at its top level")]
+    #[error(
+        "{script}: the script registers no function; call madrpc.register(name, fn) at its top level"
+    )]
     NoMethods {
         /// The script's name.
         script: String,
@@ -107,8 +109,8 @@ pub fn build_file(path: &Path) -> Result<BuiltModule, BuildError> {
 /// Builds `source`, naming it `script_name` in stacks and messages.
 pub fn build_source(script_name: &str, source: &str) -> Result<BuiltModule, BuildError> {
     let script_name = script_name.replace('\n', " ");
-    let preinitialized = runtime::preinitialize(PLUGIN_WASM, &script_name, source)
-        .map_err(|error| match error {
+    let preinitialized =
+        runtime::preinitialize(PLUGIN_WASM, &script_name, source).map_err(|error| match error {
             PreinitError::Guest { report, .. } => from_report(&script_name, &report),
             PreinitError::Limit(_) => BuildError::Limit {
                 script: script_name.clone(),
@@ -116,9 +118,8 @@ pub fn build_source(script_name: &str, source: &str) -> Result<BuiltModule, Buil
             },
             PreinitError::Internal(message) => BuildError::Internal(message),
         })?;
-    let output: InitOutput = serde_json::from_slice(&preinitialized.stdout).map_err(|e| {
-        BuildError::Internal(format!("the plugin printed no method list: {e}"))
-    })?;
+    let output: InitOutput = serde_json::from_slice(&preinitialized.stdout)
+        .map_err(|e| BuildError::Internal(format!("the plugin printed no method list: {e}")))?;
     let manifest = Manifest {
         abi: ABI_VERSION,
         script: script_name,

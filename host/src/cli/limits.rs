@@ -36,9 +36,44 @@ impl LimitArgs {
             fuel: self.fuel.unwrap_or(defaults.fuel),
             memory_bytes: self.memory.map(size).unwrap_or(defaults.memory_bytes),
             deadline: self.deadline.map(Into::into).unwrap_or(defaults.deadline),
-            max_params_bytes: self.max_params.map(size).unwrap_or(defaults.max_params_bytes),
-            max_result_bytes: self.max_result.map(size).unwrap_or(defaults.max_result_bytes),
-            max_console_bytes: self.max_console.map(size).unwrap_or(defaults.max_console_bytes),
+            max_params_bytes: self
+                .max_params
+                .map(size)
+                .unwrap_or(defaults.max_params_bytes),
+            max_result_bytes: self
+                .max_result
+                .map(size)
+                .unwrap_or(defaults.max_result_bytes),
+            max_console_bytes: self
+                .max_console
+                .map(size)
+                .unwrap_or(defaults.max_console_bytes),
         }
+    }
+
+    /// The flags as given, to pass on to a child process.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        let mut push = |flag: &str, value: Option<String>| {
+            if let Some(value) = value {
+                args.extend([flag.to_owned(), value]);
+            }
+        };
+        push("--fuel", self.fuel.map(|v| v.to_string()));
+        push("--memory", self.memory.map(|v| v.as_u64().to_string()));
+        push("--deadline", self.deadline.map(|v| v.to_string()));
+        push(
+            "--max-params",
+            self.max_params.map(|v| v.as_u64().to_string()),
+        );
+        push(
+            "--max-result",
+            self.max_result.map(|v| v.as_u64().to_string()),
+        );
+        push(
+            "--max-console",
+            self.max_console.map(|v| v.as_u64().to_string()),
+        );
+        args
     }
 }

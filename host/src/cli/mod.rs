@@ -1,8 +1,14 @@
 //! Command-line interface: one module per subcommand.
 
 mod build;
+mod call;
+mod endpoint;
+mod gateway;
 mod limits;
+mod node;
 mod run;
+mod serve;
+mod signal;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -25,6 +31,14 @@ enum Command {
     Build(build::BuildArgs),
     /// Run one call locally and print its JSON result.
     Run(run::RunArgs),
+    /// Run the whole grid on this machine: a gateway and local nodes.
+    Serve(serve::ServeArgs),
+    /// Run a node that executes calls, optionally joining a gateway.
+    Node(node::NodeArgs),
+    /// Run a gateway that balances JSON-RPC calls across nodes.
+    Gateway(gateway::GatewayArgs),
+    /// Call a function through a gateway and print its JSON result.
+    Call(call::CallArgs),
 }
 
 /// Runs the chosen subcommand.
@@ -32,7 +46,25 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Build(args) => build::run(args),
         Command::Run(args) => run::run(args),
+        Command::Serve(args) => async_runtime()?.block_on(serve::run(args)),
+        Command::Node(args) => async_runtime()?.block_on(node::run(args)),
+        Command::Gateway(args) => async_runtime()?.block_on(gateway::run(args)),
+        Command::Call(args) => async_runtime()?.block_on(call::run(args)),
     }
+}
+
+/// The Tokio runtime of the long-running commands. Its threads (blocking
+/// pool included, where calls run) get stacks large enough for Wasm.
+fn async_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(madrpc::runtime::CALL_THREAD_STACK_BYTES)
+        .build()?)
+}
+
+/// The number of cores this process may use.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// Logs go to stderr; `RUST_LOG` takes precedence over `-v`.

@@ -68,7 +68,9 @@ impl ModuleCache {
 /// and the module bytes.
 fn cache_key(engine: &Engine, wasm: &[u8]) -> String {
     let mut engine_hasher = DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut engine_hasher);
+    engine
+        .precompile_compatibility_hash()
+        .hash(&mut engine_hasher);
     let mut digest = Sha256::new();
     digest.update(env!("CARGO_PKG_VERSION").as_bytes());
     digest.update(engine_hasher.finish().to_le_bytes());

@@ -53,7 +53,12 @@ pub(crate) fn run(
         .and_then(|()| invoke(&mut store, module, method, params, limits));
     // A breach ends the call even when the guest caught the failure it
     // caused (QuickJS turns a refused allocation into a catchable error).
-    if store.data().limiter.hit && !matches!(result, Err(CallError::FuelExhausted { .. } | CallError::DeadlineExceeded { .. })) {
+    if store.data().limiter.hit
+        && !matches!(
+            result,
+            Err(CallError::FuelExhausted { .. } | CallError::DeadlineExceeded { .. })
+        )
+    {
         result = Err(CallError::MemoryExceeded {
             limit: limits.memory_bytes,
         });
@@ -66,6 +71,27 @@ pub(crate) fn run(
         fuel_used,
         elapsed: started.elapsed(),
     }
+}
+
+/// Instantiates `module` in a fresh store and drops both, timing it.
+pub(crate) fn instantiate_only(
+    engine: &Engine,
+    module: &LoadedModule,
+    limits: &Limits,
+) -> Result<Duration, CallError> {
+    let started = Instant::now();
+    let mut store = Store::new(
+        engine,
+        CallState::new(limits.memory_bytes, limits.max_console_bytes),
+    );
+    store.limiter(|state| &mut state.limiter);
+    prepare(&mut store, limits)?;
+    module
+        .pre
+        .instantiate(&mut store)
+        .map_err(|e| classify(e, &store, limits))?;
+    drop(store);
+    Ok(started.elapsed())
 }
 
 fn prepare(store: &mut Store<CallState>, limits: &Limits) -> Result<(), CallError> {
@@ -107,7 +133,8 @@ fn invoke(
     let alloc: TypedFunc<u32, u32> = typed(&instance, store, &module.exports.alloc)?;
     let call: TypedFunc<(u32, u32, u32), u32> = typed(&instance, store, &module.exports.call)?;
 
-    let name_len = u32::try_from(method.len()).map_err(|_| CallError::InvalidParams("method name too long".into()))?;
+    let name_len = u32::try_from(method.len())
+        .map_err(|_| CallError::InvalidParams("method name too long".into()))?;
     let params_len = u32::try_from(params.len()).map_err(|_| CallError::ParamsTooLarge {
         size: params.len(),
         limit: limits.max_params_bytes,
@@ -127,7 +154,14 @@ fn invoke(
         .call(&mut *store, (input, name_len, params_len))
         .map_err(|e| classify(e, store, limits))?;
     let ret_area = read(&memory, store, ret, 12)?;
-    let word = |i: usize| u32::from_le_bytes([ret_area[i], ret_area[i + 1], ret_area[i + 2], ret_area[i + 3]]);
+    let word = |i: usize| {
+        u32::from_le_bytes([
+            ret_area[i],
+            ret_area[i + 1],
+            ret_area[i + 2],
+            ret_area[i + 3],
+        ])
+    };
     let (status, ptr, len) = (word(0), word(4), word(8));
     if status == 0 && len as usize > limits.max_result_bytes {
         return Err(CallError::ResultTooLarge {
@@ -169,13 +203,23 @@ where
         .map_err(|e| CallError::Internal(format!("guest ABI export has the wrong type: {e}")))
 }
 
-fn write(memory: &Memory, store: &mut Store<CallState>, at: u32, bytes: &[u8]) -> Result<(), CallError> {
+fn write(
+    memory: &Memory,
+    store: &mut Store<CallState>,
+    at: u32,
+    bytes: &[u8],
+) -> Result<(), CallError> {
     memory
         .write(&mut *store, at as usize, bytes)
         .map_err(|_| CallError::Internal("the guest returned an out-of-bounds buffer".into()))
 }
 
-fn read(memory: &Memory, store: &Store<CallState>, at: u32, len: usize) -> Result<Vec<u8>, CallError> {
+fn read(
+    memory: &Memory,
+    store: &Store<CallState>,
+    at: u32,
+    len: usize,
+) -> Result<Vec<u8>, CallError> {
     let start = at as usize;
     memory
         .data(store)

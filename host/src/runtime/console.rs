@@ -101,7 +101,11 @@ mod tests {
         capture.write(ConsoleStream::Error, b"oops\n");
         capture.write(ConsoleStream::Log, b"\nc\n");
         let output = capture.finish();
-        let texts: Vec<_> = output.lines.iter().map(|l| (l.stream, l.text.as_str())).collect();
+        let texts: Vec<_> = output
+            .lines
+            .iter()
+            .map(|l| (l.stream, l.text.as_str()))
+            .collect();
         assert_eq!(
             texts,
             [

@@ -74,7 +74,9 @@ pub enum CallError {
     #[error("{}: {}", .0.name, .0.message)]
     Threw(GuestException),
     /// The CPU budget ran out.
-    #[error("the call used up its fuel (CPU budget of {limit} units); raise the fuel limit or do less work per call")]
+    #[error(
+        "the call used up its fuel (CPU budget of {limit} units); raise the fuel limit or do less work per call"
+    )]
     FuelExhausted {
         /// The budget.
         limit: u64,
@@ -153,7 +155,8 @@ impl CallError {
             CallError::FuelExhausted { limit } => data["limit"] = json!(limit),
             CallError::MemoryExceeded { limit } => data["limit_bytes"] = json!(limit),
             CallError::DeadlineExceeded { limit } => data["limit_ms"] = json!(limit.as_millis()),
-            CallError::ParamsTooLarge { size, limit } | CallError::ResultTooLarge { size, limit } => {
+            CallError::ParamsTooLarge { size, limit }
+            | CallError::ResultTooLarge { size, limit } => {
                 data["size"] = json!(size);
                 data["limit_bytes"] = json!(limit);
             }

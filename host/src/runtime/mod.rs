@@ -118,6 +118,16 @@ impl Runtime {
         })
     }
 
+    /// Creates a fresh instance of `module` and drops it, returning how long
+    /// that took: the fixed cost of a sandbox, for benchmarks and health
+    /// checks.
+    pub fn measure_instantiation(
+        &self,
+        module: &LoadedModule,
+    ) -> Result<std::time::Duration, CallError> {
+        stack::with_room(|| call::instantiate_only(&self.engine, module, &self.config.limits))
+    }
+
     /// Runs `method` with the JSON `params` (empty for none) in a fresh
     /// instance under the default limits.
     pub fn call(&self, module: &LoadedModule, method: &str, params: &[u8]) -> CallReport {
@@ -136,8 +146,7 @@ impl Runtime {
         let call_id = self.next_call.fetch_add(1, Ordering::Relaxed);
         let mut limits = limits.clone();
         limits.memory_bytes = limits.memory_bytes.min(self.config.limits.memory_bytes);
-        let report =
-            stack::with_room(|| call::run(&self.engine, module, method, params, &limits));
+        let report = stack::with_room(|| call::run(&self.engine, module, method, params, &limits));
         log_report(call_id, method, &report);
         report
     }
@@ -166,7 +175,15 @@ fn log_report(call_id: u64, method: &str, report: &CallReport) {
         );
     }
     match &report.result {
-        Ok(_) => tracing::debug!(call = call_id, method, fuel = report.fuel_used, elapsed_us = report.elapsed.as_micros() as u64, "call ok"),
-        Err(error) => tracing::debug!(call = call_id, method, kind = error.kind(), %error, "call failed"),
+        Ok(_) => tracing::debug!(
+            call = call_id,
+            method,
+            fuel = report.fuel_used,
+            elapsed_us = report.elapsed.as_micros() as u64,
+            "call ok"
+        ),
+        Err(error) => {
+            tracing::debug!(call = call_id, method, kind = error.kind(), %error, "call failed")
+        }
     }
 }

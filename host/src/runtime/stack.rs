@@ -99,7 +99,7 @@ mod tests {
     fn with_room_runs_the_closure_either_way() {
         let value = std::thread::Builder::new()
             .stack_size(1 << 20)
-            .spawn(|| with_room(|| has_room_for_call()))
+            .spawn(|| with_room(has_room_for_call))
             .unwrap()
             .join()
             .unwrap();

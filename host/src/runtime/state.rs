@@ -74,7 +74,11 @@ pub(crate) fn link_host_functions(linker: &mut Linker<CallState>) -> wasmtime::R
     linker.func_wrap(
         "madrpc",
         "console_write",
-        |mut caller: Caller<'_, CallState>, stream: i32, ptr: u32, len: u32| -> wasmtime::Result<()> {
+        |mut caller: Caller<'_, CallState>,
+         stream: i32,
+         ptr: u32,
+         len: u32|
+         -> wasmtime::Result<()> {
             let stream = ConsoleStream::from_abi(stream)
                 .ok_or_else(|| wasmtime::format_err!("unknown console stream {stream}"))?;
             let memory = caller

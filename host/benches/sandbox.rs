@@ -1,0 +1,200 @@
+//! Figures of the sandbox call path: sizes, build and load times, the cost
+//! of a fresh instance, trivial-call throughput on one core, script-size
+//! independence and a CPU-bound Monte Carlo run.
+//!
+//! `cargo bench -p madrpc --bench sandbox` (or `scripts/bench`) prints a
+//! table; nothing here asserts, the figures are for people to read.
+
+use madrpc::build::build_source;
+use madrpc::plugin::PLUGIN_WASM;
+use madrpc::runtime::{LoadedModule, ModuleCache, Runtime, RuntimeConfig};
+use std::time::{Duration, Instant};
+
+const TRIVIAL: &str =
+    "madrpc.register('noop', () => null);\nmadrpc.register('add', (a, b) => a + b);\n";
+
+fn main() {
+    // Runs on a thread sized for calls, like a node's workers.
+    std::thread::Builder::new()
+        .stack_size(madrpc::runtime::CALL_THREAD_STACK_BYTES)
+        .spawn(run)
+        .expect("bench thread")
+        .join()
+        .expect("bench succeeded");
+}
+
+fn run() {
+    let cache_dir = tempfile::tempdir().expect("temp dir");
+    let runtime = Runtime::new(RuntimeConfig {
+        cache: Some(ModuleCache::new(cache_dir.path())),
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime");
+
+    println!("madrpc sandbox benchmark");
+    println!("{:<52} {}", "plugin size", mib(PLUGIN_WASM.len()));
+
+    let (small, small_build) = timed(|| build_source("small.js", TRIVIAL).expect("build"));
+    println!(
+        "{:<52} {}",
+        "module size (trivial script)",
+        mib(small.wasm.len())
+    );
+    println!("{:<52} {}", "build time (trivial script)", ms(small_build));
+
+    let large_source = format!("{TRIVIAL}{}", filler_code(1 << 20));
+    let (large, large_build) = timed(|| build_source("large.js", &large_source).expect("build"));
+    println!(
+        "{:<52} {}",
+        "module size (script + 1 MB of code)",
+        mib(large.wasm.len())
+    );
+    println!(
+        "{:<52} {}",
+        "build time (script + 1 MB of code)",
+        ms(large_build)
+    );
+
+    let (_, cold) = timed(|| runtime.load(&small.wasm).expect("load"));
+    println!(
+        "{:<52} {}",
+        "load from .wasm (Cranelift compile, then cached)",
+        ms(cold)
+    );
+    let (small_module, warm) = timed(|| runtime.load(&small.wasm).expect("load"));
+    println!("{:<52} {}", "load from cached .cwasm", ms(warm));
+    let large_module = runtime.load(&large.wasm).expect("load");
+
+    let instantiation = median_of(5_000, || {
+        runtime
+            .measure_instantiation(&small_module)
+            .expect("instantiate")
+    });
+    println!(
+        "{:<52} {}",
+        "instantiation + drop, median",
+        us(instantiation)
+    );
+
+    for (name, module) in [
+        ("trivial script", &small_module),
+        ("script + 1 MB of code", &large_module),
+    ] {
+        let (median, p99) = call_latency(&runtime, module, "noop", "", 20_000);
+        println!(
+            "{:<52} {} / {}",
+            format!("noop call, median / p99 ({name})"),
+            us(median),
+            us(p99)
+        );
+        let (median, p99) = call_latency(&runtime, module, "add", "[1, 2]", 20_000);
+        println!(
+            "{:<52} {} / {}",
+            format!("add call, median / p99 ({name})"),
+            us(median),
+            us(p99)
+        );
+    }
+
+    let per_second = throughput(&runtime, &small_module, Duration::from_secs(3));
+    println!(
+        "{:<52} {per_second:.0}",
+        "trivial calls per second, one core"
+    );
+
+    let monte_carlo = build_source(
+        "monte_carlo.js",
+        include_str!("../../examples/monte_carlo.js"),
+    )
+    .expect("build");
+    let monte_carlo = runtime.load(&monte_carlo.wasm).expect("load");
+    let mut runs: Vec<Duration> = (0..5)
+        .map(|_| {
+            let report = runtime.call(&monte_carlo, "estimate_single", br#"{"samples": 1000000}"#);
+            report.result.expect("monte carlo succeeds");
+            report.elapsed
+        })
+        .collect();
+    runs.sort();
+    println!(
+        "{:<52} {}",
+        "Monte Carlo pi, 1,000,000 samples, median of 5",
+        ms(runs[2])
+    );
+}
+
+fn call_latency(
+    runtime: &Runtime,
+    module: &LoadedModule,
+    method: &str,
+    params: &str,
+    n: usize,
+) -> (Duration, Duration) {
+    let mut samples: Vec<Duration> = (0..n)
+        .map(|_| {
+            let started = Instant::now();
+            runtime
+                .call(module, method, params.as_bytes())
+                .result
+                .expect("call succeeds");
+            started.elapsed()
+        })
+        .collect();
+    samples.sort();
+    (samples[n / 2], samples[n * 99 / 100])
+}
+
+fn throughput(runtime: &Runtime, module: &LoadedModule, window: Duration) -> f64 {
+    let started = Instant::now();
+    let mut calls = 0u64;
+    while started.elapsed() < window {
+        runtime
+            .call(module, "noop", b"")
+            .result
+            .expect("call succeeds");
+        calls += 1;
+    }
+    calls as f64 / started.elapsed().as_secs_f64()
+}
+
+fn median_of(n: usize, mut f: impl FnMut() -> Duration) -> Duration {
+    let mut samples: Vec<Duration> = (0..n).map(|_| f()).collect();
+    samples.sort();
+    samples[n / 2]
+}
+
+fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let started = Instant::now();
+    let value = f();
+    (value, started.elapsed())
+}
+
+/// About `bytes` of ordinary JS functions that the script defines but the
+/// benchmarked calls never touch.
+fn filler_code(bytes: usize) -> String {
+    let mut code = String::with_capacity(bytes + 256);
+    let mut i = 0;
+    while code.len() < bytes {
+        code.push_str(&format!(
+            "function filler{i}(a, b) {{ const t = [a, b, {i}].map((v) => v * 2 + {i}); return t.reduce((x, y) => x + y, 0) + 'filler{i}'.length; }}\n"
+        ));
+        i += 1;
+    }
+    code.push_str(&format!(
+        "madrpc.register('filler', (n) => filler{}(n, n));\n",
+        i - 1
+    ));
+    code
+}
+
+fn mib(bytes: usize) -> String {
+    format!("{:.2} MiB", bytes as f64 / (1 << 20) as f64)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+}

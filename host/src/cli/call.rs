@@ -1,0 +1,48 @@
+//! `madrpc call [--url URL] METHOD [JSON]`.
+
+use clap::Args;
+use madrpc::client::{ClientError, RpcClient};
+use std::process::ExitCode;
+
+/// Arguments of `madrpc call`.
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    /// The gateway (or node) to call.
+    #[arg(long, env = "MADRPC_URL", default_value = "http://127.0.0.1:8080/")]
+    url: String,
+    /// The function to call.
+    method: String,
+    /// The params as JSON: an array is spread as arguments, an object is the
+    /// single argument, any other value is the single positional argument.
+    params: Option<String>,
+    /// How long to wait for the answer.
+    #[arg(long, default_value = "120s", value_name = "DURATION")]
+    timeout: humantime::Duration,
+}
+
+/// Prints the result, or the error (exit status 1).
+pub async fn run(args: CallArgs) -> anyhow::Result<ExitCode> {
+    let client = RpcClient::new(args.url, args.timeout.into());
+    match client.call(&args.method, args.params.as_deref()).await {
+        Ok(result) => {
+            println!("{result}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(ClientError::Rpc(error)) => {
+            eprintln!("error {}: {}", error.code, error.message);
+            if let Some(stack) = error
+                .data
+                .as_ref()
+                .and_then(|d| d.get("stack"))
+                .and_then(|s| s.as_str())
+            {
+                eprintln!("{}", stack.trim_end());
+            }
+            Ok(ExitCode::FAILURE)
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! Command-line flags for the JSON-RPC endpoint limits.
+
+use clap::Args;
+use madrpc::rpc::EndpointLimits;
+
+/// Body and batch limit flags; each defaults to [`EndpointLimits::default`].
+#[derive(Debug, Clone, Args)]
+pub struct EndpointArgs {
+    /// Largest request body, e.g. 8MiB.
+    #[arg(long, value_name = "SIZE")]
+    pub max_body: Option<bytesize::ByteSize>,
+    /// Most entries in one JSON-RPC batch.
+    #[arg(long, value_name = "N")]
+    pub max_batch: Option<usize>,
+}
+
+impl EndpointArgs {
+    /// The defaults with the given flags applied.
+    pub fn to_limits(&self) -> EndpointLimits {
+        let defaults = EndpointLimits::default();
+        EndpointLimits {
+            max_body_bytes: self
+                .max_body
+                .map(|s| usize::try_from(s.as_u64()).unwrap_or(usize::MAX))
+                .unwrap_or(defaults.max_body_bytes),
+            max_batch: self.max_batch.unwrap_or(defaults.max_batch),
+        }
+    }
+
+    /// The flags as given, to pass on to a child process.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(size) = self.max_body {
+            args.extend(["--max-body".to_owned(), size.as_u64().to_string()]);
+        }
+        if let Some(n) = self.max_batch {
+            args.extend(["--max-batch".to_owned(), n.to_string()]);
+        }
+        args
+    }
+}

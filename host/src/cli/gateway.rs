@@ -1,0 +1,54 @@
+//! `madrpc gateway --listen ADDR [--node URL]...`.
+
+use super::endpoint::EndpointArgs;
+use super::signal::shutdown_requested;
+use clap::Args;
+use madrpc::gateway::{Gateway, GatewayConfig};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+/// Arguments of `madrpc gateway`.
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// A node to send calls to, e.g. http://10.0.0.5:9000 (repeatable).
+    /// Nodes can also join at runtime with `madrpc node --join`.
+    #[arg(long = "node", value_name = "URL")]
+    nodes: Vec<String>,
+    #[command(flatten)]
+    gateway: GatewayFlags,
+    #[command(flatten)]
+    endpoint: EndpointArgs,
+}
+
+/// Gateway tuning flags shared with `serve`.
+#[derive(Debug, Clone, Args)]
+pub struct GatewayFlags {
+    /// How often nodes are health-checked.
+    #[arg(long, default_value = "1s", value_name = "DURATION")]
+    pub health_interval: humantime::Duration,
+    /// Longest the gateway waits for a node to answer one call.
+    #[arg(long, default_value = "60s", value_name = "DURATION")]
+    pub call_timeout: humantime::Duration,
+}
+
+impl GatewayArgs {
+    fn config(&self) -> GatewayConfig {
+        GatewayConfig {
+            listen: self.listen,
+            nodes: self.nodes.clone(),
+            health_interval: self.gateway.health_interval.into(),
+            call_timeout: self.gateway.call_timeout.into(),
+            endpoint: self.endpoint.to_limits(),
+        }
+    }
+}
+
+/// Serves until Ctrl-C or SIGTERM.
+pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
+    let gateway = Gateway::bind(args.config()).await?;
+    gateway.serve(shutdown_requested()).await?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,79 @@
+//! `madrpc node --module app.wasm --listen ADDR [--join GATEWAY_URL]`.
+
+use super::endpoint::EndpointArgs;
+use super::limits::LimitArgs;
+use super::signal::shutdown_requested;
+use anyhow::Context;
+use clap::Args;
+use madrpc::node::{Node, NodeConfig, WorkerPool};
+use madrpc::runtime::{Runtime, RuntimeConfig};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Arguments of `madrpc node`.
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// The module to serve (built by `madrpc build`).
+    #[arg(long)]
+    module: PathBuf,
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    listen: SocketAddr,
+    /// A gateway to register with and heartbeat, e.g. http://127.0.0.1:8080.
+    #[arg(long, value_name = "GATEWAY_URL")]
+    join: Option<String>,
+    /// The URL the gateway should use for this node (default: from the
+    /// bound address).
+    #[arg(long, value_name = "URL")]
+    advertise: Option<String>,
+    /// Calls run at once (default: the machine's cores).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Calls that may wait for a worker before the node answers
+    /// "overloaded" (default: 4 per worker).
+    #[arg(long)]
+    queue: Option<usize>,
+    /// How often to heartbeat the gateway.
+    #[arg(long, default_value = "1s", value_name = "DURATION")]
+    heartbeat: humantime::Duration,
+    #[command(flatten)]
+    limits: LimitArgs,
+    #[command(flatten)]
+    endpoint: EndpointArgs,
+}
+
+/// Serves the module until Ctrl-C or SIGTERM.
+pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
+    let workers = args.workers.unwrap_or_else(super::cores).max(1);
+    let queue = args.queue.unwrap_or(workers * 4);
+    let limits = args.limits.to_limits();
+    let runtime = Arc::new(Runtime::new(RuntimeConfig {
+        limits: limits.clone(),
+        max_instances: u32::try_from(workers * 2 + 8).unwrap_or(u32::MAX),
+        ..RuntimeConfig::default()
+    })?);
+    let module_path = args.module.clone();
+    let module = {
+        let runtime = runtime.clone();
+        tokio::task::spawn_blocking(move || runtime.load_file(&module_path)).await?
+    }
+    .with_context(|| format!("cannot load {}", args.module.display()))?;
+    let pool = WorkerPool::new(runtime, module, limits, workers, queue);
+    let node = Node::bind(
+        NodeConfig {
+            listen: args.listen,
+            advertise: args.advertise,
+            join: args.join,
+            workers,
+            queue,
+            heartbeat: args.heartbeat.into(),
+            endpoint: args.endpoint.to_limits(),
+        },
+        pool,
+    )
+    .await?;
+    node.serve(shutdown_requested()).await?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,180 @@
+//! The gateway: JSON-RPC 2.0 for any HTTP client, balanced across nodes
+//! with power-of-two-choices, health checks, passive ejection, and one
+//! retry on another node when a node fails before replying. It never runs
+//! guest code.
+
+mod balance;
+mod forward;
+mod health;
+mod registry;
+mod service;
+
+pub use registry::{NodeStatus, Registry};
+
+use crate::http::{self, HttpClient};
+use crate::rpc::{self, CallRequest, Dispatch, EndpointLimits, RpcError, codes};
+use bytes::Bytes;
+use forward::ForwardError;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// How a gateway runs.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Nodes known from the start (`--node`).
+    pub nodes: Vec<String>,
+    /// How often nodes are health-checked; joined nodes silent for three
+    /// intervals are dropped.
+    pub health_interval: Duration,
+    /// Longest the gateway waits for a node's answer to one call.
+    pub call_timeout: Duration,
+    /// Body and batch limits.
+    pub endpoint: EndpointLimits,
+}
+
+/// Why a gateway could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// The server stopped with an I/O error.
+    #[error("the gateway's server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Routes calls to nodes: the [`Dispatch`] behind the gateway's endpoint.
+pub struct Balancer {
+    registry: Arc<Registry>,
+    client: HttpClient,
+    call_timeout: Duration,
+}
+
+impl Dispatch for Balancer {
+    async fn call(&self, request: CallRequest) -> Result<Bytes, RpcError> {
+        let nodes = self.registry.nodes();
+        let methods = self.registry.methods();
+        if !methods.is_empty() && !methods.contains(&request.method) {
+            return Err(RpcError::method_not_found(&request.method, &methods));
+        }
+        let mut tried = Vec::new();
+        let mut last_error = None;
+        // One try, and one retry on another node when the first could not
+        // have run the call.
+        for _ in 0..2 {
+            let Some(node) = balance::pick(&nodes, &tried) else {
+                break;
+            };
+            let _in_flight = node.begin_call();
+            match forward::forward(
+                &self.client,
+                &node,
+                &request.method,
+                request.params.clone(),
+                self.call_timeout,
+            )
+            .await
+            {
+                Ok(result) => return Ok(result),
+                Err(ForwardError::Call(error)) => return Err(error),
+                Err(ForwardError::Overloaded(error)) => last_error = Some(error),
+                Err(ForwardError::Unreachable(error)) => {
+                    node.eject();
+                    last_error = Some(RpcError::new(
+                        codes::NODE_FAILED,
+                        "node_failed",
+                        format!(
+                            "the node running the call failed before replying ({error}), and no other node could take it"
+                        ),
+                    ));
+                }
+            }
+            tried.push(node);
+        }
+        Err(last_error.unwrap_or_else(|| {
+            RpcError::new(
+                codes::NO_HEALTHY_NODE,
+                "no_healthy_node",
+                "No healthy node: the gateway has no node that can take calls; start one with `madrpc node --join <gateway url>` or check the nodes' health",
+            )
+        }))
+    }
+
+    fn methods(&self) -> Vec<String> {
+        self.registry.methods()
+    }
+}
+
+/// A bound gateway, ready to serve.
+pub struct Gateway {
+    listener: TcpListener,
+    registry: Arc<Registry>,
+    config: GatewayConfig,
+}
+
+impl Gateway {
+    /// Binds the listen address.
+    pub async fn bind(config: GatewayConfig) -> Result<Self, GatewayError> {
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| GatewayError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        Ok(Self {
+            listener,
+            registry: Arc::new(Registry::new(&config.nodes)),
+            config,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(self.config.listen)
+    }
+
+    /// The node registry (to wait for nodes, or to inspect them).
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.clone()
+    }
+
+    /// Serves until `shutdown` completes, then stops taking calls and lets
+    /// the ones in flight finish.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), GatewayError> {
+        let client = http::client();
+        let balancer = Arc::new(Balancer {
+            registry: self.registry.clone(),
+            client: client.clone(),
+            call_timeout: self.config.call_timeout,
+        });
+        let health = tokio::spawn(health::run(
+            self.registry.clone(),
+            client,
+            self.config.health_interval,
+        ));
+        let router = rpc::router(balancer, self.config.endpoint.clone())
+            .merge(service::router(self.registry.clone()));
+        tracing::info!(addr = %self.local_addr(), "gateway serving");
+        let result = axum::serve(self.listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(GatewayError::Serve);
+        health.abort();
+        tracing::info!("gateway stopped");
+        result
+    }
+}

@@ -1,0 +1,298 @@
+//! The gateway's view of its nodes: who they are, what they serve, whether
+//! they may take calls, and how many calls each has outstanding.
+
+use crate::node::Announcement;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Longest a node stays ejected after repeated failures.
+const MAX_EJECTION: Duration = Duration::from_secs(30);
+
+/// How a node came to the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Listed with `--node`; never expires, only health decides.
+    Static,
+    /// Joined at runtime; expires when its heartbeats stop.
+    Joined,
+}
+
+/// One node.
+#[derive(Debug)]
+pub struct NodeEntry {
+    /// Base URL, without a trailing slash.
+    pub url: String,
+    /// How it was added.
+    pub origin: Origin,
+    in_flight: AtomicUsize,
+    state: Mutex<Health>,
+}
+
+#[derive(Debug)]
+struct Health {
+    healthy: bool,
+    ejected_until: Option<Instant>,
+    ejections: u32,
+    last_seen: Instant,
+    methods: Vec<String>,
+}
+
+/// A node's state as reported by `GET /v1/nodes`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NodeStatus {
+    /// Base URL.
+    pub url: String,
+    /// `static` or `joined`.
+    pub origin: &'static str,
+    /// Whether it takes calls now.
+    pub available: bool,
+    /// Calls sent to it and not yet answered.
+    pub in_flight: usize,
+    /// Functions it serves.
+    pub methods: Vec<String>,
+}
+
+impl NodeEntry {
+    fn new(url: String, origin: Origin, healthy: bool, methods: Vec<String>) -> Self {
+        Self {
+            url,
+            origin,
+            in_flight: AtomicUsize::new(0),
+            state: Mutex::new(Health {
+                healthy,
+                ejected_until: None,
+                ejections: 0,
+                last_seen: Instant::now(),
+                methods,
+            }),
+        }
+    }
+
+    fn health(&self) -> std::sync::MutexGuard<'_, Health> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Calls outstanding on this node.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Marks a call as outstanding until the guard drops.
+    pub fn begin_call(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    /// Whether the node may take a call now.
+    pub fn is_available(&self, now: Instant) -> bool {
+        let health = self.health();
+        health.healthy && health.ejected_until.is_none_or(|until| now >= until)
+    }
+
+    /// The node answered: clear its failure history.
+    pub fn record_success(&self) {
+        let mut health = self.health();
+        health.ejections = 0;
+        health.ejected_until = None;
+        health.healthy = true;
+    }
+
+    /// The node failed to answer: take it out of rotation for a backoff
+    /// that doubles with each consecutive ejection (1 s, 2 s, ... 30 s).
+    pub fn eject(&self) {
+        let mut health = self.health();
+        let backoff = Duration::from_secs(1 << health.ejections.min(5)).min(MAX_EJECTION);
+        health.ejections += 1;
+        health.healthy = false;
+        health.ejected_until = Some(Instant::now() + backoff);
+        tracing::warn!(node = %self.url, backoff_ms = backoff.as_millis() as u64, "node ejected");
+    }
+
+    /// Whether a health check is due (not while an ejection lasts).
+    pub fn due_for_check(&self, now: Instant) -> bool {
+        self.health().ejected_until.is_none_or(|until| now >= until)
+    }
+
+    /// Records a health check's outcome.
+    pub fn record_check(&self, outcome: Option<Vec<String>>) {
+        let mut health = self.health();
+        match outcome {
+            Some(methods) => {
+                if !health.healthy {
+                    tracing::info!(node = %self.url, "node healthy");
+                }
+                health.healthy = true;
+                health.ejected_until = None;
+                health.last_seen = Instant::now();
+                health.methods = methods;
+            }
+            None => {
+                if health.healthy {
+                    tracing::warn!(node = %self.url, "node failed its health check");
+                }
+                health.healthy = false;
+            }
+        }
+    }
+
+    fn heartbeat(&self, methods: Vec<String>) {
+        let mut health = self.health();
+        health.last_seen = Instant::now();
+        health.methods = methods;
+        if health
+            .ejected_until
+            .is_none_or(|until| Instant::now() >= until)
+        {
+            health.healthy = true;
+        }
+    }
+
+    fn last_seen(&self) -> Instant {
+        self.health().last_seen
+    }
+
+    fn methods(&self) -> Vec<String> {
+        self.health().methods.clone()
+    }
+
+    fn status(&self, now: Instant) -> NodeStatus {
+        NodeStatus {
+            url: self.url.clone(),
+            origin: match self.origin {
+                Origin::Static => "static",
+                Origin::Joined => "joined",
+            },
+            available: self.is_available(now),
+            in_flight: self.in_flight(),
+            methods: self.methods(),
+        }
+    }
+}
+
+/// Keeps a call counted as outstanding on its node.
+pub struct InFlight(Arc<NodeEntry>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// All nodes the gateway knows.
+#[derive(Debug, Default)]
+pub struct Registry {
+    nodes: RwLock<Vec<Arc<NodeEntry>>>,
+    joined: tokio::sync::Notify,
+}
+
+impl Registry {
+    /// A registry with the static nodes, unhealthy until their first check.
+    pub fn new(static_nodes: &[String]) -> Self {
+        let nodes = static_nodes
+            .iter()
+            .map(|url| {
+                Arc::new(NodeEntry::new(
+                    normalize(url),
+                    Origin::Static,
+                    false,
+                    Vec::new(),
+                ))
+            })
+            .collect();
+        Self {
+            nodes: RwLock::new(nodes),
+            joined: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// A snapshot of the nodes.
+    pub fn nodes(&self) -> Vec<Arc<NodeEntry>> {
+        self.nodes.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Adds a node that announced itself, or refreshes its heartbeat.
+    pub fn heartbeat(&self, announcement: Announcement) {
+        let url = normalize(&announcement.url);
+        if let Some(node) = self.nodes().into_iter().find(|n| n.url == url) {
+            node.heartbeat(announcement.methods);
+            return;
+        }
+        tracing::info!(node = %url, "node joined");
+        self.nodes
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Arc::new(NodeEntry::new(
+                url,
+                Origin::Joined,
+                true,
+                announcement.methods,
+            )));
+        self.joined.notify_waiters();
+    }
+
+    /// Removes a joined node that said it is leaving.
+    pub fn leave(&self, url: &str) {
+        let url = normalize(url);
+        let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
+        let before = nodes.len();
+        nodes.retain(|n| !(n.url == url && n.origin == Origin::Joined));
+        if nodes.len() < before {
+            tracing::info!(node = %url, "node left");
+        }
+    }
+
+    /// Drops joined nodes not heard from within `expiry`.
+    pub fn expire(&self, expiry: Duration) {
+        let now = Instant::now();
+        let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
+        nodes.retain(|node| {
+            let keep =
+                node.origin == Origin::Static || now.duration_since(node.last_seen()) < expiry;
+            if !keep {
+                tracing::warn!(node = %node.url, "node stopped heartbeating; removed");
+            }
+            keep
+        });
+    }
+
+    /// The methods served by any node, sorted and deduplicated.
+    pub fn methods(&self) -> Vec<String> {
+        let mut methods: Vec<String> = self.nodes().iter().flat_map(|n| n.methods()).collect();
+        methods.sort();
+        methods.dedup();
+        methods
+    }
+
+    /// Every node's status.
+    pub fn statuses(&self) -> Vec<NodeStatus> {
+        let now = Instant::now();
+        self.nodes().iter().map(|n| n.status(now)).collect()
+    }
+
+    /// How many nodes may take calls now.
+    pub fn available_count(&self) -> usize {
+        let now = Instant::now();
+        self.nodes().iter().filter(|n| n.is_available(now)).count()
+    }
+
+    /// Waits until at least `count` nodes are available.
+    pub async fn wait_for_available(&self, count: usize) {
+        loop {
+            let notified = self.joined.notified();
+            if self.available_count() >= count {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// A node URL without its trailing slash.
+fn normalize(url: &str) -> String {
+    url.trim_end_matches('/').to_owned()
+}

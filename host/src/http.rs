@@ -1,0 +1,130 @@
+//! The HTTP client the gateway, the nodes and the `call` command share:
+//! keep-alive connection pools, no Nagle delay, bounded waits.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode, header};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::time::Duration;
+
+/// A pooled HTTP/1.1 client.
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// Why an HTTP exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// No connection, or it broke before a response arrived. Nothing can
+    /// have been answered, so the request is safe to send elsewhere.
+    #[error("cannot reach {url}: {detail}")]
+    Unreachable {
+        /// The address tried.
+        url: String,
+        /// What the connection reported.
+        detail: String,
+    },
+    /// No response within the time allowed.
+    #[error("{url} did not answer within {} ms", .timeout.as_millis())]
+    Timeout {
+        /// The address tried.
+        url: String,
+        /// The time allowed.
+        timeout: Duration,
+    },
+    /// The URL is not a valid `http://` URL.
+    #[error("invalid URL {url}: {detail}")]
+    BadUrl {
+        /// The URL given.
+        url: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+}
+
+/// A new client with a keep-alive pool.
+pub fn client() -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(2)));
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(256)
+        .build(connector)
+}
+
+/// POSTs `body` as JSON to `url` and returns the status and whole body.
+pub async fn post_json(
+    client: &HttpClient,
+    url: &str,
+    body: Bytes,
+    timeout: Duration,
+) -> Result<(StatusCode, hyper::HeaderMap, Bytes), HttpError> {
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(url)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(body))
+        .map_err(|e| HttpError::BadUrl {
+            url: url.to_owned(),
+            detail: e.to_string(),
+        })?;
+    exchange(client, url, request, timeout).await
+}
+
+/// GETs `url` and returns the status and whole body.
+pub async fn get(
+    client: &HttpClient,
+    url: &str,
+    timeout: Duration,
+) -> Result<(StatusCode, hyper::HeaderMap, Bytes), HttpError> {
+    let request = Request::builder()
+        .method(Method::GET)
+        .uri(url)
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| HttpError::BadUrl {
+            url: url.to_owned(),
+            detail: e.to_string(),
+        })?;
+    exchange(client, url, request, timeout).await
+}
+
+async fn exchange(
+    client: &HttpClient,
+    url: &str,
+    request: Request<Full<Bytes>>,
+    timeout: Duration,
+) -> Result<(StatusCode, hyper::HeaderMap, Bytes), HttpError> {
+    let unreachable = |detail: String| HttpError::Unreachable {
+        url: url.to_owned(),
+        detail,
+    };
+    let exchange = async {
+        let response = client
+            .request(request)
+            .await
+            .map_err(|e| unreachable(describe(&e)))?;
+        let (parts, body) = response.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| unreachable(format!("the response broke off: {e}")))?
+            .to_bytes();
+        Ok((parts.status, parts.headers, body))
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| HttpError::Timeout {
+            url: url.to_owned(),
+            timeout,
+        })?
+}
+
+/// The innermost cause of a client error (for example "Connection refused").
+fn describe(error: &hyper_util::client::legacy::Error) -> String {
+    let mut source: &dyn std::error::Error = error;
+    while let Some(inner) = source.source() {
+        source = inner;
+    }
+    source.to_string()
+}

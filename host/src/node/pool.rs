@@ -1,0 +1,96 @@
+//! The node's bounded worker pool: calls run off the async reactor, at most
+//! `workers` at once, with at most `queue` more waiting; past that a call is
+//! refused at once as overloaded rather than queued without bound.
+
+use crate::rpc::RpcError;
+use crate::runtime::{Limits, LoadedModule, Runtime};
+use bytes::Bytes;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::sync::Semaphore;
+
+/// Runs calls on blocking threads, bounded.
+pub struct WorkerPool {
+    runtime: Arc<Runtime>,
+    module: LoadedModule,
+    limits: Limits,
+    slots: Arc<Semaphore>,
+    admitted: AtomicUsize,
+    capacity: usize,
+    workers: usize,
+}
+
+/// Counts an admitted call until it finishes, however it finishes.
+struct Admission<'a>(&'a AtomicUsize);
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl WorkerPool {
+    /// A pool running `module` with `workers` concurrent calls and room for
+    /// `queue` waiting ones.
+    pub fn new(
+        runtime: Arc<Runtime>,
+        module: LoadedModule,
+        limits: Limits,
+        workers: usize,
+        queue: usize,
+    ) -> Self {
+        let workers = workers.max(1);
+        Self {
+            runtime,
+            module,
+            limits,
+            slots: Arc::new(Semaphore::new(workers)),
+            admitted: AtomicUsize::new(0),
+            capacity: workers + queue,
+            workers,
+        }
+    }
+
+    /// The module's method names.
+    pub fn methods(&self) -> &[String] {
+        self.module.methods()
+    }
+
+    /// How many calls run at once.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// Calls admitted and not yet finished (running plus queued).
+    pub fn in_flight(&self) -> usize {
+        self.admitted.load(Ordering::Acquire)
+    }
+
+    /// Runs a call, or refuses it at once when the pool is full.
+    pub async fn execute(&self, method: String, params: Bytes) -> Result<Bytes, RpcError> {
+        if self.admitted.fetch_add(1, Ordering::AcqRel) >= self.capacity {
+            self.admitted.fetch_sub(1, Ordering::AcqRel);
+            return Err(RpcError::overloaded(1));
+        }
+        let _admission = Admission(&self.admitted);
+        let permit = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| RpcError::internal("the worker pool is shut down"))?;
+        let runtime = self.runtime.clone();
+        let module = self.module.clone();
+        let limits = self.limits.clone();
+        let report = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            runtime.call_with_limits(&module, &method, &params, &limits)
+        })
+        .await
+        .map_err(|e| RpcError::internal(format!("a worker failed: {e}")))?;
+        match report.result {
+            Ok(result) => Ok(Bytes::from(result)),
+            Err(error) => Err(RpcError::from(&error)),
+        }
+    }
+}

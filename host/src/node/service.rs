@@ -1,0 +1,94 @@
+//! The node's HTTP routes.
+
+use super::pool::WorkerPool;
+use crate::rpc::{self, CallRequest, Dispatch, EndpointLimits, RpcError};
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use std::sync::Arc;
+
+struct NodeState {
+    pool: Arc<WorkerPool>,
+    limits: EndpointLimits,
+}
+
+impl Dispatch for WorkerPool {
+    async fn call(&self, request: CallRequest) -> Result<Bytes, RpcError> {
+        self.execute(request.method, request.params).await
+    }
+
+    fn methods(&self) -> Vec<String> {
+        WorkerPool::methods(self).to_vec()
+    }
+}
+
+pub(super) fn router(pool: Arc<WorkerPool>, limits: EndpointLimits) -> Router {
+    let state = Arc::new(NodeState {
+        pool: pool.clone(),
+        limits: limits.clone(),
+    });
+    let internal = Router::new()
+        .route("/v1/call/{method}", post(call))
+        .route("/health", get(health))
+        .with_state(state);
+    rpc::router(pool, limits).merge(internal)
+}
+
+/// The gateway-to-node call route: `POST /v1/call/{method}` with the raw
+/// params as body. It answers 200 with the raw JSON result, 422 with a
+/// JSON-RPC error object, or 503 with one when overloaded.
+async fn call(
+    State(state): State<Arc<NodeState>>,
+    Path(method): Path<String>,
+    body: Body,
+) -> Response {
+    let max = state.limits.max_body_bytes;
+    let params = match axum::body::to_bytes(body, max).await {
+        Ok(params) => params,
+        Err(_) => {
+            let error = RpcError::new(
+                rpc::codes::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the params are larger than the limit of {max} bytes"),
+            );
+            return error_reply(StatusCode::PAYLOAD_TOO_LARGE, &error);
+        }
+    };
+    match state.pool.execute(method, params).await {
+        Ok(result) => {
+            let mut response = (StatusCode::OK, result).into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        Err(error) if error.is_unavailable() => {
+            error_reply(StatusCode::SERVICE_UNAVAILABLE, &error)
+        }
+        Err(error) => error_reply(StatusCode::UNPROCESSABLE_ENTITY, &error),
+    }
+}
+
+fn error_reply(status: StatusCode, error: &RpcError) -> Response {
+    let mut response = (status, Json(error)).into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+async fn health(State(state): State<Arc<NodeState>>) -> Json<serde_json::Value> {
+    Json(json!({
+        "status": "ok",
+        "methods": state.pool.methods(),
+        "workers": state.pool.workers(),
+        "in_flight": state.pool.in_flight(),
+    }))
+}

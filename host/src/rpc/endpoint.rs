@@ -1,0 +1,222 @@
+//! The JSON-RPC 2.0 HTTP endpoint, shared by the gateway and the nodes:
+//! transport checks (content type, body size, batch length), batches run in
+//! parallel, notifications answered with nothing, `rpc.*` names reserved.
+//! What a call does is up to the [`Dispatch`] behind it.
+
+use super::request::{Entry, Incoming};
+use super::response::{Reply, write_batch, write_reply};
+use super::{RpcError, codes, openrpc};
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use std::future::Future;
+use std::sync::Arc;
+
+/// One call as the endpoint hands it on.
+#[derive(Debug, Clone)]
+pub struct CallRequest {
+    /// The method name.
+    pub method: String,
+    /// The params as raw JSON, empty when absent.
+    pub params: Bytes,
+}
+
+/// What runs calls behind an endpoint: a node's worker pool, or the
+/// gateway's balancer.
+pub trait Dispatch: Send + Sync + 'static {
+    /// Runs one call, returning the raw JSON result.
+    fn call(&self, request: CallRequest) -> impl Future<Output = Result<Bytes, RpcError>> + Send;
+
+    /// The method names that can be called (for `rpc.discover`).
+    fn methods(&self) -> Vec<String>;
+}
+
+/// Transport limits of an endpoint.
+#[derive(Debug, Clone)]
+pub struct EndpointLimits {
+    /// Largest request body accepted. Default 8 MiB.
+    pub max_body_bytes: usize,
+    /// Most entries in one batch. Default 1,000.
+    pub max_batch: usize,
+}
+
+impl Default for EndpointLimits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 8 << 20,
+            max_batch: 1000,
+        }
+    }
+}
+
+struct Endpoint<D> {
+    dispatch: Arc<D>,
+    limits: EndpointLimits,
+}
+
+/// A router serving JSON-RPC at `POST /`.
+pub fn router<D: Dispatch>(dispatch: Arc<D>, limits: EndpointLimits) -> Router {
+    Router::new()
+        .route("/", post(handle::<D>))
+        .with_state(Arc::new(Endpoint { dispatch, limits }))
+}
+
+async fn handle<D: Dispatch>(
+    State(endpoint): State<Arc<Endpoint<D>>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if !is_json(&headers) {
+        return error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            RpcError::invalid_request(
+                "the Content-Type must be application/json (curl: -H 'Content-Type: application/json')",
+            ),
+        );
+    }
+    let max = endpoint.limits.max_body_bytes;
+    let body = match axum::body::to_bytes(body, max).await {
+        Ok(body) => body,
+        Err(_) => {
+            return error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                RpcError::new(
+                    codes::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    format!("the request body is larger than the limit of {max} bytes"),
+                )
+                .with("limit_bytes", max),
+            );
+        }
+    };
+    let incoming = match super::parse(&body) {
+        Ok(incoming) => incoming,
+        Err(error) => return error_response(StatusCode::BAD_REQUEST, error),
+    };
+    match incoming {
+        Incoming::Single(entry) => {
+            let Some(reply) = run(&endpoint, entry).await else {
+                return StatusCode::NO_CONTENT.into_response();
+            };
+            let status = match &reply.outcome {
+                Err(error) if error.code == codes::INVALID_REQUEST => StatusCode::BAD_REQUEST,
+                Err(error) if error.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::OK,
+            };
+            let mut out = Vec::with_capacity(128);
+            write_reply(&mut out, &reply);
+            json_response(status, out)
+        }
+        Incoming::Batch(entries) => {
+            let limit = endpoint.limits.max_batch;
+            if entries.len() > limit {
+                return error_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    RpcError::new(
+                        codes::BATCH_TOO_LARGE,
+                        "batch_too_large",
+                        format!(
+                            "the batch has {} entries, over the limit of {limit}; split it",
+                            entries.len()
+                        ),
+                    )
+                    .with("limit", limit),
+                );
+            }
+            let replies: Vec<Reply> =
+                futures::future::join_all(entries.into_iter().map(|entry| run(&endpoint, entry)))
+                    .await
+                    .into_iter()
+                    .flatten()
+                    .collect();
+            match write_batch(&replies) {
+                Some(out) => json_response(StatusCode::OK, out),
+                None => StatusCode::NO_CONTENT.into_response(),
+            }
+        }
+    }
+}
+
+/// Runs one entry; `None` for a notification, which gets no reply.
+async fn run<'a, D: Dispatch>(endpoint: &Endpoint<D>, entry: Entry<'a>) -> Option<Reply<'a>> {
+    let call = match entry {
+        Entry::Invalid { error, id } => {
+            return Some(Reply {
+                id,
+                outcome: Err(error),
+            });
+        }
+        Entry::Call(call) => call,
+    };
+    let outcome = if call.method == "rpc.discover" {
+        let document = openrpc::document(&endpoint.dispatch.methods());
+        Ok(Bytes::from(document.to_string()))
+    } else if call.method.starts_with("rpc.") {
+        Err(RpcError::new(
+            codes::METHOD_NOT_FOUND,
+            "method_not_found",
+            format!(
+                "Method not found: '{}' is reserved (names starting with 'rpc.' belong to JSON-RPC); rpc.discover is the only one madrpc serves",
+                call.method
+            ),
+        ))
+    } else {
+        let params = call
+            .params
+            .map(|params| Bytes::copy_from_slice(params.get().as_bytes()))
+            .unwrap_or_default();
+        endpoint
+            .dispatch
+            .call(CallRequest {
+                method: call.method.into_owned(),
+                params,
+            })
+            .await
+    };
+    call.id.map(|id| Reply {
+        id: Some(id),
+        outcome,
+    })
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|mime| {
+            let mime = mime.trim();
+            mime.eq_ignore_ascii_case("application/json")
+                || mime.eq_ignore_ascii_case("application/json-rpc")
+        })
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+/// A response with one error object and a null id.
+pub(crate) fn error_response(status: StatusCode, error: RpcError) -> Response {
+    let mut out = Vec::with_capacity(128);
+    write_reply(
+        &mut out,
+        &Reply {
+            id: None,
+            outcome: Err(error),
+        },
+    );
+    json_response(status, out)
+}

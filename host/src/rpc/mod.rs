@@ -1,0 +1,14 @@
+//! JSON-RPC 2.0 as gateway, node and client speak it: the request codec,
+//! the response writer, the error table and the HTTP endpoint.
+
+pub mod codes;
+mod endpoint;
+mod error;
+pub mod openrpc;
+mod request;
+mod response;
+
+pub use endpoint::{CallRequest, Dispatch, EndpointLimits, router};
+pub use error::RpcError;
+pub use request::{Call, Entry, Incoming, parse};
+pub use response::{Reply, write_batch, write_reply};

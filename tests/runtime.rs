@@ -1,0 +1,343 @@
+//! The sandboxed runtime through its library API, with a real Wasmtime and
+//! modules built by the real build pipeline.
+
+mod support;
+
+use madrpc::runtime::{CallError, CallReport, ConsoleStream, Limits, LoadedModule};
+use serde_json::{Value, json};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+use support::{load_script, runtime};
+
+fn sandbox() -> &'static LoadedModule {
+    static MODULE: OnceLock<LoadedModule> = OnceLock::new();
+    MODULE.get_or_init(|| load_script("sandbox.js"))
+}
+
+fn call(method: &str, params: &str) -> CallReport {
+    runtime().call(sandbox(), method, params.as_bytes())
+}
+
+fn call_limited(method: &str, params: &str, limits: &Limits) -> CallReport {
+    runtime().call_with_limits(sandbox(), method, params.as_bytes(), limits)
+}
+
+fn ok(method: &str, params: &str) -> Value {
+    let report = call(method, params);
+    let bytes = report
+        .result
+        .unwrap_or_else(|e| panic!("{method}({params}) failed: {e}"));
+    serde_json::from_slice(&bytes).expect("results are JSON")
+}
+
+fn err(method: &str, params: &str) -> CallError {
+    match call(method, params).result {
+        Ok(bytes) => panic!(
+            "{method}({params}) returned {} instead of failing",
+            String::from_utf8_lossy(&bytes)
+        ),
+        Err(error) => error,
+    }
+}
+
+/// After any failure the runtime still serves calls normally.
+fn assert_still_serving() {
+    assert_eq!(ok("add", "[40, 2]"), json!(42));
+}
+
+fn small_limits() -> Limits {
+    Limits {
+        fuel: 200_000_000,
+        memory_bytes: 48 << 20,
+        deadline: Duration::from_secs(30),
+        ..Limits::default()
+    }
+}
+
+#[test]
+fn params_map_onto_arguments() {
+    assert_eq!(ok("add", "[1, 2]"), json!(3));
+    assert_eq!(
+        ok("echo", r#"{"a": [1, {"b": null}]}"#),
+        json!({"a": [1, {"b": null}]})
+    );
+    assert_eq!(ok("argument_count", ""), json!(0));
+    assert_eq!(ok("argument_count", "[1, 2, 3]"), json!(3));
+    assert_eq!(ok("argument_count", r#"{"x": 1}"#), json!(1));
+    assert_eq!(ok("greet", ""), json!("hello world!"));
+    assert_eq!(ok("greet", r#"{"name": "grid"}"#), json!("hello grid!"));
+}
+
+#[test]
+fn every_call_gets_a_fresh_instance() {
+    let first = ok("increment", "");
+    let second = ok("increment", "");
+    assert_eq!(first, json!({"counter": 1, "leaked": 1}));
+    assert_eq!(second, first, "state leaked from one call into the next");
+}
+
+#[test]
+fn a_thrown_error_keeps_name_message_and_stack() {
+    let CallError::Threw(exception) = err("throws", "") else {
+        panic!("expected a guest error");
+    };
+    assert_eq!(exception.name, "RangeError");
+    assert_eq!(exception.message, "value out of range");
+    let stack = exception.stack.expect("a stack");
+    assert!(
+        stack.contains("sandbox.js:17:"),
+        "stack without script location: {stack}"
+    );
+
+    let CallError::Threw(exception) = err("throws_string", "") else {
+        panic!("expected a guest error");
+    };
+    assert_eq!(exception.message, "plain string");
+
+    let CallError::Threw(exception) = err("rejects", "") else {
+        panic!("expected a guest error");
+    };
+    assert_eq!(exception.message, "async failure");
+    assert_still_serving();
+}
+
+#[test]
+fn every_form_of_infinite_loop_runs_out_of_fuel() {
+    let limits = small_limits();
+    for method in [
+        "spin_for",
+        "spin_while",
+        "spin_do",
+        "spin_try",
+        "spin_async",
+    ] {
+        let report = call_limited(method, "", &limits);
+        assert!(
+            matches!(report.result, Err(CallError::FuelExhausted { limit }) if limit == limits.fuel),
+            "{method}: {:?}",
+            report.result
+        );
+        assert!(
+            report.fuel_used >= limits.fuel,
+            "{method} used {} fuel",
+            report.fuel_used
+        );
+        assert_still_serving();
+    }
+}
+
+#[test]
+fn memory_bombs_hit_the_memory_limit() {
+    let limits = Limits {
+        memory_bytes: 32 << 20,
+        ..Limits::default()
+    };
+    for method in ["array_bomb", "string_bomb", "caught_bomb"] {
+        let report = call_limited(method, "", &limits);
+        assert!(
+            matches!(report.result, Err(CallError::MemoryExceeded { limit }) if limit == limits.memory_bytes),
+            "{method}: {:?}",
+            report.result
+        );
+        assert_still_serving();
+    }
+}
+
+#[test]
+fn the_deadline_interrupts_a_call_with_fuel_to_spare() {
+    let limits = Limits {
+        fuel: u64::MAX / 2,
+        deadline: Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let started = Instant::now();
+    let report = call_limited("spin_for", "", &limits);
+    let elapsed = started.elapsed();
+    assert!(
+        matches!(report.result, Err(CallError::DeadlineExceeded { limit }) if limit == limits.deadline),
+        "{:?}",
+        report.result
+    );
+    assert!(
+        elapsed >= Duration::from_millis(200),
+        "stopped early: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "stopped late: {elapsed:?}"
+    );
+    assert_still_serving();
+}
+
+#[test]
+fn deep_recursion_is_a_clean_stack_overflow() {
+    assert_eq!(ok("recurse", "[2000]"), json!(2000));
+    assert!(matches!(
+        err("recurse_forever", ""),
+        CallError::StackOverflow
+    ));
+    assert_still_serving();
+}
+
+#[test]
+fn stack_overflow_is_clean_on_a_small_thread_too() {
+    let outcome = std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn(|| matches!(err("recurse_forever", ""), CallError::StackOverflow))
+        .unwrap()
+        .join()
+        .unwrap();
+    assert!(outcome);
+}
+
+#[test]
+fn bad_params_and_unknown_methods_are_reported() {
+    assert!(
+        matches!(err("echo", "{not json"), CallError::InvalidParams(m) if m.contains("not valid JSON"))
+    );
+    let CallError::MethodNotFound { method, available } = err("no_such_method", "") else {
+        panic!("expected method not found");
+    };
+    assert_eq!(method, "no_such_method");
+    assert!(available.contains(&"add".to_owned()) && available.contains(&"echo".to_owned()));
+    assert_still_serving();
+}
+
+#[test]
+fn results_json_cannot_carry_are_errors_and_undefined_is_null() {
+    for method in ["returns_function", "returns_bigint", "returns_cycle"] {
+        assert!(
+            matches!(err(method, ""), CallError::NotSerializable(_)),
+            "{method} should not serialize"
+        );
+    }
+    assert_eq!(ok("returns_undefined", ""), Value::Null);
+    assert!(matches!(err("never_settles", ""), CallError::NeverSettled));
+    assert_still_serving();
+}
+
+#[test]
+fn params_and_results_are_size_limited() {
+    let limits = Limits {
+        max_params_bytes: 64,
+        max_result_bytes: 1000,
+        ..Limits::default()
+    };
+    let big = format!("[\"{}\"]", "z".repeat(100));
+    assert!(matches!(
+        call_limited("echo", &big, &limits).result,
+        Err(CallError::ParamsTooLarge { size, limit: 64 }) if size == big.len()
+    ));
+    assert!(call_limited("big_result", "[900]", &limits).result.is_ok());
+    assert!(matches!(
+        call_limited("big_result", "[5000]", &limits).result,
+        Err(CallError::ResultTooLarge {
+            size: 5002,
+            limit: 1000
+        })
+    ));
+}
+
+#[test]
+fn console_output_is_captured_per_call_and_bounded() {
+    let report = call("chatty", "[2]");
+    let lines: Vec<_> = report
+        .console
+        .lines
+        .iter()
+        .map(|l| (l.stream, l.text.as_str()))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            (ConsoleStream::Log, r#"line 0 {"i":0}"#),
+            (ConsoleStream::Log, r#"line 1 {"i":1}"#),
+            (ConsoleStream::Error, "a warning"),
+        ]
+    );
+    let limits = Limits {
+        max_console_bytes: 100,
+        ..Limits::default()
+    };
+    let report = call_limited("chatty", "[1000]", &limits);
+    assert_eq!(report.result.expect("chatty succeeds"), b"1000");
+    let kept: usize = report.console.lines.iter().map(|l| l.text.len() + 1).sum();
+    assert!(kept <= 101, "kept {kept} bytes");
+    assert!(report.console.dropped_bytes > 10_000);
+}
+
+#[test]
+fn clocks_and_randomness_are_live_per_call() {
+    let first = ok("clock_and_dice", "");
+    let second = ok("clock_and_dice", "");
+    assert_ne!(
+        first["dice"], second["dice"],
+        "Math.random replays across calls"
+    );
+    assert_ne!(first["dice"][0], first["dice"][1]);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as f64;
+    let guest_now = first["now"].as_f64().unwrap();
+    assert!(
+        (guest_now - now_ms).abs() < 60_000.0,
+        "Date.now() is {guest_now}, host {now_ms}"
+    );
+    // Top-level values are computed once, at build time, by design.
+    assert_eq!(ok("top_level_values", ""), ok("top_level_values", ""));
+}
+
+#[test]
+fn the_guest_has_no_ambient_capabilities() {
+    assert_eq!(
+        ok("capabilities", ""),
+        json!({"javy_io": false, "require": "undefined", "process": "undefined", "std": "undefined", "os": "undefined"})
+    );
+}
+
+#[test]
+fn scripts_written_for_the_original_madrpc_run_unchanged() {
+    let module = load_script("classic.js");
+    let call = |method: &str, params: &str| -> Value {
+        let report = runtime().call(&module, method, params.as_bytes());
+        serde_json::from_slice(&report.result.expect("classic call succeeds")).unwrap()
+    };
+    assert_eq!(
+        call(
+            "word_count",
+            r#"{"text": "the cat and the hat", "min_length": 3}"#
+        ),
+        json!({"unique": 4, "counts": {"the": 2, "and": 1, "cat": 1, "hat": 1}})
+    );
+    assert_eq!(call("sum", "[1, 2, 3.5]"), json!(6.5));
+    assert_eq!(
+        call("parallel_squares", r#"{"values": [1, 2, 3]}"#),
+        json!({"squares": [1, 4, 9], "first": 1, "rest": [2, 3]})
+    );
+}
+
+#[test]
+fn foreign_and_corrupt_modules_are_refused() {
+    let plain = b"\0asm\x01\0\0\0";
+    let error = runtime()
+        .load(plain)
+        .err()
+        .expect("a plain module is refused");
+    assert!(error.to_string().contains("not a madrpc module"), "{error}");
+
+    let error = runtime().load(b"{}").err().expect("JSON is refused");
+    assert!(
+        error.to_string().contains("not a WebAssembly module"),
+        "{error}"
+    );
+
+    let built = madrpc::build::build_file(&support::script("classic.js")).unwrap();
+    let mut corrupt = built.wasm.clone();
+    let middle = corrupt.len() / 2;
+    corrupt.truncate(middle);
+    assert!(
+        runtime().load(&corrupt).is_err(),
+        "a truncated module is refused"
+    );
+}
