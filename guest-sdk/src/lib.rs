@@ -157,11 +157,11 @@ fn initialize() -> Result<Vec<String>, GuestError> {
         return Err(GuestError::no_methods());
     }
 
-    // Collect the garbage of the top-level run so it is not snapshotted,
-    // then let the collector run again only once a call has allocated a fair
-    // amount beyond the snapshot.
+    // No collection here: freeing the top level's garbage would leave holes
+    // all over the heap that every call's allocations would then scatter
+    // into, dirtying (and resetting) more pages per call. Let the collector
+    // run only once a call has allocated a fair amount beyond the snapshot.
     let quickjs = runtime.context().runtime();
-    quickjs.run_gc();
     let heap = usize::try_from(quickjs.memory_usage().malloc_size).unwrap_or(0);
     quickjs.set_gc_threshold(heap + heap / 2 + (8 << 20));
     random::reset();

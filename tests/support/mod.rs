@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod grid;
+
 use madrpc::runtime::{LoadedModule, Runtime, RuntimeConfig};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -46,6 +48,14 @@ pub fn runtime() -> &'static Runtime {
 pub fn load_script(name: &str) -> LoadedModule {
     let built = madrpc::build::build_file(&script(name)).expect("the test script builds");
     runtime().load(&built.wasm).expect("the built module loads")
+}
+
+/// Builds `tests/scripts/<name>` into `dir` and returns the module's path.
+pub fn build_into(dir: &Path, name: &str) -> PathBuf {
+    let built = madrpc::build::build_file(&script(name)).expect("the test script builds");
+    let path = dir.join(name.replace(".js", ".wasm"));
+    std::fs::write(&path, built.wasm).expect("the module is written");
+    path
 }
 
 /// Text of a process's stdout and stderr.

@@ -49,6 +49,10 @@ impl GatewayArgs {
 /// Serves until Ctrl-C or SIGTERM.
 pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     let gateway = Gateway::bind(args.config()).await?;
+    println!(
+        "madrpc gateway listening on http://{}",
+        gateway.local_addr()
+    );
     gateway.serve(shutdown_requested()).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -74,6 +74,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         pool,
     )
     .await?;
+    println!("madrpc node listening on {}", node.url());
     node.serve(shutdown_requested()).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -49,7 +49,7 @@ const NODE_STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Runs the grid until Ctrl-C or SIGTERM.
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let workdir = tempfile::Builder::new().prefix("madrpc-serve").tempdir()?;
-    let module = prepare_module(&args.module, workdir.path()).await?;
+    let (module, methods) = prepare_module(&args.module, workdir.path()).await?;
 
     let nodes = args.nodes.unwrap_or_else(super::cores).max(1);
     let workers = args
@@ -93,7 +93,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         _ = shutdown_requested() => false,
     };
     if started {
-        print_banner(&url, nodes, workers, &registry.methods());
+        print_banner(&url, nodes, workers, &methods);
         shutdown_requested().await;
     } else {
         tracing::error!(nodes, "the nodes did not all start; stopping");
@@ -116,7 +116,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 /// The module to serve: built into `workdir` when given a script. Loaded
 /// once here so a bad module is reported before any node starts, and so
 /// the nodes find it compiled in the cache.
-async fn prepare_module(path: &Path, workdir: &Path) -> anyhow::Result<PathBuf> {
+async fn prepare_module(path: &Path, workdir: &Path) -> anyhow::Result<(PathBuf, Vec<String>)> {
     let is_script = path
         .extension()
         .is_some_and(|ext| ext.eq_ignore_ascii_case("js") || ext.eq_ignore_ascii_case("mjs"));
@@ -137,18 +137,18 @@ async fn prepare_module(path: &Path, workdir: &Path) -> anyhow::Result<PathBuf> 
         path.to_owned()
     };
     let check = module.clone();
-    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+    let methods = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
         let runtime = Runtime::new(RuntimeConfig {
             max_instances: 1,
             ..RuntimeConfig::default()
         })?;
-        runtime
+        let loaded = runtime
             .load_file(&check)
             .with_context(|| format!("cannot load {}", check.display()))?;
-        Ok(())
+        Ok(loaded.methods().to_vec())
     })
     .await??;
-    Ok(module)
+    Ok((module, methods))
 }
 
 /// Runs node `index`, restarting it (after a pause) whenever it exits

@@ -6,7 +6,7 @@ use crate::rpc::RpcError;
 use crate::runtime::{Limits, LoadedModule, Runtime};
 use bytes::Bytes;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use tokio::sync::Semaphore;
 
 /// Runs calls on blocking threads, bounded.
@@ -16,6 +16,7 @@ pub struct WorkerPool {
     limits: Limits,
     slots: Arc<Semaphore>,
     admitted: AtomicUsize,
+    served: AtomicU64,
     capacity: usize,
     workers: usize,
 }
@@ -46,6 +47,7 @@ impl WorkerPool {
             limits,
             slots: Arc::new(Semaphore::new(workers)),
             admitted: AtomicUsize::new(0),
+            served: AtomicU64::new(0),
             capacity: workers + queue,
             workers,
         }
@@ -64,6 +66,11 @@ impl WorkerPool {
     /// Calls admitted and not yet finished (running plus queued).
     pub fn in_flight(&self) -> usize {
         self.admitted.load(Ordering::Acquire)
+    }
+
+    /// Calls run to completion since the node started.
+    pub fn served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
     }
 
     /// Runs a call, or refuses it at once when the pool is full.
@@ -88,6 +95,7 @@ impl WorkerPool {
         })
         .await
         .map_err(|e| RpcError::internal(format!("a worker failed: {e}")))?;
+        self.served.fetch_add(1, Ordering::Relaxed);
         match report.result {
             Ok(result) => Ok(Bytes::from(result)),
             Err(error) => Err(RpcError::from(&error)),

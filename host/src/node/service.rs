@@ -90,5 +90,6 @@ async fn health(State(state): State<Arc<NodeState>>) -> Json<serde_json::Value> 
         "methods": state.pool.methods(),
         "workers": state.pool.workers(),
         "in_flight": state.pool.in_flight(),
+        "served": state.pool.served(),
     }))
 }

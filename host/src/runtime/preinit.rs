@@ -54,7 +54,26 @@ pub enum PreinitError {
 }
 
 /// Runs `plugin`'s `madrpc_init` over `source` and snapshots the result.
+///
+/// It runs on a thread of its own, so it may be called from anywhere,
+/// including from inside an async runtime.
 pub fn preinitialize(
+    plugin: &[u8],
+    script_name: &str,
+    source: &str,
+) -> Result<Preinitialized, PreinitError> {
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("madrpc-build".into())
+            .stack_size(super::stack::CALL_THREAD_STACK_BYTES)
+            .spawn_scoped(scope, || run_init(plugin, script_name, source))
+            .map_err(|e| PreinitError::Internal(format!("cannot start the build thread: {e}")))?
+            .join()
+            .map_err(|_| PreinitError::Internal("the build thread panicked".into()))?
+    })
+}
+
+fn run_init(
     plugin: &[u8],
     script_name: &str,
     source: &str,

@@ -1,0 +1,203 @@
+//! Running gateways, nodes and `serve` as real processes on 127.0.0.1 and
+//! talking HTTP to them.
+
+use super::madrpc;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A child process that is killed when dropped.
+pub struct Process {
+    pub child: Child,
+    pub url: String,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Process {
+    /// Starts `madrpc args...` and waits for the stdout line that starts
+    /// with `ready_prefix`, taking the URL that follows it.
+    pub fn start(args: &[&str], ready_prefix: &str) -> Process {
+        let mut child = madrpc()
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("madrpc starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut process = Process {
+            child,
+            url: String::new(),
+            lines,
+        };
+        let line = process
+            .wait_for_line(
+                |line| line.starts_with(ready_prefix),
+                Duration::from_secs(60),
+            )
+            .unwrap_or_else(|| panic!("madrpc {args:?} never printed '{ready_prefix}'"));
+        let url = line[ready_prefix.len()..]
+            .split_whitespace()
+            .next()
+            .expect("a URL after the prefix");
+        process.url = url.trim_end_matches('/').to_owned();
+        process
+    }
+
+    /// Waits for a stdout line matching `predicate`.
+    pub fn wait_for_line(
+        &mut self,
+        predicate: impl Fn(&str) -> bool,
+        timeout: Duration,
+    ) -> Option<String> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.checked_duration_since(std::time::Instant::now())?;
+            match self.lines.recv_timeout(left) {
+                Ok(line) if predicate(&line) => return Some(line),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// A gateway on a free port with the given extra arguments.
+    pub fn gateway(extra: &[&str]) -> Process {
+        let mut args = vec![
+            "gateway",
+            "--listen",
+            "127.0.0.1:0",
+            "--health-interval",
+            "200ms",
+        ];
+        args.extend_from_slice(extra);
+        Process::start(&args, "madrpc gateway listening on ")
+    }
+
+    /// A node serving `module` on a free port with the given extra arguments.
+    pub fn node(module: &Path, extra: &[&str]) -> Process {
+        let module = module.to_str().expect("UTF-8 path");
+        let mut args = vec![
+            "node",
+            "--module",
+            module,
+            "--listen",
+            "127.0.0.1:0",
+            "--heartbeat",
+            "200ms",
+        ];
+        args.extend_from_slice(extra);
+        Process::start(&args, "madrpc node listening on ")
+    }
+
+    /// Sends a signal to the process.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: signalling our own child.
+        unsafe {
+            libc::kill(self.child.id() as i32, signal);
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP response as the tests look at it.
+pub struct HttpReply {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: Bytes,
+}
+
+impl HttpReply {
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// A shared HTTP client.
+pub fn client() -> madrpc::http::HttpClient {
+    madrpc::http::client()
+}
+
+/// POSTs `body` with the given content type.
+pub async fn post(
+    client: &madrpc::http::HttpClient,
+    url: &str,
+    content_type: &str,
+    body: impl Into<Bytes>,
+) -> Result<HttpReply, String> {
+    let request = hyper::Request::post(url)
+        .header(hyper::header::CONTENT_TYPE, content_type)
+        .body(Full::new(body.into()))
+        .map_err(|e| e.to_string())?;
+    let response = tokio::time::timeout(Duration::from_secs(60), client.request(request))
+        .await
+        .map_err(|_| "timed out".to_owned())?
+        .map_err(|e| format!("{e:?}"))?;
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok(HttpReply {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body,
+    })
+}
+
+/// POSTs a JSON-RPC body.
+pub async fn rpc(client: &madrpc::http::HttpClient, url: &str, body: &str) -> HttpReply {
+    post(client, url, "application/json", body.to_owned())
+        .await
+        .unwrap_or_else(|e| panic!("POST {url} failed: {e}"))
+}
+
+/// GETs a JSON document.
+pub async fn get_json(client: &madrpc::http::HttpClient, url: &str) -> serde_json::Value {
+    let (_, _, body) = madrpc::http::get(client, url, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("GET {url} failed: {e}"));
+    serde_json::from_slice(&body).expect("JSON")
+}
+
+/// Polls `condition` every 50 ms until it holds or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if condition().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// Number of available nodes the gateway at `url` reports.
+pub async fn available_nodes(client: &madrpc::http::HttpClient, url: &str) -> usize {
+    let nodes = get_json(client, &format!("{url}/v1/nodes")).await;
+    nodes["nodes"]
+        .as_array()
+        .map(|nodes| nodes.iter().filter(|n| n["available"] == true).count())
+        .unwrap_or(0)
+}
