@@ -32,7 +32,9 @@ pub struct NodeArgs {
     #[arg(long)]
     workers: Option<usize>,
     /// Calls that may wait for a worker before the node answers
-    /// "overloaded" (default: 4 per worker).
+    /// "overloaded" (default: 256 per worker). Waiting calls cost only their
+    /// params; the bound keeps a flood from growing memory and latency
+    /// without limit.
     #[arg(long)]
     queue: Option<usize>,
     /// How often to heartbeat the gateway.
@@ -47,7 +49,7 @@ pub struct NodeArgs {
 /// Serves the module until Ctrl-C or SIGTERM.
 pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
     let workers = args.workers.unwrap_or_else(super::cores).max(1);
-    let queue = args.queue.unwrap_or(workers * 4);
+    let queue = args.queue.unwrap_or(workers * 256);
     let limits = args.limits.to_limits();
     let runtime = Arc::new(Runtime::new(RuntimeConfig {
         limits: limits.clone(),
