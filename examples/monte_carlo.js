@@ -3,6 +3,7 @@
 // the grid.
 //
 //   madrpc run examples/monte_carlo.js estimate_single '{"samples": 1000000}'
+//   madrpc run examples/monte_carlo.js aggregate '{"batches": 50, "samples": 20000}'
 
 const DEFAULT_SAMPLES = 100000;
 
@@ -26,4 +27,15 @@ madrpc.register('monte_carlo_sample', ({ seed = 0, samples = DEFAULT_SAMPLES } =
 madrpc.register('estimate_single', ({ seed = 0, samples = DEFAULT_SAMPLES } = {}) => {
   const { inside, total } = sample(seed, samples);
   return { pi: (4 * inside) / total, inside, total };
+});
+
+// Fans out one `monte_carlo_sample` per seed across the grid and adds up the
+// totals. The result is exactly the sum of calling `monte_carlo_sample` for
+// the same seeds one by one.
+madrpc.register('aggregate', async ({ batches = 50, samples = DEFAULT_SAMPLES } = {}) => {
+  const seeds = Array.from({ length: batches }, (_, seed) => seed);
+  const parts = await Promise.all(seeds.map((seed) => madrpc.call('monte_carlo_sample', { seed, samples })));
+  const inside = parts.reduce((sum, part) => sum + part.inside, 0);
+  const total = parts.reduce((sum, part) => sum + part.total, 0);
+  return { pi: (4 * inside) / total, inside, total, batches };
 });

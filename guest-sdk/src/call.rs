@@ -11,13 +11,14 @@ use javy_plugin_api::javy::quickjs::{
 pub fn dispatch<'js>(
     ctx: &Ctx<'js>,
     registry: &Object<'js>,
+    flush: &Function<'js>,
     method: &str,
     params: &[u8],
 ) -> Result<Vec<u8>, GuestError> {
     let function = lookup(ctx, registry, method)?;
     let params = decode_params(ctx, params)?;
     let returned = invoke(ctx, &function, params).map_err(|e| GuestError::from_js(ctx, e))?;
-    let value = settle(ctx, returned)?;
+    let value = settle(ctx, flush, returned)?;
     encode(ctx, value)
 }
 
@@ -75,16 +76,25 @@ fn invoke<'js>(
     }
 }
 
-/// Runs the job queue until a returned Promise settles. Without an event
-/// loop to wait on, a Promise still pending when no job is left never will.
-fn settle<'js>(ctx: &Ctx<'js>, value: Value<'js>) -> Result<Value<'js>, GuestError> {
+/// Runs the job queue until a returned Promise settles. When no job is
+/// left, the queued sub-calls are flushed to the host; a Promise still
+/// pending when neither jobs nor sub-calls are left never will settle.
+fn settle<'js>(
+    ctx: &Ctx<'js>,
+    flush: &Function<'js>,
+    value: Value<'js>,
+) -> Result<Value<'js>, GuestError> {
     let Some(promise) = value.as_promise().cloned() else {
         return Ok(value);
     };
     loop {
         match promise.state() {
             PromiseState::Pending => {
-                if !ctx.execute_pending_job() {
+                if ctx.execute_pending_job() {
+                    continue;
+                }
+                let flushed: bool = flush.call(()).map_err(|e| GuestError::from_js(ctx, e))?;
+                if !flushed {
                     return Err(GuestError::never_settled());
                 }
             }

@@ -18,6 +18,10 @@ pub enum ConsoleStream {
 unsafe extern "C" {
     #[link_name = "console_write"]
     fn console_write_raw(stream: i32, ptr: *const u8, len: usize);
+    #[link_name = "subcalls_run"]
+    fn subcalls_run_raw(ptr: *const u8, len: usize) -> u32;
+    #[link_name = "subcalls_take"]
+    fn subcalls_take_raw(ptr: *mut u8);
 }
 
 #[link(wasm_import_module = "wasi_snapshot_preview1")]
@@ -30,6 +34,18 @@ unsafe extern "C" {
 pub fn console_write(stream: ConsoleStream, bytes: &[u8]) {
     // SAFETY: the host reads `len` bytes at `ptr` from this instance's memory.
     unsafe { console_write_raw(stream as i32, bytes.as_ptr(), bytes.len()) }
+}
+
+/// Runs a batch of sub-calls (a JSON array of `{method, params}`) on the
+/// host and returns the JSON array of their outcomes, in order. The host
+/// ends the call instead of returning when the call's deadline passes.
+pub fn run_subcalls(request: String) -> String {
+    // SAFETY: the host reads `len` bytes at `ptr`, then writes exactly the
+    // length it returned into the buffer we hand to `subcalls_take`.
+    let len = unsafe { subcalls_run_raw(request.as_ptr(), request.len()) } as usize;
+    let mut outcomes = vec![0u8; len];
+    unsafe { subcalls_take_raw(outcomes.as_mut_ptr()) };
+    String::from_utf8(outcomes).unwrap_or_else(|_| "[]".to_owned())
 }
 
 /// Eight bytes of fresh entropy from the host, read at call time (never from

@@ -17,8 +17,16 @@
 //! and length of a JSON document (the result, or an error object with
 //! `kind`, `name`, `message` and optional `stack` and `methods`).
 //!
-//! Imports: `madrpc.console_write(stream, ptr, len)` plus WASI preview 1
-//! clocks and `random_get`. Nothing else.
+//! # Sub-calls
+//! `madrpc.call` queues a sub-call; when the function has nothing left to
+//! do but wait, the queue goes to the host in one `madrpc.subcalls_run`
+//! (a JSON array of `{method, params}`), which runs them concurrently and
+//! answers with a JSON array of `{ok: result}` or `{error: {code, message,
+//! data}}`, fetched with `madrpc.subcalls_take`.
+//!
+//! Imports: `madrpc.console_write`, `madrpc.subcalls_run`,
+//! `madrpc.subcalls_take`, plus WASI preview 1 clocks and `random_get`.
+//! Nothing else.
 
 mod call;
 mod console;
@@ -30,7 +38,7 @@ use crate::console::HostConsole;
 use crate::error::GuestError;
 use crate::host::ConsoleStream;
 use javy_plugin_api::javy::quickjs::{
-    Ctx, Object, Persistent, Value, context::EvalOptions, prelude::Func,
+    Ctx, Function, Object, Persistent, Value, context::EvalOptions, prelude::Func,
 };
 use javy_plugin_api::javy::{Config, Runtime};
 use std::alloc::{Layout, alloc};
@@ -45,6 +53,7 @@ const PRELUDE: &str = include_str!("prelude.js");
 struct Guest {
     runtime: Runtime,
     registry: Persistent<Object<'static>>,
+    flush: Persistent<Function<'static>>,
 }
 
 thread_local! {
@@ -122,7 +131,12 @@ fn run_call(method: &str, params: &[u8]) -> Result<Vec<u8>, GuestError> {
                 .clone()
                 .restore(&ctx)
                 .map_err(|e| GuestError::from_js(&ctx, e))?;
-            call::dispatch(&ctx, &registry, method, params)
+            let flush = guest
+                .flush
+                .clone()
+                .restore(&ctx)
+                .map_err(|e| GuestError::from_js(&ctx, e))?;
+            call::dispatch(&ctx, &registry, &flush, method, params)
         })
     })
 }
@@ -145,13 +159,24 @@ fn initialize() -> Result<Vec<String>, GuestError> {
     let runtime =
         Runtime::new(config).map_err(|e| GuestError::internal(format!("starting QuickJS: {e}")))?;
 
-    let (registry, methods) = runtime.context().with(|ctx| {
+    let (registry, flush, methods) = runtime.context().with(|ctx| {
         install_random(&ctx)?;
-        let registry: Object = eval(&ctx, PRELUDE, "madrpc:prelude", true)?;
+        ctx.globals()
+            .set("__madrpc_run_subcalls", Func::from(host::run_subcalls))
+            .map_err(|e| GuestError::from_js(&ctx, e))?;
+        let api: Object = eval(&ctx, PRELUDE, "madrpc:prelude", true)?;
+        let registry: Object = api
+            .get("registry")
+            .map_err(|e| GuestError::from_js(&ctx, e))?;
+        let flush: Function = api.get("flush").map_err(|e| GuestError::from_js(&ctx, e))?;
         eval::<Value>(&ctx, source, file_name, false)?;
         while ctx.execute_pending_job() {}
         let methods = call::method_names(&registry);
-        Ok::<_, GuestError>((Persistent::save(&ctx, registry), methods))
+        Ok::<_, GuestError>((
+            Persistent::save(&ctx, registry),
+            Persistent::save(&ctx, flush),
+            methods,
+        ))
     })?;
     if methods.is_empty() {
         return Err(GuestError::no_methods());
@@ -168,7 +193,11 @@ fn initialize() -> Result<Vec<String>, GuestError> {
 
     GUEST.with(|guest| {
         guest
-            .set(Guest { runtime, registry })
+            .set(Guest {
+                runtime,
+                registry,
+                flush,
+            })
             .map_err(|_| GuestError::internal("madrpc_init ran twice"))
     })?;
     Ok(methods)

@@ -7,6 +7,9 @@
 (() => {
   'use strict';
   const registry = Object.create(null);
+  // Set by the plugin just before this script runs; kept private here.
+  const runSubcalls = globalThis.__madrpc_run_subcalls;
+  delete globalThis.__madrpc_run_subcalls;
 
   const register = (name, fn) => {
     if (typeof name !== 'string' || name.length === 0) {
@@ -24,8 +27,67 @@
     registry[name] = fn;
   };
 
+  // Sub-calls wait here until the function has nothing left to do but
+  // wait; then `flush` hands all of them to the host at once, which runs
+  // them concurrently across the grid.
+  const pending = [];
+
+  // A failed sub-call. `code` is the JSON-RPC error code, `data` its data.
+  class RpcError extends Error {
+    constructor(error) {
+      // An uncaught RpcError travels up as "RpcError: message"; do not
+      // stack the prefix once per level.
+      super(String(error.message).replace(/^(RpcError: )+/, ''));
+      this.name = 'RpcError';
+      this.code = error.code;
+      this.data = error.data;
+    }
+  }
+
+  const enqueue = (method, params) => {
+    if (typeof method !== 'string' || method.length === 0) {
+      throw new TypeError('madrpc.call(method, params): method must be a non-empty string');
+    }
+    const entry = { method, params, settled: false };
+    entry.promise = new Promise((resolve, reject) => {
+      entry.resolve = resolve;
+      entry.reject = reject;
+    });
+    pending.push(entry);
+    return entry;
+  };
+
+  const flush = () => {
+    if (pending.length === 0) return false;
+    const batch = pending.splice(0);
+    const request = JSON.stringify(batch.map(({ method, params }) => (params === undefined ? { method } : { method, params })));
+    const outcomes = JSON.parse(runSubcalls(request));
+    batch.forEach((entry, i) => {
+      const outcome = outcomes[i];
+      entry.settled = true;
+      if (outcome && 'ok' in outcome) {
+        entry.value = outcome.ok;
+        entry.resolve(outcome.ok);
+      } else {
+        entry.error = new RpcError(outcome ? outcome.error : { code: -32603, message: 'no outcome for a sub-call' });
+        entry.reject(entry.error);
+      }
+    });
+    return true;
+  };
+
+  const call = (method, params) => enqueue(method, params).promise;
+
+  const callSync = (method, params) => {
+    const entry = enqueue(method, params);
+    entry.promise.catch(() => {});
+    flush();
+    if (entry.error) throw entry.error;
+    return entry.value;
+  };
+
   Object.defineProperty(globalThis, 'madrpc', {
-    value: Object.freeze({ register }),
+    value: Object.freeze({ register, call, callSync }),
     enumerable: false,
     writable: false,
     configurable: false,
@@ -47,5 +109,5 @@
   const error = (...args) => writeError(...args.map(format));
   Object.assign(console, { log, info: log, debug: log, error, warn: error });
 
-  return registry;
+  return { registry, flush };
 })()

@@ -60,10 +60,25 @@ pub async fn post_json(
     body: Bytes,
     timeout: Duration,
 ) -> Result<(StatusCode, hyper::HeaderMap, Bytes), HttpError> {
-    let request = Request::builder()
+    post_json_with(client, url, body, timeout, &[]).await
+}
+
+/// [`post_json`] with extra request headers.
+pub async fn post_json_with(
+    client: &HttpClient,
+    url: &str,
+    body: Bytes,
+    timeout: Duration,
+    headers: &[(&str, String)],
+) -> Result<(StatusCode, hyper::HeaderMap, Bytes), HttpError> {
+    let mut request = Request::builder()
         .method(Method::POST)
         .uri(url)
-        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_TYPE, "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    let request = request
         .body(Full::new(body))
         .map_err(|e| HttpError::BadUrl {
             url: url.to_owned(),

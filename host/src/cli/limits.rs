@@ -25,6 +25,12 @@ pub struct LimitArgs {
     /// Console output kept per call, e.g. 64KiB.
     #[arg(long, value_name = "SIZE")]
     pub max_console: Option<bytesize::ByteSize>,
+    /// Deepest chain of madrpc.call sub-calls.
+    #[arg(long, value_name = "N")]
+    pub max_depth: Option<u32>,
+    /// Most sub-calls one call may make.
+    #[arg(long, value_name = "N")]
+    pub max_subcalls: Option<u32>,
 }
 
 impl LimitArgs {
@@ -48,6 +54,8 @@ impl LimitArgs {
                 .max_console
                 .map(size)
                 .unwrap_or(defaults.max_console_bytes),
+            max_depth: self.max_depth.unwrap_or(defaults.max_depth),
+            max_subcalls: self.max_subcalls.unwrap_or(defaults.max_subcalls),
         }
     }
 
@@ -74,6 +82,8 @@ impl LimitArgs {
             "--max-console",
             self.max_console.map(|v| v.as_u64().to_string()),
         );
+        push("--max-depth", self.max_depth.map(|v| v.to_string()));
+        push("--max-subcalls", self.max_subcalls.map(|v| v.to_string()));
         args
     }
 }

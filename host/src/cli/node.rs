@@ -5,7 +5,7 @@ use super::limits::LimitArgs;
 use super::signal::shutdown_requested;
 use anyhow::Context;
 use clap::Args;
-use madrpc::node::{Node, NodeConfig, WorkerPool};
+use madrpc::node::{Node, NodeConfig, SubcallRoute, WorkerPool};
 use madrpc::runtime::{Runtime, RuntimeConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -53,7 +53,9 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
     let limits = args.limits.to_limits();
     let runtime = Arc::new(Runtime::new(RuntimeConfig {
         limits: limits.clone(),
-        max_instances: u32::try_from(workers * 2 + 8).unwrap_or(u32::MAX),
+        // Calls waiting on sub-calls keep their instance: room for deep
+        // fan-out trees besides the running calls.
+        max_instances: 1024,
         ..RuntimeConfig::default()
     })?);
     let module_path = args.module.clone();
@@ -62,7 +64,16 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         tokio::task::spawn_blocking(move || runtime.load_file(&module_path)).await?
     }
     .with_context(|| format!("cannot load {}", args.module.display()))?;
-    let pool = WorkerPool::new(runtime, module, limits, workers, queue);
+    let route = match &args.join {
+        Some(gateway) => SubcallRoute::Gateway {
+            url: format!("{}/", gateway.trim_end_matches('/')),
+            client: madrpc::http::client(),
+        },
+        None => SubcallRoute::Local,
+    };
+    let pool = Arc::new(WorkerPool::new(
+        runtime, module, limits, workers, queue, route,
+    ));
     let node = Node::bind(
         NodeConfig {
             listen: args.listen,

@@ -4,10 +4,11 @@ use super::limits::LimitArgs;
 use anyhow::Context;
 use clap::Args;
 use madrpc::build;
-use madrpc::runtime::{CallError, Runtime, RuntimeConfig};
+use madrpc::runtime::{CallError, LocalSubcalls, Runtime, RuntimeConfig};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// Arguments of `madrpc run`.
 #[derive(Debug, Args)]
@@ -27,11 +28,11 @@ pub struct RunArgs {
 /// exits with status 1.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let limits = args.limits.to_limits();
-    let runtime = Runtime::new(RuntimeConfig {
-        limits,
-        max_instances: 4,
+    let runtime = Arc::new(Runtime::new(RuntimeConfig {
+        limits: limits.clone(),
+        max_instances: 1024,
         ..RuntimeConfig::default()
-    })?;
+    })?);
     let is_script = args
         .module
         .extension()
@@ -45,7 +46,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     .with_context(|| format!("cannot load {}", args.module.display()))?;
 
     let params = args.params.unwrap_or_default();
-    let report = runtime.call(&module, &args.method, params.as_bytes());
+    // Sub-calls (madrpc.call) run in this process, a few at a time.
+    let subcalls = LocalSubcalls::new(
+        runtime.clone(),
+        module.clone(),
+        limits.clone(),
+        super::cores(),
+    );
+    let report = runtime.call_in_context(
+        &module,
+        &args.method,
+        params.as_bytes(),
+        &limits,
+        subcalls.context(),
+    );
     match report.result {
         Ok(result) => {
             let mut stdout = std::io::stdout().lock();

@@ -3,7 +3,7 @@
 
 use super::registry::NodeEntry;
 use crate::http::{self, HttpClient, HttpError};
-use crate::rpc::RpcError;
+use crate::rpc::{CallBudget, RpcError};
 use bytes::Bytes;
 use hyper::StatusCode;
 use std::time::Duration;
@@ -28,12 +28,17 @@ pub async fn forward(
     node: &NodeEntry,
     method: &str,
     params: Bytes,
+    budget: CallBudget,
     timeout: Duration,
 ) -> Result<Bytes, ForwardError> {
     let url = format!("{}/v1/call/{}", node.url, encode_path_segment(method));
-    let (status, _, body) = http::post_json(client, &url, params, timeout)
-        .await
-        .map_err(ForwardError::Unreachable)?;
+    let timeout = budget
+        .remaining()
+        .map_or(timeout, |left| timeout.min(left + Duration::from_secs(1)));
+    let (status, _, body) =
+        http::post_json_with(client, &url, params, timeout, &budget.to_headers())
+            .await
+            .map_err(ForwardError::Unreachable)?;
     if status == StatusCode::OK {
         return Ok(body);
     }

@@ -81,6 +81,7 @@ impl Dispatch for Balancer {
                 &node,
                 &request.method,
                 request.params.clone(),
+                request.budget,
                 self.call_timeout,
             )
             .await

@@ -5,9 +5,11 @@
 mod join;
 mod pool;
 mod service;
+mod subcalls;
 
 pub use join::Announcement;
 pub use pool::WorkerPool;
+pub use subcalls::SubcallRoute;
 
 use crate::http;
 use crate::rpc::EndpointLimits;
@@ -63,7 +65,7 @@ pub struct Node {
 
 impl Node {
     /// Binds the listen address.
-    pub async fn bind(config: NodeConfig, pool: WorkerPool) -> Result<Self, NodeError> {
+    pub async fn bind(config: NodeConfig, pool: Arc<WorkerPool>) -> Result<Self, NodeError> {
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -78,7 +80,7 @@ impl Node {
             .unwrap_or_else(|| format!("http://{addr}"));
         Ok(Self {
             listener,
-            pool: Arc::new(pool),
+            pool,
             config,
             url,
         })

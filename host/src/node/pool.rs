@@ -2,8 +2,9 @@
 //! `workers` at once, with at most `queue` more waiting; past that a call is
 //! refused at once as overloaded rather than queued without bound.
 
-use crate::rpc::RpcError;
-use crate::runtime::{Limits, LoadedModule, Runtime};
+use super::subcalls::{NodeSubcalls, SubcallRoute};
+use crate::rpc::{CallBudget, RpcError};
+use crate::runtime::{CallContext, Limits, LoadedModule, Runtime};
 use bytes::Bytes;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -11,6 +12,7 @@ use tokio::sync::Semaphore;
 
 /// Runs calls on blocking threads, bounded.
 pub struct WorkerPool {
+    route: SubcallRoute,
     runtime: Arc<Runtime>,
     module: LoadedModule,
     limits: Limits,
@@ -39,9 +41,11 @@ impl WorkerPool {
         limits: Limits,
         workers: usize,
         queue: usize,
+        route: SubcallRoute,
     ) -> Self {
         let workers = workers.max(1);
         Self {
+            route,
             runtime,
             module,
             limits,
@@ -73,8 +77,15 @@ impl WorkerPool {
         self.served.load(Ordering::Relaxed)
     }
 
-    /// Runs a call, or refuses it at once when the pool is full.
-    pub async fn execute(&self, method: String, params: Bytes) -> Result<Bytes, RpcError> {
+    /// Runs a call, or refuses it at once when the pool is full. While the
+    /// call waits on its own sub-calls it gives its worker slot back, so a
+    /// tree of calls cannot deadlock a small pool.
+    pub async fn execute(
+        self: &Arc<Self>,
+        method: String,
+        params: Bytes,
+        budget: CallBudget,
+    ) -> Result<Bytes, RpcError> {
         if self.admitted.fetch_add(1, Ordering::AcqRel) >= self.capacity {
             self.admitted.fetch_sub(1, Ordering::AcqRel);
             return Err(RpcError::overloaded(1));
@@ -89,9 +100,20 @@ impl WorkerPool {
         let runtime = self.runtime.clone();
         let module = self.module.clone();
         let limits = self.limits.clone();
+        let handler = NodeSubcalls::new(
+            Arc::downgrade(self),
+            self.route.clone(),
+            tokio::runtime::Handle::current(),
+            self.slots.clone(),
+            permit,
+        );
+        let context = CallContext {
+            depth: budget.depth,
+            deadline: budget.deadline,
+            handler: Some(handler),
+        };
         let report = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            runtime.call_with_limits(&module, &method, &params, &limits)
+            runtime.call_in_context(&module, &method, &params, &limits, context)
         })
         .await
         .map_err(|e| RpcError::internal(format!("a worker failed: {e}")))?;

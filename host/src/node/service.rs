@@ -1,11 +1,11 @@
 //! The node's HTTP routes.
 
 use super::pool::WorkerPool;
-use crate::rpc::{self, CallRequest, Dispatch, EndpointLimits, RpcError};
+use crate::rpc::{self, CallBudget, CallRequest, Dispatch, EndpointLimits, RpcError};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use serde_json::json;
@@ -16,13 +16,18 @@ struct NodeState {
     limits: EndpointLimits,
 }
 
-impl Dispatch for WorkerPool {
+/// The node's JSON-RPC endpoint runs calls on its own pool.
+struct LocalDispatch(Arc<WorkerPool>);
+
+impl Dispatch for LocalDispatch {
     async fn call(&self, request: CallRequest) -> Result<Bytes, RpcError> {
-        self.execute(request.method, request.params).await
+        self.0
+            .execute(request.method, request.params, request.budget)
+            .await
     }
 
     fn methods(&self) -> Vec<String> {
-        WorkerPool::methods(self).to_vec()
+        self.0.methods().to_vec()
     }
 }
 
@@ -35,7 +40,7 @@ pub(super) fn router(pool: Arc<WorkerPool>, limits: EndpointLimits) -> Router {
         .route("/v1/call/{method}", post(call))
         .route("/health", get(health))
         .with_state(state);
-    rpc::router(pool, limits).merge(internal)
+    rpc::router(Arc::new(LocalDispatch(pool)), limits).merge(internal)
 }
 
 /// The gateway-to-node call route: `POST /v1/call/{method}` with the raw
@@ -44,8 +49,10 @@ pub(super) fn router(pool: Arc<WorkerPool>, limits: EndpointLimits) -> Router {
 async fn call(
     State(state): State<Arc<NodeState>>,
     Path(method): Path<String>,
+    headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let budget = CallBudget::from_headers(&headers);
     let max = state.limits.max_body_bytes;
     let params = match axum::body::to_bytes(body, max).await {
         Ok(params) => params,
@@ -58,7 +65,7 @@ async fn call(
             return error_reply(StatusCode::PAYLOAD_TOO_LARGE, &error);
         }
     };
-    match state.pool.execute(method, params).await {
+    match state.pool.execute(method, params, budget).await {
         Ok(result) => {
             let mut response = (StatusCode::OK, result).into_response();
             response.headers_mut().insert(

@@ -22,6 +22,8 @@ pub struct CallRequest {
     pub method: String,
     /// The params as raw JSON, empty when absent.
     pub params: Bytes,
+    /// Depth and inherited deadline, from the budget headers.
+    pub budget: super::CallBudget,
 }
 
 /// What runs calls behind an endpoint: a node's worker pool, or the
@@ -92,13 +94,14 @@ async fn handle<D: Dispatch>(
             );
         }
     };
+    let budget = super::CallBudget::from_headers(&headers);
     let incoming = match super::parse(&body) {
         Ok(incoming) => incoming,
         Err(error) => return error_response(StatusCode::BAD_REQUEST, error),
     };
     match incoming {
         Incoming::Single(entry) => {
-            let Some(reply) = run(&endpoint, entry).await else {
+            let Some(reply) = run(&endpoint, entry, budget).await else {
                 return StatusCode::NO_CONTENT.into_response();
             };
             let status = match &reply.outcome {
@@ -126,12 +129,15 @@ async fn handle<D: Dispatch>(
                     .with("limit", limit),
                 );
             }
-            let replies: Vec<Reply> =
-                futures::future::join_all(entries.into_iter().map(|entry| run(&endpoint, entry)))
-                    .await
+            let replies: Vec<Reply> = futures::future::join_all(
+                entries
                     .into_iter()
-                    .flatten()
-                    .collect();
+                    .map(|entry| run(&endpoint, entry, budget)),
+            )
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
             match write_batch(&replies) {
                 Some(out) => json_response(StatusCode::OK, out),
                 None => StatusCode::NO_CONTENT.into_response(),
@@ -141,7 +147,11 @@ async fn handle<D: Dispatch>(
 }
 
 /// Runs one entry; `None` for a notification, which gets no reply.
-async fn run<'a, D: Dispatch>(endpoint: &Endpoint<D>, entry: Entry<'a>) -> Option<Reply<'a>> {
+async fn run<'a, D: Dispatch>(
+    endpoint: &Endpoint<D>,
+    entry: Entry<'a>,
+    budget: super::CallBudget,
+) -> Option<Reply<'a>> {
     let call = match entry {
         Entry::Invalid { error, id } => {
             return Some(Reply {
@@ -173,6 +183,7 @@ async fn run<'a, D: Dispatch>(endpoint: &Endpoint<D>, entry: Entry<'a>) -> Optio
             .call(CallRequest {
                 method: call.method.into_owned(),
                 params,
+                budget,
             })
             .await
     };

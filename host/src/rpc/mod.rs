@@ -1,6 +1,7 @@
 //! JSON-RPC 2.0 as gateway, node and client speak it: the request codec,
 //! the response writer, the error table and the HTTP endpoint.
 
+mod budget;
 pub mod codes;
 mod endpoint;
 mod error;
@@ -8,6 +9,7 @@ pub mod openrpc;
 mod request;
 mod response;
 
+pub use budget::{CallBudget, DEADLINE_HEADER, DEPTH_HEADER};
 pub use endpoint::{CallRequest, Dispatch, EndpointLimits, router};
 pub use error::RpcError;
 pub use request::{Call, Entry, Incoming, parse};

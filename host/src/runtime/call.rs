@@ -7,6 +7,7 @@ use super::error::{CallError, GuestException};
 use super::limits::Limits;
 use super::module::LoadedModule;
 use super::state::CallState;
+use super::subcall::{CallContext, DeadlinePassed};
 use serde::Deserialize;
 use std::time::{Duration, Instant};
 use wasmtime::{Engine, Extern, Instance, Memory, Store, Trap, TypedFunc};
@@ -42,14 +43,21 @@ pub(crate) fn run(
     method: &str,
     params: &[u8],
     limits: &Limits,
+    context: CallContext,
 ) -> CallReport {
     let started = Instant::now();
-    let mut store = Store::new(
-        engine,
-        CallState::new(limits.memory_bytes, limits.max_console_bytes),
-    );
+    let deadline = match context.deadline {
+        Some(deadline) => deadline.min(started + limits.deadline),
+        None => started + limits.deadline,
+    };
+    // Errors report the deadline that applied, inherited or not.
+    let limits = &Limits {
+        deadline: deadline.saturating_duration_since(started),
+        ..limits.clone()
+    };
+    let mut store = Store::new(engine, CallState::new(limits, context, deadline));
     store.limiter(|state| &mut state.limiter);
-    let mut result = prepare(&mut store, limits)
+    let mut result = prepare(&mut store, limits, deadline)
         .and_then(|()| invoke(&mut store, module, method, params, limits));
     // A breach ends the call even when the guest caught the failure it
     // caused (QuickJS turns a refused allocation into a catchable error).
@@ -80,12 +88,13 @@ pub(crate) fn instantiate_only(
     limits: &Limits,
 ) -> Result<Duration, CallError> {
     let started = Instant::now();
+    let deadline = started + limits.deadline;
     let mut store = Store::new(
         engine,
-        CallState::new(limits.memory_bytes, limits.max_console_bytes),
+        CallState::new(limits, CallContext::top_level(), deadline),
     );
     store.limiter(|state| &mut state.limiter);
-    prepare(&mut store, limits)?;
+    prepare(&mut store, limits, deadline)?;
     module
         .pre
         .instantiate(&mut store)
@@ -94,11 +103,21 @@ pub(crate) fn instantiate_only(
     Ok(started.elapsed())
 }
 
-fn prepare(store: &mut Store<CallState>, limits: &Limits) -> Result<(), CallError> {
+fn prepare(
+    store: &mut Store<CallState>,
+    limits: &Limits,
+    deadline: Instant,
+) -> Result<(), CallError> {
     store
         .set_fuel(limits.fuel)
         .map_err(|e| CallError::Internal(e.to_string()))?;
-    store.set_epoch_deadline(engine::ticks_for(limits.deadline));
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    if remaining.is_zero() {
+        return Err(CallError::DeadlineExceeded {
+            limit: limits.deadline,
+        });
+    }
+    store.set_epoch_deadline(engine::ticks_for(remaining));
     store.epoch_deadline_trap();
     Ok(())
 }
@@ -278,6 +297,11 @@ fn classify(error: wasmtime::Error, store: &Store<CallState>, limits: &Limits) -
         }
         Some(Trap::StackOverflow) => return CallError::StackOverflow,
         _ => {}
+    }
+    if error.downcast_ref::<DeadlinePassed>().is_some() || store.data().subcalls.deadline_hit {
+        return CallError::DeadlineExceeded {
+            limit: limits.deadline,
+        };
     }
     if store.data().limiter.hit {
         return CallError::MemoryExceeded {

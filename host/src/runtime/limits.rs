@@ -25,6 +25,11 @@ pub struct Limits {
     /// Console output kept per call, in bytes; output past it is dropped and
     /// counted. Default 64 KiB.
     pub max_console_bytes: usize,
+    /// Deepest chain of `madrpc.call`s (a client's call is depth 0).
+    /// Default 8.
+    pub max_depth: u32,
+    /// Most sub-calls one call may make. Default 1,000.
+    pub max_subcalls: u32,
 }
 
 impl Default for Limits {
@@ -36,6 +41,8 @@ impl Default for Limits {
             max_params_bytes: 4 << 20,
             max_result_bytes: 4 << 20,
             max_console_bytes: 64 << 10,
+            max_depth: 8,
+            max_subcalls: 1000,
         }
     }
 }

@@ -9,19 +9,23 @@ mod console;
 mod engine;
 mod error;
 mod limits;
+mod local;
 mod module;
 mod preinit;
 mod stack;
 mod state;
+mod subcall;
 
 pub use cache::ModuleCache;
 pub use call::CallReport;
 pub use console::{ConsoleLine, ConsoleOutput, ConsoleStream};
 pub use error::{CallError, GuestException, LoadError};
 pub use limits::Limits;
+pub use local::LocalSubcalls;
 pub use module::LoadedModule;
 pub use preinit::{PreinitError, Preinitialized, preinitialize};
 pub use stack::CALL_THREAD_STACK_BYTES;
+pub use subcall::{Budget, CallContext, Subcall, SubcallHandler};
 
 use engine::EpochTicker;
 use state::CallState;
@@ -143,10 +147,25 @@ impl Runtime {
         params: &[u8],
         limits: &Limits,
     ) -> CallReport {
+        self.call_in_context(module, method, params, limits, CallContext::top_level())
+    }
+
+    /// Like [`Runtime::call_with_limits`] for a call that sits somewhere in
+    /// a tree of `madrpc.call`s: `context` gives its depth, its inherited
+    /// deadline and the handler that runs its own sub-calls.
+    pub fn call_in_context(
+        &self,
+        module: &LoadedModule,
+        method: &str,
+        params: &[u8],
+        limits: &Limits,
+        context: CallContext,
+    ) -> CallReport {
         let call_id = self.next_call.fetch_add(1, Ordering::Relaxed);
         let mut limits = limits.clone();
         limits.memory_bytes = limits.memory_bytes.min(self.config.limits.memory_bytes);
-        let report = stack::with_room(|| call::run(&self.engine, module, method, params, &limits));
+        let report =
+            stack::with_room(|| call::run(&self.engine, module, method, params, &limits, context));
         log_report(call_id, method, &report);
         report
     }

@@ -88,7 +88,16 @@ fn run_init(
 
     let stdout = MemoryOutputPipe::new(OUTPUT_LIMIT);
     let stderr = MemoryOutputPipe::new(OUTPUT_LIMIT);
-    let mut state = CallState::new(TOP_LEVEL_MEMORY, OUTPUT_LIMIT);
+    let limits = super::Limits {
+        memory_bytes: TOP_LEVEL_MEMORY,
+        max_console_bytes: OUTPUT_LIMIT,
+        ..super::Limits::default()
+    };
+    let mut state = CallState::new(
+        &limits,
+        super::CallContext::top_level(),
+        std::time::Instant::now() + Duration::from_secs(3600),
+    );
     state.wasi = WasiCtxBuilder::new()
         .stdin(MemoryInputPipe::new(format!("{script_name}\n{source}")))
         .stdout(stdout.clone())

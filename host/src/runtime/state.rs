@@ -2,6 +2,8 @@
 //! memory limiter and the console capture.
 
 use super::console::{ConsoleCapture, ConsoleStream};
+use super::subcall::{self, CallContext, SubcallSession};
+use std::time::Instant;
 use wasmtime::{Caller, Linker, ResourceLimiter};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
@@ -11,10 +13,13 @@ pub(crate) struct CallState {
     pub(crate) wasi: WasiP1Ctx,
     pub(crate) limiter: MemoryLimiter,
     pub(crate) console: ConsoleCapture,
+    pub(crate) subcalls: SubcallSession,
 }
 
 impl CallState {
-    pub(crate) fn new(memory_bytes: usize, console_bytes: usize) -> Self {
+    pub(crate) fn new(limits: &super::Limits, context: CallContext, deadline: Instant) -> Self {
+        let memory_bytes = limits.memory_bytes;
+        let console_bytes = limits.max_console_bytes;
         Self {
             // No preopened directories, no environment, no arguments, no
             // network, closed stdin and discarded stdout/stderr: the guest
@@ -25,6 +30,15 @@ impl CallState {
                 hit: false,
             },
             console: ConsoleCapture::new(console_bytes),
+            subcalls: SubcallSession {
+                context,
+                deadline,
+                max_depth: limits.max_depth,
+                max_subcalls: limits.max_subcalls,
+                made: 0,
+                outcomes: Vec::new(),
+                deadline_hit: false,
+            },
         }
     }
 }
@@ -71,6 +85,7 @@ pub(crate) fn link(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
 
 /// Links the `madrpc` host functions alone.
 pub(crate) fn link_host_functions(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    subcall::link(linker)?;
     linker.func_wrap(
         "madrpc",
         "console_write",

@@ -1,0 +1,238 @@
+//! Running a call's `madrpc.call`s from a node: through the gateway when the
+//! node joined one (so sub-calls are balanced across the grid like any
+//! call), else on the node's own pool.
+
+use super::pool::WorkerPool;
+use crate::http::{self, HttpClient};
+use crate::rpc::{CallBudget, RpcError, codes};
+use crate::runtime::{Budget, Subcall, SubcallHandler};
+use bytes::Bytes;
+use serde_json::Value;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+use tokio::runtime::Handle;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Where a node sends sub-calls.
+#[derive(Clone)]
+pub enum SubcallRoute {
+    /// A gateway's JSON-RPC endpoint, e.g. `http://127.0.0.1:8080/`.
+    Gateway {
+        /// The endpoint URL.
+        url: String,
+        /// A pooled client.
+        client: HttpClient,
+    },
+    /// This node's own pool.
+    Local,
+}
+
+/// The sub-call handler of one running call. It holds the call's worker
+/// slot and gives it back while the call waits.
+pub(super) struct NodeSubcalls {
+    pool: Weak<WorkerPool>,
+    route: SubcallRoute,
+    handle: Handle,
+    slots: Arc<Semaphore>,
+    permit: Mutex<Option<OwnedSemaphorePermit>>,
+}
+
+impl NodeSubcalls {
+    pub(super) fn new(
+        pool: Weak<WorkerPool>,
+        route: SubcallRoute,
+        handle: Handle,
+        slots: Arc<Semaphore>,
+        permit: OwnedSemaphorePermit,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            pool,
+            route,
+            handle,
+            slots,
+            permit: Mutex::new(Some(permit)),
+        })
+    }
+}
+
+impl SubcallHandler for NodeSubcalls {
+    fn run(&self, calls: Vec<Subcall>, budget: Budget) -> Vec<Result<Bytes, RpcError>> {
+        let count = calls.len();
+        // Give the worker slot back while waiting: the sub-calls may need it.
+        drop(self.permit.lock().unwrap_or_else(|p| p.into_inner()).take());
+        let outcomes = self.handle.block_on(async {
+            let remaining = budget.remaining();
+            match tokio::time::timeout(remaining, self.dispatch(calls, budget)).await {
+                Ok(outcomes) => outcomes,
+                Err(_) => (0..count).map(|_| Err(deadline_error())).collect(),
+            }
+        });
+        let permit = self
+            .handle
+            .block_on(self.slots.clone().acquire_owned())
+            .ok();
+        *self.permit.lock().unwrap_or_else(|p| p.into_inner()) = permit;
+        outcomes
+    }
+}
+
+impl NodeSubcalls {
+    async fn dispatch(&self, calls: Vec<Subcall>, budget: Budget) -> Vec<Result<Bytes, RpcError>> {
+        let budget = CallBudget {
+            depth: budget.depth,
+            deadline: Some(budget.deadline),
+        };
+        match &self.route {
+            SubcallRoute::Gateway { url, client } => via_gateway(client, url, calls, budget).await,
+            SubcallRoute::Local => {
+                let Some(pool) = self.pool.upgrade() else {
+                    return calls
+                        .iter()
+                        .map(|_| Err(RpcError::internal("the node is shutting down")))
+                        .collect();
+                };
+                let runs = calls.into_iter().map(|call| {
+                    let pool = pool.clone();
+                    async move {
+                        retry_overloaded(budget, || {
+                            pool.execute(call.method.clone(), call.params.clone(), budget)
+                        })
+                        .await
+                    }
+                });
+                futures::future::join_all(runs).await
+            }
+        }
+    }
+}
+
+/// Sends the sub-calls as one JSON-RPC batch to the gateway, which spreads
+/// them across nodes; entries refused as overloaded are sent again after a
+/// short pause until the deadline.
+async fn via_gateway(
+    client: &HttpClient,
+    url: &str,
+    calls: Vec<Subcall>,
+    budget: CallBudget,
+) -> Vec<Result<Bytes, RpcError>> {
+    let mut outcomes: Vec<Option<Result<Bytes, RpcError>>> = calls.iter().map(|_| None).collect();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let waiting: Vec<usize> = (0..calls.len())
+            .filter(|&i| !matches!(outcomes[i], Some(Ok(_)) | Some(Err(_))))
+            .collect();
+        if waiting.is_empty() {
+            break;
+        }
+        let mut body = Vec::with_capacity(64 * waiting.len());
+        body.push(b'[');
+        for (n, &i) in waiting.iter().enumerate() {
+            if n > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
+            body.extend_from_slice(i.to_string().as_bytes());
+            body.extend_from_slice(br#","method":"#);
+            let _ = serde_json::to_writer(&mut body, &calls[i].method);
+            if !calls[i].params.is_empty() {
+                body.extend_from_slice(br#","params":"#);
+                body.extend_from_slice(&calls[i].params);
+            }
+            body.push(b'}');
+        }
+        body.push(b']');
+        let timeout = budget.remaining().unwrap_or(Duration::from_secs(60));
+        let reply = http::post_json_with(
+            client,
+            url,
+            Bytes::from(body),
+            timeout,
+            &budget.to_headers(),
+        )
+        .await;
+        let mut overloaded = false;
+        match reply {
+            Err(error) => {
+                let error = RpcError::new(
+                    codes::NODE_FAILED,
+                    "gateway_unreachable",
+                    format!("sub-calls could not reach the gateway: {error}"),
+                );
+                for &i in &waiting {
+                    outcomes[i] = Some(Err(error.clone()));
+                }
+            }
+            Ok((_, _, body)) => {
+                let replies: Vec<Value> = match serde_json::from_slice::<Value>(&body) {
+                    Ok(Value::Array(replies)) => replies,
+                    Ok(single) => vec![single],
+                    Err(e) => vec![
+                        serde_json::json!({"error": {"code": codes::INTERNAL_ERROR, "message": format!("undecodable gateway reply: {e}")}}),
+                    ],
+                };
+                for reply in replies {
+                    let Some(i) = reply["id"]
+                        .as_u64()
+                        .map(|i| i as usize)
+                        .filter(|i| *i < calls.len())
+                    else {
+                        continue;
+                    };
+                    if let Some(result) = reply.get("result") {
+                        outcomes[i] = Some(Ok(Bytes::from(result.to_string())));
+                    } else {
+                        let error: RpcError = serde_json::from_value(reply["error"].clone())
+                            .unwrap_or_else(|_| RpcError::internal("malformed sub-call reply"));
+                        if error.code == codes::OVERLOADED {
+                            overloaded = true;
+                        } else {
+                            outcomes[i] = Some(Err(error));
+                        }
+                    }
+                }
+            }
+        }
+        if !overloaded {
+            break;
+        }
+        if budget.remaining().is_some_and(|left| left <= pause) {
+            break;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+    outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| Err(RpcError::overloaded(1))))
+        .collect()
+}
+
+/// Runs `attempt` again after a short pause while it reports overload, until
+/// the deadline.
+async fn retry_overloaded<F, Fut>(budget: CallBudget, mut attempt: F) -> Result<Bytes, RpcError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Bytes, RpcError>>,
+{
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match attempt().await {
+            Err(error)
+                if error.code == codes::OVERLOADED
+                    && budget.remaining().is_none_or(|left| left > pause) =>
+            {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+fn deadline_error() -> RpcError {
+    RpcError::new(
+        codes::DEADLINE_EXCEEDED,
+        "deadline_exceeded",
+        "the sub-call did not finish before its parent's deadline",
+    )
+}
