@@ -150,6 +150,7 @@ fn the_deadline_interrupts_a_call_with_fuel_to_spare() {
         deadline: Duration::from_millis(200),
         ..Limits::default()
     };
+    sandbox();
     let started = Instant::now();
     let report = call_limited("spin_for", "", &limits);
     let elapsed = started.elapsed();
