@@ -38,6 +38,7 @@ pub async fn run(registry: Arc<Registry>, client: HttpClient, interval: Duration
                 }
             });
         futures::future::join_all(probes).await;
+        registry.refresh_methods();
     }
 }
 

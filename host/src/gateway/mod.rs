@@ -64,7 +64,7 @@ impl Dispatch for Balancer {
     async fn call(&self, request: CallRequest) -> Result<Bytes, RpcError> {
         let nodes = self.registry.nodes();
         let methods = self.registry.methods();
-        if !methods.is_empty() && !methods.contains(&request.method) {
+        if !methods.is_empty() && methods.binary_search(&request.method).is_err() {
             return Err(RpcError::method_not_found(&request.method, &methods));
         }
         let mut tried = Vec::new();
@@ -112,7 +112,7 @@ impl Dispatch for Balancer {
     }
 
     fn methods(&self) -> Vec<String> {
-        self.registry.methods()
+        self.registry.methods().to_vec()
     }
 }
 

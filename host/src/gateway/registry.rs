@@ -187,6 +187,9 @@ impl Drop for InFlight {
 #[derive(Debug, Default)]
 pub struct Registry {
     nodes: RwLock<Vec<Arc<NodeEntry>>>,
+    /// The union of the nodes' methods, recomputed when nodes report in, so
+    /// the call path reads it without allocating.
+    methods: RwLock<Arc<Vec<String>>>,
     joined: tokio::sync::Notify,
 }
 
@@ -206,6 +209,7 @@ impl Registry {
             .collect();
         Self {
             nodes: RwLock::new(nodes),
+            methods: RwLock::default(),
             joined: tokio::sync::Notify::new(),
         }
     }
@@ -220,6 +224,7 @@ impl Registry {
         let url = normalize(&announcement.url);
         if let Some(node) = self.nodes().into_iter().find(|n| n.url == url) {
             node.heartbeat(announcement.methods);
+            self.refresh_methods();
             return;
         }
         tracing::info!(node = %url, "node joined");
@@ -232,6 +237,7 @@ impl Registry {
                 true,
                 announcement.methods,
             )));
+        self.refresh_methods();
         self.joined.notify_waiters();
     }
 
@@ -244,6 +250,8 @@ impl Registry {
         if nodes.len() < before {
             tracing::info!(node = %url, "node left");
         }
+        drop(nodes);
+        self.refresh_methods();
     }
 
     /// Drops joined nodes not heard from within `expiry`.
@@ -258,14 +266,24 @@ impl Registry {
             }
             keep
         });
+        drop(nodes);
+        self.refresh_methods();
     }
 
     /// The methods served by any node, sorted and deduplicated.
-    pub fn methods(&self) -> Vec<String> {
+    pub fn methods(&self) -> Arc<Vec<String>> {
+        self.methods
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Recomputes [`Registry::methods`] after nodes reported in or left.
+    pub fn refresh_methods(&self) {
         let mut methods: Vec<String> = self.nodes().iter().flat_map(|n| n.methods()).collect();
         methods.sort();
         methods.dedup();
-        methods
+        *self.methods.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(methods);
     }
 
     /// Every node's status.

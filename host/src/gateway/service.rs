@@ -30,7 +30,7 @@ async fn health(State(registry): State<Arc<Registry>>) -> (StatusCode, Json<Valu
         Json(json!({
             "status": if available > 0 { "ok" } else { "no healthy node" },
             "available_nodes": available,
-            "methods": registry.methods(),
+            "methods": *registry.methods(),
         })),
     )
 }
