@@ -302,25 +302,24 @@ async fn a_full_node_reports_overload_instead_of_queueing() {
             .await
         })
     };
-    let overloaded = eventually(Duration::from_secs(10), || async {
-        let reply = rpc(
-            &http,
-            &url,
-            r#"{"jsonrpc":"2.0","method":"add","params":[1,2],"id":2}"#,
-        )
-        .await;
-        if reply.status != 503 {
-            return false;
-        }
-        assert_eq!(reply.headers.get("retry-after").unwrap(), "1");
-        assert_eq!(reply.json()["error"]["code"], -32010);
-        true
+    // Wait until the slow call holds the only worker, then try another.
+    let busy = eventually(Duration::from_secs(10), || async {
+        get_json(&http, &format!("{}/health", node.url)).await["in_flight"] == 1
     })
     .await;
-    assert!(
-        overloaded,
+    assert!(busy, "the slow call never started");
+    let reply = rpc(
+        &http,
+        &url,
+        r#"{"jsonrpc":"2.0","method":"add","params":[1,2],"id":2}"#,
+    )
+    .await;
+    assert_eq!(
+        reply.status, 503,
         "a second call while the only worker is busy was not refused"
     );
+    assert_eq!(reply.headers.get("retry-after").unwrap(), "1");
+    assert_eq!(reply.json()["error"]["code"], -32010);
     assert_eq!(slow.await.unwrap().json()["result"], 1500);
 }
 
@@ -479,7 +478,14 @@ async fn serve_runs_the_grid_and_stops_cleanly() {
             .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = eventually(Duration::from_secs(10), || async {
+        let nodes = get_json(&http, &format!("{}/v1/nodes", serve.url)).await;
+        nodes["nodes"]
+            .as_array()
+            .is_some_and(|nodes| nodes.iter().any(|n| n["in_flight"] == 1))
+    })
+    .await;
+    assert!(started, "the slow call never reached a node");
     serve.signal(libc::SIGTERM);
     assert_eq!(in_flight.await.unwrap().json()["result"], 800);
     let status = tokio::task::spawn_blocking(move || {

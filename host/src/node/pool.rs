@@ -7,7 +7,7 @@ use crate::rpc::{CallBudget, RpcError};
 use crate::runtime::{CallContext, Limits, LoadedModule, Runtime};
 use bytes::Bytes;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use tokio::sync::Semaphore;
 
 /// Runs calls on blocking threads, bounded.
@@ -21,6 +21,33 @@ pub struct WorkerPool {
     served: AtomicU64,
     capacity: usize,
     workers: usize,
+}
+
+/// Cancels a running call when dropped before [`CancelOnDrop::disarm`].
+struct CancelOnDrop {
+    flag: Arc<AtomicBool>,
+    armed: bool,
+}
+
+impl CancelOnDrop {
+    fn new() -> Self {
+        Self {
+            flag: Arc::new(AtomicBool::new(false)),
+            armed: true,
+        }
+    }
+
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            self.flag.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Counts an admitted call until it finishes, however it finishes.
@@ -107,16 +134,20 @@ impl WorkerPool {
             self.slots.clone(),
             permit,
         );
+        // If this future is dropped (the caller went away), the call stops.
+        let cancel = CancelOnDrop::new();
         let context = CallContext {
             depth: budget.depth,
             deadline: budget.deadline,
             handler: Some(handler),
+            cancelled: Some(cancel.flag.clone()),
         };
         let report = tokio::task::spawn_blocking(move || {
             runtime.call_in_context(&module, &method, &params, &limits, context)
         })
         .await
         .map_err(|e| RpcError::internal(format!("a worker failed: {e}")))?;
+        cancel.disarm();
         self.served.fetch_add(1, Ordering::Relaxed);
         match report.result {
             Ok(result) => Ok(Bytes::from(result)),

@@ -112,7 +112,7 @@ impl From<&CallError> for RpcError {
                 codes::PAYLOAD_TOO_LARGE
             }
             CallError::GuestCrashed(_) => codes::GUEST_CRASHED,
-            CallError::Internal(_) => codes::INTERNAL_ERROR,
+            CallError::Cancelled | CallError::Internal(_) => codes::INTERNAL_ERROR,
         };
         let message = match error {
             CallError::MethodNotFound { .. } => format!("Method not found: {error}"),

@@ -7,9 +7,11 @@ use super::error::{CallError, GuestException};
 use super::limits::Limits;
 use super::module::LoadedModule;
 use super::state::CallState;
-use super::subcall::{CallContext, DeadlinePassed};
+use super::subcall::{CallContext, Cancelled, DeadlinePassed};
 use serde::Deserialize;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use wasmtime::UpdateDeadline;
 use wasmtime::{Engine, Extern, Instance, Memory, Store, Trap, TypedFunc};
 
 /// What a call produced, whatever its outcome.
@@ -55,8 +57,10 @@ pub(crate) fn run(
         deadline: deadline.saturating_duration_since(started),
         ..limits.clone()
     };
+    let cancelled = context.cancelled.clone();
     let mut store = Store::new(engine, CallState::new(limits, context, deadline));
     store.limiter(|state| &mut state.limiter);
+    watch_deadline(&mut store, cancelled, deadline);
     let mut result = prepare(&mut store, limits, deadline)
         .and_then(|()| invoke(&mut store, module, method, params, limits));
     // A breach ends the call even when the guest caught the failure it
@@ -94,6 +98,7 @@ pub(crate) fn instantiate_only(
         CallState::new(limits, CallContext::top_level(), deadline),
     );
     store.limiter(|state| &mut state.limiter);
+    watch_deadline(&mut store, None, deadline);
     prepare(&mut store, limits, deadline)?;
     module
         .pre
@@ -117,9 +122,35 @@ fn prepare(
             limit: limits.deadline,
         });
     }
-    store.set_epoch_deadline(engine::ticks_for(remaining));
-    store.epoch_deadline_trap();
+    store.set_epoch_deadline(engine::ticks_for(remaining).min(CANCEL_CHECK_TICKS));
     Ok(())
+}
+
+/// How many epoch ticks pass between checks for cancellation.
+const CANCEL_CHECK_TICKS: u64 = 10;
+
+/// Wakes every few ticks until the deadline, so that a call whose caller
+/// went away stops within milliseconds; at the deadline, interrupts it.
+fn watch_deadline(
+    store: &mut Store<CallState>,
+    cancelled: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    deadline: Instant,
+) {
+    store.epoch_deadline_callback(move |_| {
+        if cancelled
+            .as_ref()
+            .is_some_and(|flag| flag.load(Ordering::Relaxed))
+        {
+            return Err(wasmtime::Error::new(Cancelled));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(UpdateDeadline::Interrupt);
+        }
+        Ok(UpdateDeadline::Continue(
+            engine::ticks_for(left).min(CANCEL_CHECK_TICKS),
+        ))
+    });
 }
 
 fn invoke(
@@ -297,6 +328,9 @@ fn classify(error: wasmtime::Error, store: &Store<CallState>, limits: &Limits) -
         }
         Some(Trap::StackOverflow) => return CallError::StackOverflow,
         _ => {}
+    }
+    if error.downcast_ref::<Cancelled>().is_some() {
+        return CallError::Cancelled;
     }
     if error.downcast_ref::<DeadlinePassed>().is_some() || store.data().subcalls.deadline_hit {
         return CallError::DeadlineExceeded {

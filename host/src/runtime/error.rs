@@ -110,6 +110,9 @@ pub enum CallError {
     /// The returned Promise can never settle.
     #[error("the function returned a Promise that can never settle")]
     NeverSettled,
+    /// Whoever waited for the result went away, so the call was stopped.
+    #[error("the call was cancelled: its caller went away")]
+    Cancelled,
     /// The guest stopped abnormally for a reason that is none of the above.
     #[error("the guest stopped abnormally: {0}")]
     GuestCrashed(String),
@@ -134,6 +137,7 @@ impl CallError {
             CallError::ResultTooLarge { .. } => "result_too_large",
             CallError::NotSerializable(_) => "not_serializable",
             CallError::NeverSettled => "never_settled",
+            CallError::Cancelled => "cancelled",
             CallError::GuestCrashed(_) => "guest_crashed",
             CallError::Internal(_) => "internal",
         }

@@ -42,6 +42,7 @@ impl LocalSubcalls {
             depth: 0,
             deadline: None,
             handler: Some(self.clone()),
+            cancelled: None,
         }
     }
 }
@@ -62,6 +63,7 @@ impl SubcallHandler for LocalSubcalls {
                 depth: budget.depth,
                 deadline: Some(budget.deadline),
                 handler: handler.clone(),
+                cancelled: None,
             };
             let report = self.runtime.call_in_context(
                 &self.module,

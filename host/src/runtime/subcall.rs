@@ -8,6 +8,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 use wasmtime::{Caller, Linker};
 
@@ -53,6 +54,9 @@ pub struct CallContext {
     pub deadline: Option<Instant>,
     /// Runs sub-calls; without one, `madrpc.call` rejects.
     pub handler: Option<Arc<dyn SubcallHandler>>,
+    /// Set when whoever waits for the result has gone away: the call stops
+    /// within a few milliseconds instead of running to its deadline.
+    pub cancelled: Option<Arc<AtomicBool>>,
 }
 
 impl CallContext {
@@ -62,6 +66,7 @@ impl CallContext {
             depth: 0,
             deadline: None,
             handler: None,
+            cancelled: None,
         }
     }
 }
@@ -89,6 +94,18 @@ impl std::fmt::Display for DeadlinePassed {
 }
 
 impl std::error::Error for DeadlinePassed {}
+
+/// Raised when the call's caller went away; classified as cancelled.
+#[derive(Debug)]
+pub(crate) struct Cancelled;
+
+impl std::fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the call was cancelled: its caller went away")
+    }
+}
+
+impl std::error::Error for Cancelled {}
 
 #[derive(Deserialize)]
 struct QueuedCall<'a> {
