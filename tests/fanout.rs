@@ -5,41 +5,7 @@ mod support;
 
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use support::grid::{Process, available_nodes, client, eventually, get_json, rpc};
-use tempfile::TempDir;
-
-struct Grid {
-    _dir: TempDir,
-    gateway: Process,
-    nodes: Vec<Process>,
-}
-
-async fn grid(script: &str, nodes: usize, node_args: &[&str]) -> Grid {
-    let dir = tempfile::tempdir().unwrap();
-    let module = support::build_into(dir.path(), script);
-    let gateway = Process::gateway(&[]);
-    let join = gateway.url.clone();
-    let nodes: Vec<Process> = (0..nodes)
-        .map(|_| {
-            let mut args = vec!["--join", join.as_str()];
-            args.extend_from_slice(node_args);
-            Process::node(&module, &args)
-        })
-        .collect();
-    let http = client();
-    let count = nodes.len();
-    assert!(
-        eventually(Duration::from_secs(30), || async {
-            available_nodes(&http, &gateway.url).await == count
-        })
-        .await
-    );
-    Grid {
-        _dir: dir,
-        gateway,
-        nodes,
-    }
-}
+use support::grid::{Grid, Process, client, eventually, get_json, rpc};
 
 async fn call(grid: &Grid, method: &str, params: Value) -> Value {
     let body = json!({"jsonrpc": "2.0", "method": method, "params": params, "id": 1}).to_string();
@@ -50,7 +16,7 @@ async fn call(grid: &Grid, method: &str, params: Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sub_calls_run_concurrently_across_nodes() {
-    let grid = grid("fanout.js", 2, &["--workers", "1"]).await;
+    let grid = Grid::start("fanout.js", 2, &["--workers", "1"]).await;
     let reply = call(&grid, "parallel_windows", json!([4, 400])).await;
     let windows = reply["result"]
         .as_array()
@@ -78,7 +44,7 @@ async fn sub_calls_run_concurrently_across_nodes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn nested_fan_out_completes_on_a_two_slot_node() {
-    let grid = grid("fanout.js", 1, &["--workers", "2"]).await;
+    let grid = Grid::start("fanout.js", 1, &["--workers", "2"]).await;
     let started = Instant::now();
     let reply = call(&grid, "tree", json!([3, 10])).await;
     assert_eq!(reply["result"], 1000, "{reply}");
@@ -91,7 +57,7 @@ async fn nested_fan_out_completes_on_a_two_slot_node() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_sub_call_rejects_with_code_and_message() {
-    let grid = grid("fanout.js", 1, &[]).await;
+    let grid = Grid::start("fanout.js", 1, &[]).await;
     assert_eq!(
         call(&grid, "catch_failure", json!([])).await["result"],
         json!({"caught": true, "name": "RpcError", "code": -32000, "message": "Error: leaf failed"})
@@ -104,7 +70,7 @@ async fn a_failing_sub_call_rejects_with_code_and_message() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn depth_and_count_limits_stop_runaway_calls() {
-    let grid = grid("fanout.js", 1, &[]).await;
+    let grid = Grid::start("fanout.js", 1, &[]).await;
     let reply = call(&grid, "deepest", json!([0])).await;
     assert_eq!(
         reply["result"],
@@ -126,7 +92,7 @@ async fn depth_and_count_limits_stop_runaway_calls() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_parent_deadline_stops_its_looping_sub_call() {
-    let grid = grid("fanout.js", 2, &[]).await;
+    let grid = Grid::start("fanout.js", 2, &[]).await;
     let http = client();
     let body = r#"{"jsonrpc":"2.0","method":"wait_on_spin","id":1}"#;
     let request = hyper::Request::post(format!("{}/", grid.gateway.url))
@@ -195,18 +161,9 @@ async fn aggregate_matches_the_batches_called_one_by_one() {
     let module = dir.path().join("monte_carlo.wasm");
     let built = madrpc::build::build_file(&support::example("monte_carlo.js")).unwrap();
     std::fs::write(&module, built.wasm).unwrap();
-    let gateway = Process::gateway(&[]);
-    let _nodes: Vec<Process> = (0..2)
-        .map(|_| Process::node(&module, &["--join", &gateway.url]))
-        .collect();
+    let grid = Grid::start_module(dir, module, 2, &[]).await;
     let http = client();
-    assert!(
-        eventually(Duration::from_secs(30), || async {
-            available_nodes(&http, &gateway.url).await == 2
-        })
-        .await
-    );
-    let url = format!("{}/", gateway.url);
+    let url = grid.url();
     let samples = 2000;
     let aggregate = rpc(&http, &url, &json!({"jsonrpc": "2.0", "method": "aggregate", "params": {"batches": 50, "samples": samples}, "id": 1}).to_string()).await.json();
     let (mut inside, mut total) = (0, 0);
@@ -226,17 +183,10 @@ async fn word_count_fans_out_and_merges() {
     let module = dir.path().join("word_count.wasm");
     let built = madrpc::build::build_file(&support::example("word_count.js")).unwrap();
     std::fs::write(&module, built.wasm).unwrap();
-    let gateway = Process::gateway(&[]);
-    let _node = Process::node(&module, &["--join", &gateway.url]);
+    let grid = Grid::start_module(dir, module, 1, &[]).await;
     let http = client();
-    assert!(
-        eventually(Duration::from_secs(30), || async {
-            available_nodes(&http, &gateway.url).await == 1
-        })
-        .await
-    );
     let text = "the cat and the hat and the bat ".repeat(10);
-    let reply = rpc(&http, &format!("{}/", gateway.url), &json!({"jsonrpc": "2.0", "method": "count_words", "params": {"text": text, "chunks": 4, "top": 2}, "id": 1}).to_string()).await.json();
+    let reply = rpc(&http, &grid.url(), &json!({"jsonrpc": "2.0", "method": "count_words", "params": {"text": text, "chunks": 4, "top": 2}, "id": 1}).to_string()).await.json();
     assert_eq!(
         reply["result"],
         json!({"words": 80, "unique": 5, "chunks": 4, "top": {"the": 30, "and": 20}}),

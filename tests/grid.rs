@@ -7,44 +7,9 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use support::grid::{Process, available_nodes, client, eventually, get_json, post, rpc};
-use tempfile::TempDir;
-
-struct Grid {
-    _dir: TempDir,
-    module: std::path::PathBuf,
-    gateway: Process,
-    nodes: Vec<Process>,
-}
-
-/// A gateway with `count` nodes that joined it, all serving grid.js.
-async fn grid(count: usize, node_args: &[&str]) -> Grid {
-    let dir = tempfile::tempdir().unwrap();
-    let module = support::build_into(dir.path(), "grid.js");
-    let gateway = Process::gateway(&[]);
-    let join = gateway.url.clone();
-    let nodes = (0..count)
-        .map(|_| {
-            let mut args = vec!["--join", join.as_str()];
-            args.extend_from_slice(node_args);
-            Process::node(&module, &args)
-        })
-        .collect();
-    let http = client();
-    assert!(
-        eventually(Duration::from_secs(30), || async {
-            available_nodes(&http, &gateway.url).await == count
-        })
-        .await,
-        "the nodes never became available"
-    );
-    Grid {
-        _dir: dir,
-        module,
-        gateway,
-        nodes,
-    }
-}
+use support::grid::{
+    Grid, Process, available_nodes, client, eventually, get_json, post, rpc, spawn_rpc,
+};
 
 fn url(process: &Process) -> String {
     format!("{}/", process.url)
@@ -52,7 +17,7 @@ fn url(process: &Process) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn json_rpc_2_0_to_the_letter() {
-    let grid = grid(2, &[]).await;
+    let grid = Grid::start("grid.js", 2, &[]).await;
     let http = client();
     let url = url(&grid.gateway);
 
@@ -290,18 +255,11 @@ async fn a_full_node_reports_overload_instead_of_queueing() {
     let node = Process::node(&module, &["--workers", "1", "--queue", "0"]);
     let http = client();
     let url = url(&node);
-    let slow = {
-        let http = http.clone();
-        let url = url.clone();
-        tokio::spawn(async move {
-            rpc(
-                &http,
-                &url,
-                r#"{"jsonrpc":"2.0","method":"busy","params":[1500],"id":1}"#,
-            )
-            .await
-        })
-    };
+    let slow = spawn_rpc(
+        &http,
+        &url,
+        r#"{"jsonrpc":"2.0","method":"busy","params":[1500],"id":1}"#,
+    );
     // Wait until the slow call holds the only worker, then try another.
     let busy = eventually(Duration::from_secs(10), || async {
         get_json(&http, &format!("{}/health", node.url)).await["in_flight"] == 1
@@ -325,7 +283,7 @@ async fn a_full_node_reports_overload_instead_of_queueing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_killed_during_load_loses_no_call() {
-    let mut grid = grid(2, &["--workers", "2"]).await;
+    let mut grid = Grid::start("grid.js", 2, &["--workers", "2"]).await;
     let http = client();
     let url = url(&grid.gateway);
     let done = Arc::new(AtomicUsize::new(0));
@@ -384,7 +342,7 @@ async fn a_node_killed_during_load_loses_no_call() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_that_joins_later_receives_traffic() {
-    let mut grid = grid(1, &[]).await;
+    let mut grid = Grid::start("grid.js", 1, &[]).await;
     let http = client();
     let late = Process::node(&grid.module, &["--join", &grid.gateway.url]);
     assert!(
@@ -408,7 +366,7 @@ async fn a_node_that_joins_later_receives_traffic() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_that_stops_heartbeating_leaves_and_comes_back() {
-    let grid = grid(2, &[]).await;
+    let grid = Grid::start("grid.js", 2, &[]).await;
     let http = client();
     grid.nodes[0].signal(libc::SIGSTOP);
     assert!(
@@ -466,18 +424,11 @@ async fn serve_runs_the_grid_and_stops_cleanly() {
     assert_eq!(reply.json()["result"], 42);
 
     // A call in flight when SIGTERM arrives still gets its answer.
-    let in_flight = {
-        let http = http.clone();
-        let url = url.clone();
-        tokio::spawn(async move {
-            rpc(
-                &http,
-                &url,
-                r#"{"jsonrpc":"2.0","method":"busy","params":[800],"id":2}"#,
-            )
-            .await
-        })
-    };
+    let in_flight = spawn_rpc(
+        &http,
+        &url,
+        r#"{"jsonrpc":"2.0","method":"busy","params":[800],"id":2}"#,
+    );
     let started = eventually(Duration::from_secs(10), || async {
         let nodes = get_json(&http, &format!("{}/v1/nodes", serve.url)).await;
         nodes["nodes"]
@@ -501,7 +452,7 @@ async fn serve_runs_the_grid_and_stops_cleanly() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_call_command_reports_results_and_errors() {
-    let grid = grid(1, &[]).await;
+    let grid = Grid::start("grid.js", 1, &[]).await;
     let url = url(&grid.gateway);
     let dir = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| support::run_cli(dir.path(), args);

@@ -201,3 +201,67 @@ pub async fn available_nodes(client: &madrpc::http::HttpClient, url: &str) -> us
         .map(|nodes| nodes.iter().filter(|n| n["available"] == true).count())
         .unwrap_or(0)
 }
+
+/// A gateway with nodes that joined it, all serving one module.
+pub struct Grid {
+    pub dir: tempfile::TempDir,
+    pub module: std::path::PathBuf,
+    pub gateway: Process,
+    pub nodes: Vec<Process>,
+}
+
+impl Grid {
+    /// Builds `tests/scripts/<script>` and starts a gateway with `count`
+    /// nodes serving it, waiting until all are available.
+    pub async fn start(script: &str, count: usize, node_args: &[&str]) -> Grid {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let module = super::build_into(dir.path(), script);
+        Grid::start_module(dir, module, count, node_args).await
+    }
+
+    /// Like [`Grid::start`] for an already built module.
+    pub async fn start_module(
+        dir: tempfile::TempDir,
+        module: std::path::PathBuf,
+        count: usize,
+        node_args: &[&str],
+    ) -> Grid {
+        let gateway = Process::gateway(&[]);
+        let join = gateway.url.clone();
+        let nodes: Vec<Process> = (0..count)
+            .map(|_| {
+                let mut args = vec!["--join", join.as_str()];
+                args.extend_from_slice(node_args);
+                Process::node(&module, &args)
+            })
+            .collect();
+        let http = client();
+        let ready = eventually(Duration::from_secs(30), || async {
+            available_nodes(&http, &gateway.url).await == count
+        })
+        .await;
+        assert!(ready, "the nodes never became available");
+        Grid {
+            dir,
+            module,
+            gateway,
+            nodes,
+        }
+    }
+
+    /// The gateway's JSON-RPC endpoint.
+    pub fn url(&self) -> String {
+        format!("{}/", self.gateway.url)
+    }
+}
+
+/// Sends a JSON-RPC body in the background.
+pub fn spawn_rpc(
+    http: &madrpc::http::HttpClient,
+    url: &str,
+    body: &'static str,
+) -> tokio::task::JoinHandle<HttpReply> {
+    let http = http.clone();
+    let url = url.to_owned();
+    tokio::spawn(async move { rpc(&http, &url, body).await })
+}
