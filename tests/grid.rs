@@ -474,3 +474,32 @@ async fn the_call_command_reports_results_and_errors() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_nodes_with_the_join_token_may_join() {
+    let gateway = Process::gateway(&["--join-token", "s3cret"]);
+    let http = client();
+    let announcement = r#"{"url":"http://127.0.0.1:9","methods":["add"]}"#;
+    let reply = post(
+        &http,
+        &format!("{}/v1/nodes", gateway.url),
+        "application/json",
+        announcement,
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status, 401);
+
+    let dir = tempfile::tempdir().unwrap();
+    let module = support::build_into(dir.path(), "grid.js");
+    let _intruder = Process::node(&module, &["--join", &gateway.url, "--join-token", "wrong"]);
+    let _member = Process::node(&module, &["--join", &gateway.url, "--join-token", "s3cret"]);
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            available_nodes(&http, &gateway.url).await == 1
+        })
+        .await
+    );
+    let nodes = get_json(&http, &format!("{}/v1/nodes", gateway.url)).await;
+    assert_eq!(nodes["nodes"].as_array().unwrap().len(), 1, "{nodes}");
+}

@@ -17,6 +17,10 @@ pub struct GatewayArgs {
     /// Nodes can also join at runtime with `madrpc node --join`.
     #[arg(long = "node", value_name = "URL")]
     nodes: Vec<String>,
+    /// A secret nodes must present to join (default: none, any node that
+    /// can reach the gateway may join).
+    #[arg(long, env = "MADRPC_JOIN_TOKEN", hide_env_values = true)]
+    join_token: Option<String>,
     #[command(flatten)]
     gateway: GatewayFlags,
     #[command(flatten)]
@@ -42,6 +46,7 @@ impl GatewayArgs {
             health_interval: self.gateway.health_interval.into(),
             call_timeout: self.gateway.call_timeout.into(),
             endpoint: self.endpoint.to_limits(),
+            join_token: self.join_token.clone(),
         }
     }
 }

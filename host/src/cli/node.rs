@@ -24,6 +24,9 @@ pub struct NodeArgs {
     /// A gateway to register with and heartbeat, e.g. http://127.0.0.1:8080.
     #[arg(long, value_name = "GATEWAY_URL")]
     join: Option<String>,
+    /// The gateway's join token, if it requires one.
+    #[arg(long, env = "MADRPC_JOIN_TOKEN", hide_env_values = true)]
+    join_token: Option<String>,
     /// The URL the gateway should use for this node (default: from the
     /// bound address).
     #[arg(long, value_name = "URL")]
@@ -79,6 +82,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
             listen: args.listen,
             advertise: args.advertise,
             join: args.join,
+            join_token: args.join_token,
             workers,
             queue,
             heartbeat: args.heartbeat.into(),

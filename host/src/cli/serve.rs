@@ -55,12 +55,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let workers = args
         .workers
         .unwrap_or_else(|| (super::cores() / nodes).max(1));
+    // Only the nodes this command starts may join its gateway; they get the
+    // token through their environment, not their command line.
+    let join_token: String = {
+        use rand::RngExt;
+        let mut rng = rand::rng();
+        (0..32)
+            .map(|_| format!("{:x}", rng.random_range(0..16u8)))
+            .collect()
+    };
     let gateway = Gateway::bind(GatewayConfig {
         listen: args.listen,
         nodes: Vec::new(),
         health_interval: args.gateway.health_interval.into(),
         call_timeout: args.gateway.call_timeout.into(),
         endpoint: args.endpoint.to_limits(),
+        join_token: Some(join_token.clone()),
     })
     .await?;
     let url = format!("http://{}", gateway.local_addr());
@@ -85,7 +95,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
     let (stop_nodes, nodes_stopping) = watch::channel(false);
     let supervisors: Vec<_> = (0..nodes)
-        .map(|index| tokio::spawn(supervise(index, node_args.clone(), nodes_stopping.clone())))
+        .map(|index| {
+            tokio::spawn(supervise(
+                index,
+                node_args.clone(),
+                join_token.clone(),
+                nodes_stopping.clone(),
+            ))
+        })
         .collect();
 
     let started = tokio::select! {
@@ -153,9 +170,14 @@ async fn prepare_module(path: &Path, workdir: &Path) -> anyhow::Result<(PathBuf,
 
 /// Runs node `index`, restarting it (after a pause) whenever it exits
 /// before the grid stops; on stop, sends SIGTERM and waits for it.
-async fn supervise(index: usize, args: Vec<String>, mut stopping: watch::Receiver<bool>) {
+async fn supervise(
+    index: usize,
+    args: Vec<String>,
+    join_token: String,
+    mut stopping: watch::Receiver<bool>,
+) {
     loop {
-        let mut child = match spawn_node(&args) {
+        let mut child = match spawn_node(&args, &join_token) {
             Ok(child) => child,
             Err(error) => {
                 tracing::error!(node = index, %error, "cannot start a node process");
@@ -181,10 +203,13 @@ async fn supervise(index: usize, args: Vec<String>, mut stopping: watch::Receive
     }
 }
 
-fn spawn_node(args: &[String]) -> std::io::Result<Child> {
+fn spawn_node(args: &[String], join_token: &str) -> std::io::Result<Child> {
     let exe = std::env::current_exe()?;
     let mut command = Command::new(exe);
-    command.args(args).kill_on_drop(true);
+    command
+        .args(args)
+        .env("MADRPC_JOIN_TOKEN", join_token)
+        .kill_on_drop(true);
     #[cfg(target_os = "linux")]
     {
         // Own process group: a terminal's Ctrl-C reaches only `serve`, which

@@ -35,6 +35,8 @@ pub struct GatewayConfig {
     pub call_timeout: Duration,
     /// Body and batch limits.
     pub endpoint: EndpointLimits,
+    /// When set, nodes must present it (`Authorization: Bearer`) to join.
+    pub join_token: Option<String>,
 }
 
 /// Why a gateway could not run.
@@ -167,8 +169,10 @@ impl Gateway {
             client,
             self.config.health_interval,
         ));
-        let router = rpc::router(balancer, self.config.endpoint.clone())
-            .merge(service::router(self.registry.clone()));
+        let router = rpc::router(balancer, self.config.endpoint.clone()).merge(service::router(
+            self.registry.clone(),
+            self.config.join_token.clone(),
+        ));
         tracing::info!(addr = %self.local_addr(), "gateway serving");
         let result = axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)

@@ -21,16 +21,21 @@ pub(super) async fn heartbeat(
     client: HttpClient,
     gateway: String,
     announcement: Announcement,
+    join_token: Option<String>,
     interval: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
+    let headers: Vec<(&str, String)> = join_token
+        .map(|token| vec![("authorization", format!("Bearer {token}"))])
+        .unwrap_or_default();
     let gateway = gateway.trim_end_matches('/').to_owned();
     let join_url = format!("{gateway}/v1/nodes");
     let body = Bytes::from(serde_json::to_vec(&announcement).unwrap_or_default());
     let timeout = interval.max(Duration::from_secs(1));
     let mut registered = None;
     loop {
-        let outcome = http::post_json(&client, &join_url, body.clone(), timeout).await;
+        let outcome =
+            http::post_json_with(&client, &join_url, body.clone(), timeout, &headers).await;
         let ok = matches!(&outcome, Ok((status, _, _)) if status.is_success());
         if registered != Some(ok) {
             match &outcome {
@@ -51,7 +56,7 @@ pub(super) async fn heartbeat(
         }
     }
     let leave_url = format!("{gateway}/v1/nodes/leave");
-    if let Err(error) = http::post_json(&client, &leave_url, body, timeout).await {
+    if let Err(error) = http::post_json_with(&client, &leave_url, body, timeout, &headers).await {
         tracing::debug!(%error, "could not tell the gateway this node is leaving");
     }
 }

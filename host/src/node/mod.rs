@@ -29,6 +29,8 @@ pub struct NodeConfig {
     pub advertise: Option<String>,
     /// A gateway to register with, e.g. `http://127.0.0.1:8080`.
     pub join: Option<String>,
+    /// The gateway's join token, if it requires one.
+    pub join_token: Option<String>,
     /// Calls run at once (default: the machine's cores).
     pub workers: usize,
     /// Calls that may wait for a worker before the node reports overload.
@@ -113,6 +115,7 @@ impl Node {
                 http::client(),
                 gateway,
                 announcement,
+                self.config.join_token.clone(),
                 self.config.heartbeat,
                 stop_rx,
             ))
