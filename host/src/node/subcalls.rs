@@ -13,6 +13,9 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+/// Most sub-calls sent to the gateway in one batch.
+const GATEWAY_BATCH: usize = 250;
+
 /// Where a node sends sub-calls.
 #[derive(Clone)]
 pub enum SubcallRoute {
@@ -83,7 +86,23 @@ impl NodeSubcalls {
             deadline: Some(budget.deadline),
         };
         match &self.route {
-            SubcallRoute::Gateway { url, client } => via_gateway(client, url, calls, budget).await,
+            SubcallRoute::Gateway { url, client } => {
+                // Batches stay well under a gateway's batch limit.
+                let mut chunks = Vec::new();
+                let mut calls = calls.into_iter().peekable();
+                while calls.peek().is_some() {
+                    chunks.push(calls.by_ref().take(GATEWAY_BATCH).collect::<Vec<_>>());
+                }
+                futures::future::join_all(
+                    chunks
+                        .into_iter()
+                        .map(|chunk| via_gateway(client, url, chunk, budget)),
+                )
+                .await
+                .into_iter()
+                .flatten()
+                .collect()
+            }
             SubcallRoute::Local => {
                 let Some(pool) = self.pool.upgrade() else {
                     return calls

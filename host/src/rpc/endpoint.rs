@@ -54,6 +54,9 @@ impl Default for EndpointLimits {
     }
 }
 
+/// Most entries of one batch in flight at once.
+const BATCH_CONCURRENCY: usize = 64;
+
 struct Endpoint<D> {
     dispatch: Arc<D>,
     limits: EndpointLimits,
@@ -129,11 +132,17 @@ async fn handle<D: Dispatch>(
                     .with("limit", limit),
                 );
             }
-            let replies: Vec<Reply> = futures::future::join_all(
-                entries
-                    .into_iter()
-                    .map(|entry| run(&endpoint, entry, budget)),
-            )
+            // Entries run in parallel, but a few dozen at a time: a batch of
+            // a thousand must not overrun the nodes' queues on its own.
+            let slots = tokio::sync::Semaphore::new(BATCH_CONCURRENCY);
+            let replies: Vec<Reply> = futures::future::join_all(entries.into_iter().map(|entry| {
+                let slots = &slots;
+                let endpoint = &endpoint;
+                async move {
+                    let _slot = slots.acquire().await.ok();
+                    run(endpoint, entry, budget).await
+                }
+            }))
             .await
             .into_iter()
             .flatten()
