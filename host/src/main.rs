@@ -3,6 +3,11 @@
 
 mod cli;
 
+/// mimalloc rather than the system allocator: the request path of the
+/// gateway and the nodes allocates and frees many small buffers per call.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 use std::process::ExitCode;
 
