@@ -29,7 +29,7 @@ pub struct BuiltModule {
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     /// The script file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         /// The script's path.
         path: String,

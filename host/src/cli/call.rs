@@ -22,6 +22,12 @@ pub struct CallArgs {
 
 /// Prints the result, or the error (exit status 1).
 pub async fn run(args: CallArgs) -> anyhow::Result<ExitCode> {
+    if !args.url.starts_with("http://") {
+        anyhow::bail!(
+            "--url must be an http:// URL, for example http://127.0.0.1:8080/ (got '{}')",
+            args.url
+        );
+    }
     let client = RpcClient::new(args.url, args.timeout.into());
     match client.call(&args.method, args.params.as_deref()).await {
         Ok(result) => {

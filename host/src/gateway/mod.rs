@@ -43,7 +43,7 @@ pub struct GatewayConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     /// The listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         /// The address.
         addr: SocketAddr,
