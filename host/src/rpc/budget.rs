@@ -37,6 +37,9 @@ impl CallBudget {
     /// The headers that carry this budget onward, the deadline as the time
     /// left now.
     pub fn to_headers(self) -> Vec<(&'static str, String)> {
+        if self == Self::default() {
+            return Vec::new();
+        }
         let mut headers = vec![(DEPTH_HEADER, self.depth.to_string())];
         if let Some(deadline) = self.deadline {
             let left = deadline.saturating_duration_since(Instant::now());

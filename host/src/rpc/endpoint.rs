@@ -7,7 +7,7 @@ use super::request::{Entry, Incoming};
 use super::response::{Reply, write_batch, write_reply};
 use super::{RpcError, codes, openrpc};
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -71,10 +71,11 @@ pub fn router<D: Dispatch>(dispatch: Arc<D>, limits: EndpointLimits) -> Router {
 
 async fn handle<D: Dispatch>(
     State(endpoint): State<Arc<Endpoint<D>>>,
-    headers: HeaderMap,
-    body: Body,
+    request: axum::extract::Request,
 ) -> Response {
-    if !is_json(&headers) {
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
+    if !is_json(headers) {
         return error_response(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             RpcError::invalid_request(
@@ -97,7 +98,7 @@ async fn handle<D: Dispatch>(
             );
         }
     };
-    let budget = super::CallBudget::from_headers(&headers);
+    let budget = super::CallBudget::from_headers(headers);
     let incoming = match super::parse(&body) {
         Ok(incoming) => incoming,
         Err(error) => return error_response(StatusCode::BAD_REQUEST, error),
