@@ -206,3 +206,25 @@ fn run_fans_out_locally_too() {
     assert!(output.status.success(), "{stderr}");
     assert_eq!(stdout.trim(), "100");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fuel_and_memory_limits_apply_to_every_sub_call() {
+    let grid = Grid::start(
+        "fanout.js",
+        1,
+        &["--fuel", "3000000000", "--memory", "32MiB"],
+    )
+    .await;
+    assert_eq!(
+        call(&grid, "code_of", json!(["spin"])).await["result"],
+        -32001
+    );
+    assert_eq!(
+        call(&grid, "code_of", json!(["bomb"])).await["result"],
+        -32002
+    );
+    assert_eq!(
+        call(&grid, "code_of", json!(["double"])).await["result"],
+        Value::Null
+    );
+}

@@ -60,3 +60,17 @@ madrpc.register('spin', () => {
   for (;;) {}
 });
 madrpc.register('wait_on_spin', async () => madrpc.call('spin'));
+
+madrpc.register('bomb', () => {
+  const hoard = [];
+  for (;;) hoard.push(new Array(1 << 16).fill(1.5));
+});
+// Runs a sub-call and reports the error code it failed with.
+madrpc.register('code_of', async (method) => {
+  try {
+    await madrpc.call(method);
+    return null;
+  } catch (error) {
+    return error.code;
+  }
+});
