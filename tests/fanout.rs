@@ -155,11 +155,7 @@ fn cpu_ticks(process: &Process) -> u64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn aggregate_matches_the_batches_called_one_by_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let module = dir.path().join("monte_carlo.wasm");
-    let built = madrpc::build::build_file(&support::example("monte_carlo.js")).unwrap();
-    std::fs::write(&module, built.wasm).unwrap();
-    let grid = Grid::start_module(dir, module, 2, &[]).await;
+    let grid = Grid::start_example("monte_carlo.js", 2, &[]).await;
     let http = client();
     let url = grid.url();
     let samples = 2000;
@@ -177,11 +173,7 @@ async fn aggregate_matches_the_batches_called_one_by_one() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn word_count_fans_out_and_merges() {
-    let dir = tempfile::tempdir().unwrap();
-    let module = dir.path().join("word_count.wasm");
-    let built = madrpc::build::build_file(&support::example("word_count.js")).unwrap();
-    std::fs::write(&module, built.wasm).unwrap();
-    let grid = Grid::start_module(dir, module, 1, &[]).await;
+    let grid = Grid::start_example("word_count.js", 1, &[]).await;
     let http = client();
     let text = "the cat and the hat and the bat ".repeat(10);
     let reply = rpc(&http, &grid.url(), &json!({"jsonrpc": "2.0", "method": "count_words", "params": {"text": text, "chunks": 4, "top": 2}, "id": 1}).to_string()).await.json();

@@ -219,6 +219,16 @@ impl Grid {
         Grid::start_module(dir, module, count, node_args).await
     }
 
+    /// Builds `examples/<example>` and starts a grid serving it.
+    pub async fn start_example(example: &str, count: usize, node_args: &[&str]) -> Grid {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let module = dir.path().join(example.replace(".js", ".wasm"));
+        let built =
+            madrpc::build::build_file(&super::example(example)).expect("the example builds");
+        std::fs::write(&module, built.wasm).expect("the module is written");
+        Grid::start_module(dir, module, count, node_args).await
+    }
+
     /// Like [`Grid::start`] for an already built module.
     pub async fn start_module(
         dir: tempfile::TempDir,

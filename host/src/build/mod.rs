@@ -90,6 +90,13 @@ struct InitOutput {
     methods: Vec<String>,
 }
 
+/// Whether `path` names a script to build (`.js`, `.mjs`) rather than a
+/// built module.
+pub fn is_script(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|ext| ext.eq_ignore_ascii_case("js") || ext.eq_ignore_ascii_case("mjs"))
+}
+
 /// Builds the script at `path`; messages name it by its file name.
 pub fn build_file(path: &Path) -> Result<BuiltModule, BuildError> {
     let bytes = std::fs::read(path).map_err(|source| BuildError::Io {

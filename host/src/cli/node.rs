@@ -56,9 +56,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
     let limits = args.limits.to_limits();
     let runtime = Arc::new(Runtime::new(RuntimeConfig {
         limits: limits.clone(),
-        // Calls waiting on sub-calls keep their instance: room for deep
-        // fan-out trees besides the running calls.
-        max_instances: 1024,
+        max_instances: madrpc::runtime::FAN_OUT_INSTANCES,
         ..RuntimeConfig::default()
     })?);
     let module_path = args.module.clone();

@@ -30,13 +30,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let limits = args.limits.to_limits();
     let runtime = Arc::new(Runtime::new(RuntimeConfig {
         limits: limits.clone(),
-        max_instances: 1024,
+        max_instances: madrpc::runtime::FAN_OUT_INSTANCES,
         ..RuntimeConfig::default()
     })?);
-    let is_script = args
-        .module
-        .extension()
-        .is_some_and(|ext| ext.eq_ignore_ascii_case("js") || ext.eq_ignore_ascii_case("mjs"));
+    let is_script = madrpc::build::is_script(&args.module);
     let module = if is_script {
         let built = build::build_file(&args.module)?;
         runtime.load(&built.wasm)

@@ -134,9 +134,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 /// once here so a bad module is reported before any node starts, and so
 /// the nodes find it compiled in the cache.
 async fn prepare_module(path: &Path, workdir: &Path) -> anyhow::Result<(PathBuf, Vec<String>)> {
-    let is_script = path
-        .extension()
-        .is_some_and(|ext| ext.eq_ignore_ascii_case("js") || ext.eq_ignore_ascii_case("mjs"));
+    let is_script = madrpc::build::is_script(path);
     let module = if is_script {
         let script = path.to_owned();
         let built =

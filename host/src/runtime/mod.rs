@@ -33,6 +33,12 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use wasmtime::{Engine, Linker};
 
+/// Instance slots for a process that runs trees of `madrpc.call`s: a call
+/// waiting on its sub-calls keeps its instance, so deep fan-out needs room
+/// beyond the calls running at once. Slots are address space reserved up
+/// front, not memory in use.
+pub const FAN_OUT_INSTANCES: u32 = 1024;
+
 /// How a [`Runtime`] is set up.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
