@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use support::grid::{
-    Grid, Process, available_nodes, client, eventually, get_json, post, rpc, spawn_rpc,
+    Grid, Process, client, eventually, get_json, nodes_become_available, post, rpc, spawn_rpc,
 };
 
 fn url(process: &Process) -> String {
@@ -184,12 +184,7 @@ async fn transport_errors_are_specific() {
     let _node = Process::node(&module, &["--join", &gateway.url]);
     let http = client();
     let url = url(&gateway);
-    assert!(
-        eventually(Duration::from_secs(30), || async {
-            available_nodes(&http, &gateway.url).await == 1
-        })
-        .await
-    );
+    assert!(nodes_become_available(&http, &gateway.url, 1, Duration::from_secs(30)).await);
 
     let reply = post(
         &http,
@@ -331,12 +326,7 @@ async fn a_node_killed_during_load_loses_no_call() {
         &failures[..failures.len().min(3)]
     );
     // The dead node leaves the rotation.
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            available_nodes(&http, &grid.gateway.url).await == 1
-        })
-        .await
-    );
+    assert!(nodes_become_available(&http, &grid.gateway.url, 1, Duration::from_secs(10)).await);
     let _ = grid.nodes.remove(0);
 }
 
@@ -345,12 +335,7 @@ async fn a_node_that_joins_later_receives_traffic() {
     let mut grid = Grid::start("grid.js", 1, &[]).await;
     let http = client();
     let late = Process::node(&grid.module, &["--join", &grid.gateway.url]);
-    assert!(
-        eventually(Duration::from_secs(30), || async {
-            available_nodes(&http, &grid.gateway.url).await == 2
-        })
-        .await
-    );
+    assert!(nodes_become_available(&http, &grid.gateway.url, 2, Duration::from_secs(30)).await);
     let url = url(&grid.gateway);
     let batch: Vec<Value> = (0..40)
         .map(|i| json!({"jsonrpc": "2.0", "method": "busy", "params": [20], "id": i}))
@@ -370,10 +355,7 @@ async fn a_node_that_stops_heartbeating_leaves_and_comes_back() {
     let http = client();
     grid.nodes[0].signal(libc::SIGSTOP);
     assert!(
-        eventually(Duration::from_secs(15), || async {
-            available_nodes(&http, &grid.gateway.url).await == 1
-        })
-        .await,
+        nodes_become_available(&http, &grid.gateway.url, 1, Duration::from_secs(15)).await,
         "a frozen node stayed in rotation"
     );
     for i in 0..10 {
@@ -387,10 +369,7 @@ async fn a_node_that_stops_heartbeating_leaves_and_comes_back() {
     }
     grid.nodes[0].signal(libc::SIGCONT);
     assert!(
-        eventually(Duration::from_secs(15), || async {
-            available_nodes(&http, &grid.gateway.url).await == 2
-        })
-        .await,
+        nodes_become_available(&http, &grid.gateway.url, 2, Duration::from_secs(15)).await,
         "the node did not come back"
     );
 }
@@ -494,12 +473,7 @@ async fn only_nodes_with_the_join_token_may_join() {
     let module = support::build_into(dir.path(), "grid.js");
     let _intruder = Process::node(&module, &["--join", &gateway.url, "--join-token", "wrong"]);
     let _member = Process::node(&module, &["--join", &gateway.url, "--join-token", "s3cret"]);
-    assert!(
-        eventually(Duration::from_secs(30), || async {
-            available_nodes(&http, &gateway.url).await == 1
-        })
-        .await
-    );
+    assert!(nodes_become_available(&http, &gateway.url, 1, Duration::from_secs(30)).await);
     let nodes = get_json(&http, &format!("{}/v1/nodes", gateway.url)).await;
     assert_eq!(nodes["nodes"].as_array().unwrap().len(), 1, "{nodes}");
 }

@@ -193,6 +193,20 @@ where
     false
 }
 
+/// Waits up to `timeout` for the gateway at `url` to report `count`
+/// available nodes.
+pub async fn nodes_become_available(
+    client: &madrpc::http::HttpClient,
+    url: &str,
+    count: usize,
+    timeout: Duration,
+) -> bool {
+    eventually(timeout, || async {
+        available_nodes(client, url).await == count
+    })
+    .await
+}
+
 /// Number of available nodes the gateway at `url` reports.
 pub async fn available_nodes(client: &madrpc::http::HttpClient, url: &str) -> usize {
     let nodes = get_json(client, &format!("{url}/v1/nodes")).await;
@@ -246,10 +260,8 @@ impl Grid {
             })
             .collect();
         let http = client();
-        let ready = eventually(Duration::from_secs(30), || async {
-            available_nodes(&http, &gateway.url).await == count
-        })
-        .await;
+        let ready =
+            nodes_become_available(&http, &gateway.url, count, Duration::from_secs(30)).await;
         assert!(ready, "the nodes never became available");
         Grid {
             dir,
