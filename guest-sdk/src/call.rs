@@ -2,42 +2,20 @@
 //! Promise it may return and encode the result as JSON.
 
 use crate::error::GuestError;
-use javy_plugin_api::javy::quickjs::{
-    Ctx, Function, Object, Value, function::Args, promise::PromiseState,
-};
+use javy_plugin_api::javy::quickjs::{Ctx, Function, Value, function::Args, promise::PromiseState};
 
-/// Runs `method` with the JSON `params` (empty for none) and returns the
+/// Runs `function` with the JSON `params` (empty for none) and returns the
 /// JSON-encoded result.
 pub fn dispatch<'js>(
     ctx: &Ctx<'js>,
-    registry: &Object<'js>,
+    function: &Function<'js>,
     flush: &Function<'js>,
-    method: &str,
     params: &[u8],
 ) -> Result<Vec<u8>, GuestError> {
-    let function = lookup(ctx, registry, method)?;
     let params = decode_params(ctx, params)?;
-    let returned = invoke(ctx, &function, params).map_err(|e| GuestError::from_js(ctx, e))?;
+    let returned = invoke(ctx, function, params).map_err(|e| GuestError::from_js(ctx, e))?;
     let value = settle(ctx, flush, returned)?;
     encode(ctx, value)
-}
-
-/// The names of the registered functions, in registration order.
-pub fn method_names(registry: &Object<'_>) -> Vec<String> {
-    registry.keys::<String>().filter_map(Result::ok).collect()
-}
-
-fn lookup<'js>(
-    ctx: &Ctx<'js>,
-    registry: &Object<'js>,
-    method: &str,
-) -> Result<Function<'js>, GuestError> {
-    let value: Value<'js> = registry
-        .get(method)
-        .map_err(|e| GuestError::from_js(ctx, e))?;
-    value
-        .into_function()
-        .ok_or_else(|| GuestError::method_not_found(method, method_names(registry)))
 }
 
 fn decode_params<'js>(ctx: &Ctx<'js>, params: &[u8]) -> Result<Value<'js>, GuestError> {

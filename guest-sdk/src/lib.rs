@@ -32,13 +32,16 @@ mod call;
 mod console;
 mod error;
 mod host;
+mod methods;
 mod random;
+mod script;
 
 use crate::console::HostConsole;
 use crate::error::GuestError;
 use crate::host::ConsoleStream;
+use crate::methods::Methods;
 use javy_plugin_api::javy::quickjs::{
-    Ctx, Function, Object, Persistent, Value, context::EvalOptions, prelude::Func,
+    Ctx, Function, Object, Persistent, context::EvalOptions, prelude::Func,
 };
 use javy_plugin_api::javy::{Config, Runtime};
 use std::alloc::{Layout, alloc};
@@ -48,11 +51,11 @@ use std::io::{Read, Write};
 /// The JS half of the guest API (`madrpc.register`, console aliases).
 const PRELUDE: &str = include_str!("prelude.js");
 
-/// The initialized runtime and the registry of user functions; set once by
+/// The initialized runtime and the user's functions; set once by
 /// [`madrpc_init`] and carried into every call by the snapshot.
 struct Guest {
     runtime: Runtime,
-    registry: Persistent<Object<'static>>,
+    methods: Methods,
     flush: Persistent<Function<'static>>,
 }
 
@@ -60,6 +63,10 @@ thread_local! {
     static GUEST: OnceCell<Guest> = const { OnceCell::new() };
     static OUTPUT: RefCell<(u32, Vec<u8>)> = const { RefCell::new((0, Vec::new())) };
 }
+
+/// QuickJS's stack limit: 512 KiB of the 8 MiB shadow stack (see
+/// .cargo/config.toml) stay free for native frames below QuickJS's check.
+const MAX_STACK_SIZE: usize = 7680 << 10;
 
 static mut RET_AREA: [u32; 3] = [0; 3];
 
@@ -126,17 +133,13 @@ fn run_call(method: &str, params: &[u8]) -> Result<Vec<u8>, GuestError> {
             GuestError::internal("the module was not initialized by `madrpc build`")
         })?;
         guest.runtime.context().with(|ctx| {
-            let registry = guest
-                .registry
-                .clone()
-                .restore(&ctx)
-                .map_err(|e| GuestError::from_js(&ctx, e))?;
+            let function = guest.methods.get(&ctx, method)?;
             let flush = guest
                 .flush
                 .clone()
                 .restore(&ctx)
                 .map_err(|e| GuestError::from_js(&ctx, e))?;
-            call::dispatch(&ctx, &registry, &flush, method, params)
+            call::dispatch(&ctx, &function, &flush, params)
         })
     })
 }
@@ -151,15 +154,14 @@ fn initialize() -> Result<Vec<String>, GuestError> {
     let mut config = Config::default();
     config
         .text_encoding(true)
-        // Leave 512 KiB of the 8 MiB shadow stack (see .cargo/config.toml)
-        // for native frames below QuickJS's own check.
-        .max_stack_size(7680 << 10)
+        .max_stack_size(MAX_STACK_SIZE)
         .log_stream(Box::new(HostConsole(ConsoleStream::Log)))
         .err_stream(Box::new(HostConsole(ConsoleStream::Error)));
+    let mut bytecode = script::compile(source, file_name, MAX_STACK_SIZE)?;
     let runtime =
         Runtime::new(config).map_err(|e| GuestError::internal(format!("starting QuickJS: {e}")))?;
 
-    let (registry, flush, methods) = runtime.context().with(|ctx| {
+    let (methods, flush) = runtime.context().with(|ctx| {
         install_random(&ctx)?;
         ctx.globals()
             .set("__madrpc_run_subcalls", Func::from(host::run_subcalls))
@@ -169,16 +171,14 @@ fn initialize() -> Result<Vec<String>, GuestError> {
             .get("registry")
             .map_err(|e| GuestError::from_js(&ctx, e))?;
         let flush: Function = api.get("flush").map_err(|e| GuestError::from_js(&ctx, e))?;
-        eval::<Value>(&ctx, source, file_name, false)?;
+        script::run(&ctx, &bytecode)?;
+        // Zeroed memory costs nothing in the snapshot; stale bytecode would.
+        bytecode.fill(0);
         while ctx.execute_pending_job() {}
-        let methods = call::method_names(&registry);
-        Ok::<_, GuestError>((
-            Persistent::save(&ctx, registry),
-            Persistent::save(&ctx, flush),
-            methods,
-        ))
+        let methods = Methods::from_registry(&ctx, &registry)?;
+        Ok::<_, GuestError>((methods, Persistent::save(&ctx, flush)))
     })?;
-    if methods.is_empty() {
+    if methods.names().is_empty() {
         return Err(GuestError::no_methods());
     }
 
@@ -191,16 +191,17 @@ fn initialize() -> Result<Vec<String>, GuestError> {
     quickjs.set_gc_threshold(heap + heap / 2 + (8 << 20));
     random::reset();
 
+    let names = methods.names().to_vec();
     GUEST.with(|guest| {
         guest
             .set(Guest {
                 runtime,
-                registry,
+                methods,
                 flush,
             })
             .map_err(|_| GuestError::internal("madrpc_init ran twice"))
     })?;
-    Ok(methods)
+    Ok(names)
 }
 
 fn install_random(ctx: &Ctx<'_>) -> Result<(), GuestError> {
