@@ -205,6 +205,74 @@ fn bad_params_and_unknown_methods_are_reported() {
 }
 
 #[test]
+fn every_registered_name_finds_its_own_function() {
+    // Names out of order, prefixes of one another, non-ASCII, and more than
+    // a handful, so the lookup cannot get away with the first match.
+    let names: Vec<String> = ["zeta", "alpha", "al", "alphabet", "π", "a.b", "A"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain((0..300).rev().map(|i| format!("m{i}")))
+        .collect();
+    let source: String = names
+        .iter()
+        .map(|name| format!("madrpc.register({name:?}, () => {name:?});\n"))
+        .collect();
+    let module = runtime()
+        .load(
+            &madrpc::build::build_source("names.js", &source)
+                .expect("builds")
+                .wasm,
+        )
+        .expect("loads");
+    for name in &names {
+        let result = runtime()
+            .call(&module, name, b"")
+            .result
+            .expect("call succeeds");
+        assert_eq!(
+            serde_json::from_slice::<Value>(&result).unwrap(),
+            json!(name)
+        );
+    }
+    let Err(CallError::MethodNotFound { available, .. }) =
+        runtime().call(&module, "alph", b"").result
+    else {
+        panic!("'alph' is not registered");
+    };
+    assert_eq!(available, names, "listed in registration order");
+}
+
+#[test]
+fn simple_results_keep_their_json_form() {
+    let source = "madrpc.register('values', (kind) => ({ t: true, f: false, n: null, i: -7, \
+                  big: 2 ** 40, neg0: -0, half: 0.5 })[kind]);";
+    let module = runtime()
+        .load(
+            &madrpc::build::build_source("values.js", source)
+                .expect("builds")
+                .wasm,
+        )
+        .expect("loads");
+    for (kind, expected) in [
+        ("t", "true"),
+        ("f", "false"),
+        ("n", "null"),
+        ("i", "-7"),
+        ("big", "1099511627776"),
+        ("neg0", "0"),
+        ("half", "0.5"),
+        ("missing", "null"),
+    ] {
+        let params = format!("[{kind:?}]");
+        let result = runtime()
+            .call(&module, "values", params.as_bytes())
+            .result
+            .expect("call succeeds");
+        assert_eq!(String::from_utf8_lossy(&result), expected, "{kind}");
+    }
+}
+
+#[test]
 fn results_json_cannot_carry_are_errors_and_undefined_is_null() {
     for method in ["returns_function", "returns_bigint", "returns_cycle"] {
         assert!(

@@ -87,7 +87,27 @@ fn settle<'js>(
     }
 }
 
+/// The JSON of `null`, `undefined` (as `null`), booleans and integers,
+/// written directly: `JSON.stringify` would build a wrapper object and a
+/// string buffer for them.
+fn encode_simple(value: &Value<'_>) -> Option<Vec<u8>> {
+    if value.is_null() || value.is_undefined() {
+        return Some(b"null".to_vec());
+    }
+    if let Some(flag) = value.as_bool() {
+        return Some(if flag {
+            b"true".to_vec()
+        } else {
+            b"false".to_vec()
+        });
+    }
+    value.as_int().map(|n| n.to_string().into_bytes())
+}
+
 fn encode<'js>(ctx: &Ctx<'js>, value: Value<'js>) -> Result<Vec<u8>, GuestError> {
+    if let Some(json) = encode_simple(&value) {
+        return Ok(json);
+    }
     let type_name = value.type_name();
     let is_undefined = value.is_undefined();
     match ctx.json_stringify(value) {

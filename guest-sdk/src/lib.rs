@@ -31,6 +31,7 @@
 mod call;
 mod console;
 mod error;
+mod heap;
 mod host;
 mod methods;
 mod random;
@@ -78,6 +79,8 @@ pub extern "C" fn madrpc_init() {
             let manifest = serde_json::json!({ "methods": methods }).to_string();
             let _ = std::io::stdout().write_all(manifest.as_bytes());
             let _ = std::io::stdout().flush();
+            drop((manifest, methods));
+            heap::seal();
         }
         Err(error) => {
             let _ = std::io::stderr().write_all(&error.to_json());
@@ -157,11 +160,12 @@ fn initialize() -> Result<Vec<String>, GuestError> {
         .max_stack_size(MAX_STACK_SIZE)
         .log_stream(Box::new(HostConsole(ConsoleStream::Log)))
         .err_stream(Box::new(HostConsole(ConsoleStream::Error)));
-    let mut bytecode = script::compile(source, file_name, MAX_STACK_SIZE)?;
+    let mut methods = Methods::reserve();
+    let bytecode = script::compile(source, file_name, MAX_STACK_SIZE)?;
     let runtime =
         Runtime::new(config).map_err(|e| GuestError::internal(format!("starting QuickJS: {e}")))?;
 
-    let (methods, flush) = runtime.context().with(|ctx| {
+    let flush = runtime.context().with(|ctx| {
         install_random(&ctx)?;
         ctx.globals()
             .set("__madrpc_run_subcalls", Func::from(host::run_subcalls))
@@ -172,13 +176,11 @@ fn initialize() -> Result<Vec<String>, GuestError> {
             .map_err(|e| GuestError::from_js(&ctx, e))?;
         let flush: Function = api.get("flush").map_err(|e| GuestError::from_js(&ctx, e))?;
         script::run(&ctx, &bytecode)?;
-        // Zeroed memory costs nothing in the snapshot; stale bytecode would.
-        bytecode.fill(0);
         while ctx.execute_pending_job() {}
-        let methods = Methods::from_registry(&ctx, &registry)?;
-        Ok::<_, GuestError>((methods, Persistent::save(&ctx, flush)))
+        methods.fill(&ctx, &registry)?;
+        Ok::<_, GuestError>(Persistent::save(&ctx, flush))
     })?;
-    if methods.names().is_empty() {
+    if methods.is_empty() {
         return Err(GuestError::no_methods());
     }
 
@@ -191,7 +193,7 @@ fn initialize() -> Result<Vec<String>, GuestError> {
     quickjs.set_gc_threshold(heap + heap / 2 + (8 << 20));
     random::reset();
 
-    let names = methods.names().to_vec();
+    let names = methods.names();
     GUEST.with(|guest| {
         guest
             .set(Guest {
