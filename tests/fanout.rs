@@ -184,6 +184,32 @@ async fn word_count_fans_out_and_merges() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_fans_out_over_its_local_nodes() {
+    let script = support::script("fanout.js");
+    let serve = Process::start(
+        &[
+            "serve",
+            script.to_str().unwrap(),
+            "--nodes",
+            "2",
+            "--workers",
+            "1",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        "madrpc is serving at ",
+    );
+    let url = format!("{}/", serve.url);
+    let body = json!({"jsonrpc": "2.0", "method": "tree", "params": [3, 10], "id": 1}).to_string();
+    let reply = rpc(&client(), &url, &body).await.json();
+    assert_eq!(reply["result"], 1000, "{reply}");
+    let body = json!({"jsonrpc": "2.0", "method": "catch_failure", "id": 2}).to_string();
+    let reply = rpc(&client(), &url, &body).await.json();
+    assert_eq!(reply["result"]["caught"], true, "{reply}");
+    assert_eq!(reply["result"]["name"], "RpcError", "{reply}");
+}
+
 #[test]
 fn run_fans_out_locally_too() {
     let dir = tempfile::tempdir().unwrap();

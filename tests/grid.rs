@@ -402,22 +402,32 @@ async fn serve_runs_the_grid_and_stops_cleanly() {
     .await;
     assert_eq!(reply.json()["result"], 42);
 
-    // A call in flight when SIGTERM arrives still gets its answer.
-    let in_flight = spawn_rpc(
-        &http,
-        &url,
-        r#"{"jsonrpc":"2.0","method":"busy","params":[800],"id":2}"#,
-    );
+    // Two calls in flight when SIGTERM arrives: the balancer gives one to
+    // each local node, and both still get their answers.
+    let in_flight: Vec<_> = (2..4)
+        .map(|id| {
+            spawn_rpc(
+                &http,
+                &url,
+                &format!(r#"{{"jsonrpc":"2.0","method":"busy","params":[800],"id":{id}}}"#),
+            )
+        })
+        .collect();
     let started = eventually(Duration::from_secs(10), || async {
         let nodes = get_json(&http, &format!("{}/v1/nodes", serve.url)).await;
-        nodes["nodes"]
-            .as_array()
-            .is_some_and(|nodes| nodes.iter().any(|n| n["in_flight"] == 1))
+        nodes["nodes"].as_array().is_some_and(|nodes| {
+            nodes.len() == 2
+                && nodes
+                    .iter()
+                    .all(|n| n["origin"] == "local" && n["in_flight"] == 1)
+        })
     })
     .await;
-    assert!(started, "the slow call never reached a node");
+    assert!(started, "the slow calls did not reach one local node each");
     serve.signal(libc::SIGTERM);
-    assert_eq!(in_flight.await.unwrap().json()["result"], 800);
+    for call in in_flight {
+        assert_eq!(call.await.unwrap().json()["result"], 800);
+    }
     let status = tokio::task::spawn_blocking(move || {
         let status = serve.child.wait();
         (status, serve)

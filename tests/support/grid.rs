@@ -281,9 +281,10 @@ impl Grid {
 pub fn spawn_rpc(
     http: &madrpc::http::HttpClient,
     url: &str,
-    body: &'static str,
+    body: &str,
 ) -> tokio::task::JoinHandle<HttpReply> {
     let http = http.clone();
     let url = url.to_owned();
-    tokio::spawn(async move { rpc(&http, &url, body).await })
+    let body = body.to_owned();
+    tokio::spawn(async move { rpc(&http, &url, &body).await })
 }

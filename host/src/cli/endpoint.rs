@@ -26,16 +26,4 @@ impl EndpointArgs {
             max_batch: self.max_batch.unwrap_or(defaults.max_batch),
         }
     }
-
-    /// The flags as given, to pass on to a child process.
-    pub fn to_args(&self) -> Vec<String> {
-        let mut args = Vec::new();
-        if let Some(size) = self.max_body {
-            args.extend(["--max-body".to_owned(), size.as_u64().to_string()]);
-        }
-        if let Some(n) = self.max_batch {
-            args.extend(["--max-batch".to_owned(), n.to_string()]);
-        }
-        args
-    }
 }

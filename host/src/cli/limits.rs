@@ -58,32 +58,4 @@ impl LimitArgs {
             max_subcalls: self.max_subcalls.unwrap_or(defaults.max_subcalls),
         }
     }
-
-    /// The flags as given, to pass on to a child process.
-    pub fn to_args(&self) -> Vec<String> {
-        let mut args = Vec::new();
-        let mut push = |flag: &str, value: Option<String>| {
-            if let Some(value) = value {
-                args.extend([flag.to_owned(), value]);
-            }
-        };
-        push("--fuel", self.fuel.map(|v| v.to_string()));
-        push("--memory", self.memory.map(|v| v.as_u64().to_string()));
-        push("--deadline", self.deadline.map(|v| v.to_string()));
-        push(
-            "--max-params",
-            self.max_params.map(|v| v.as_u64().to_string()),
-        );
-        push(
-            "--max-result",
-            self.max_result.map(|v| v.as_u64().to_string()),
-        );
-        push(
-            "--max-console",
-            self.max_console.map(|v| v.as_u64().to_string()),
-        );
-        push("--max-depth", self.max_depth.map(|v| v.to_string()));
-        push("--max-subcalls", self.max_subcalls.map(|v| v.to_string()));
-        args
-    }
 }

@@ -22,7 +22,8 @@ pub enum ForwardError {
     Unreachable(HttpError),
 }
 
-/// Sends `method(params)` to `node`.
+/// Sends `method(params)` to `node`: over HTTP, or straight to its pool
+/// when it runs in this process.
 pub async fn forward(
     client: &HttpClient,
     node: &NodeEntry,
@@ -31,6 +32,13 @@ pub async fn forward(
     budget: CallBudget,
     timeout: Duration,
 ) -> Result<Bytes, ForwardError> {
+    if let Some(pool) = &node.pool {
+        return match pool.execute(method.to_owned(), params, budget).await {
+            Ok(result) => Ok(result),
+            Err(error) if error.is_unavailable() => Err(ForwardError::Overloaded(error)),
+            Err(error) => Err(ForwardError::Call(error)),
+        };
+    }
     let url = format!("{}/v1/call/{}", node.url, encode_path_segment(method));
     let timeout = budget
         .remaining()

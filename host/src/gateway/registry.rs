@@ -1,7 +1,7 @@
 //! The gateway's view of its nodes: who they are, what they serve, whether
 //! they may take calls, and how many calls each has outstanding.
 
-use crate::node::Announcement;
+use crate::node::{Announcement, WorkerPool};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::RwLock;
@@ -18,6 +18,9 @@ pub enum Origin {
     Static,
     /// Joined at runtime; expires when its heartbeats stop.
     Joined,
+    /// A worker pool in the gateway's own process (`madrpc serve`): calls
+    /// reach it without a network hop, and it is always healthy.
+    Local,
 }
 
 /// One node.
@@ -27,6 +30,8 @@ pub struct NodeEntry {
     pub url: String,
     /// How it was added.
     pub origin: Origin,
+    /// The pool itself, for a local node.
+    pub pool: Option<Arc<WorkerPool>>,
     in_flight: AtomicUsize,
     state: Mutex<Health>,
 }
@@ -60,6 +65,7 @@ impl NodeEntry {
         Self {
             url,
             origin,
+            pool: None,
             in_flight: AtomicUsize::new(0),
             state: Mutex::new(Health {
                 healthy,
@@ -113,9 +119,10 @@ impl NodeEntry {
         tracing::warn!(node = %self.url, backoff_ms = backoff.as_millis() as u64, "node ejected");
     }
 
-    /// Whether a health check is due (not while an ejection lasts).
+    /// Whether a health check is due (not while an ejection lasts; never
+    /// for a local node).
     pub fn due_for_check(&self, now: Instant) -> bool {
-        self.health().ejected_until.is_none_or(|until| now >= until)
+        self.origin != Origin::Local && self.health().ejected_until.is_none_or(|until| now >= until)
     }
 
     /// Records a health check's outcome.
@@ -166,6 +173,7 @@ impl NodeEntry {
             origin: match self.origin {
                 Origin::Static => "static",
                 Origin::Joined => "joined",
+                Origin::Local => "local",
             },
             available: self.is_available(now),
             in_flight: self.in_flight(),
@@ -219,6 +227,23 @@ impl Registry {
         self.nodes.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Adds a worker pool of this process as node `local:N`.
+    pub fn add_local(&self, pool: Arc<WorkerPool>) {
+        let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
+        let index = nodes.iter().filter(|n| n.origin == Origin::Local).count();
+        let mut node = NodeEntry::new(
+            format!("local:{index}"),
+            Origin::Local,
+            true,
+            pool.methods().to_vec(),
+        );
+        node.pool = Some(pool);
+        nodes.push(Arc::new(node));
+        drop(nodes);
+        self.refresh_methods();
+        self.joined.notify_waiters();
+    }
+
     /// Adds a node that announced itself, or refreshes its heartbeat.
     pub fn heartbeat(&self, announcement: Announcement) {
         let url = normalize(&announcement.url);
@@ -260,7 +285,7 @@ impl Registry {
         let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
         nodes.retain(|node| {
             let keep =
-                node.origin == Origin::Static || now.duration_since(node.last_seen()) < expiry;
+                node.origin != Origin::Joined || now.duration_since(node.last_seen()) < expiry;
             if !keep {
                 tracing::warn!(node = %node.url, "node stopped heartbeating; removed");
             }

@@ -155,3 +155,12 @@ impl WorkerPool {
         }
     }
 }
+
+impl std::fmt::Debug for WorkerPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerPool")
+            .field("workers", &self.workers)
+            .field("in_flight", &self.in_flight())
+            .finish_non_exhaustive()
+    }
+}
