@@ -50,7 +50,7 @@ struct Health {
 pub struct NodeStatus {
     /// Base URL.
     pub url: String,
-    /// `static` or `joined`.
+    /// `static`, `joined` or `local`.
     pub origin: &'static str,
     /// Whether it takes calls now.
     pub available: bool,
@@ -198,7 +198,6 @@ pub struct Registry {
     /// The union of the nodes' methods, recomputed when nodes report in, so
     /// the call path reads it without allocating.
     methods: RwLock<Arc<Vec<String>>>,
-    joined: tokio::sync::Notify,
 }
 
 impl Registry {
@@ -218,7 +217,6 @@ impl Registry {
         Self {
             nodes: RwLock::new(nodes),
             methods: RwLock::default(),
-            joined: tokio::sync::Notify::new(),
         }
     }
 
@@ -241,7 +239,6 @@ impl Registry {
         nodes.push(Arc::new(node));
         drop(nodes);
         self.refresh_methods();
-        self.joined.notify_waiters();
     }
 
     /// Adds a node that announced itself, or refreshes its heartbeat.
@@ -263,7 +260,6 @@ impl Registry {
                 announcement.methods,
             )));
         self.refresh_methods();
-        self.joined.notify_waiters();
     }
 
     /// Removes a joined node that said it is leaving.
@@ -321,17 +317,6 @@ impl Registry {
     pub fn available_count(&self) -> usize {
         let now = Instant::now();
         self.nodes().iter().filter(|n| n.is_available(now)).count()
-    }
-
-    /// Waits until at least `count` nodes are available.
-    pub async fn wait_for_available(&self, count: usize) {
-        loop {
-            let notified = self.joined.notified();
-            if self.available_count() >= count {
-                return;
-            }
-            notified.await;
-        }
     }
 }
 
