@@ -132,7 +132,12 @@ async fn prepare_module(path: &Path, workdir: &Path) -> anyhow::Result<PathBuf> 
 
 fn print_banner(url: &str, nodes: usize, workers: usize, methods: &[String]) {
     let example = methods.first().map(String::as_str).unwrap_or("method");
-    println!("madrpc is serving at {url}/ ({nodes} nodes, {workers} workers each)");
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    println!(
+        "madrpc is serving at {url}/ ({}, {} each)",
+        plural(nodes, "local node"),
+        plural(workers, "worker")
+    );
     println!("methods: {}", methods.join(", "));
     println!("try:");
     println!(
