@@ -243,6 +243,48 @@ fn every_registered_name_finds_its_own_function() {
 }
 
 #[test]
+fn calls_move_to_clean_slots_after_an_allocation_heavy_call() {
+    let source = "let counter = 0;\n\
+        madrpc.register('count', () => ++counter);\n\
+        madrpc.register('allocate', (mb) => { const parts = []; \
+        for (let i = 0; i < mb * 1000; i++) parts.push('x'.repeat(1000) + i); return parts.length; });";
+    let module = runtime()
+        .load(
+            &madrpc::build::build_source("heavy.js", source)
+                .expect("builds")
+                .wasm,
+        )
+        .expect("loads");
+    let count = |module: &LoadedModule| {
+        let result = runtime()
+            .call(module, "count", b"")
+            .result
+            .expect("count succeeds");
+        serde_json::from_slice::<Value>(&result).unwrap()
+    };
+    // Clean slots set the baseline of what a reset costs.
+    for _ in 0..50 {
+        assert_eq!(count(&module), json!(1));
+    }
+    let before = module.slot_refreshes();
+    let report = runtime().call(&module, "allocate", b"[8]");
+    assert_eq!(report.result.expect("allocation succeeds"), b"8000");
+    // The heavy call's own reset is slow; so is every call in its slot
+    // until the module moves (at most one move per quarter second).
+    let started = Instant::now();
+    while module.slot_refreshes() == before {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "calls never moved to clean slots"
+        );
+        assert_eq!(count(&module), json!(1));
+    }
+    // Still a fresh instance per call.
+    assert_eq!(count(&module), json!(1));
+    assert_eq!(count(&module), json!(1));
+}
+
+#[test]
 fn simple_results_keep_their_json_form() {
     let source = "madrpc.register('values', (kind) => ({ t: true, f: false, n: null, i: -7, \
                   big: 2 ** 40, neg0: -0, half: 0.5 })[kind]);";

@@ -13,6 +13,10 @@ use std::time::{Duration, Instant};
 const TRIVIAL: &str =
     "madrpc.register('noop', () => null);\nmadrpc.register('add', (a, b) => a + b);\n";
 
+const HEAVY: &str = "madrpc.register('noop', () => null);\n\
+    madrpc.register('allocate', (mb) => { const parts = []; \
+    for (let i = 0; i < mb * 1000; i++) parts.push('x'.repeat(1000) + i); return parts.length; });\n";
+
 fn main() {
     // Runs on a thread sized for calls, like a node's workers.
     std::thread::Builder::new()
@@ -97,6 +101,30 @@ fn run() {
             us(p99)
         );
     }
+
+    println!(
+        "{:<52} {}",
+        "slot refreshes during the calls above",
+        small_module.slot_refreshes() + large_module.slot_refreshes()
+    );
+
+    // A call that allocates a few megabytes leaves its memory slot with
+    // many written pages; the runtime moves later calls to clean slots.
+    let heavy = build_source("heavy.js", HEAVY).expect("build");
+    let heavy = runtime.load(&heavy.wasm).expect("load");
+    let (before, _) = call_latency(&runtime, &heavy, "noop", "", 5_000);
+    runtime
+        .call(&heavy, "allocate", b"[4]")
+        .result
+        .expect("allocation succeeds");
+    std::thread::sleep(Duration::from_millis(300));
+    let (after, _) = call_latency(&runtime, &heavy, "noop", "", 5_000);
+    println!(
+        "{:<52} {} / {}",
+        "noop before / after a call allocating 4 MB, median",
+        us(before),
+        us(after)
+    );
 
     let per_second = throughput(&runtime, &small_module, Duration::from_secs(3));
     println!(

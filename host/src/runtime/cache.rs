@@ -31,26 +31,31 @@ impl ModuleCache {
     }
 
     /// Returns the compiled form of `wasm`, from the cache when a valid entry
-    /// exists, else compiling it and storing the result. A cache that cannot
-    /// be read or written only costs a compilation.
-    pub fn load_or_compile(&self, engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Module> {
+    /// exists, else compiling it and storing the result, with the path of
+    /// the entry when there is one. A cache that cannot be read or written
+    /// only costs a compilation.
+    pub fn load_or_compile(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+    ) -> wasmtime::Result<(Module, Option<PathBuf>)> {
         let path = self.dir.join(format!("{}.cwasm", cache_key(engine, wasm)));
         if path.exists() {
-            // SAFETY: entries are written only by `store` below from
-            // `Module::serialize` of this engine configuration (the key covers
-            // it); Wasmtime checks the header and version on load.
-            match unsafe { Module::deserialize_file(engine, &path) } {
-                Ok(module) => return Ok(module),
+            match load_entry(engine, &path) {
+                Ok(module) => return Ok((module, Some(path))),
                 Err(error) => {
                     tracing::warn!(path = %path.display(), %error, "ignoring unusable cached module");
                 }
             }
         }
         let module = Module::new(engine, wasm)?;
-        if let Err(error) = self.store(&path, &module) {
-            tracing::warn!(dir = %self.dir.display(), %error, "could not cache the compiled module");
+        match self.store(&path, &module) {
+            Ok(()) => Ok((module, Some(path))),
+            Err(error) => {
+                tracing::warn!(dir = %self.dir.display(), %error, "could not cache the compiled module");
+                Ok((module, None))
+            }
         }
-        Ok(module)
     }
 
     fn store(&self, path: &Path, module: &Module) -> anyhow::Result<()> {
@@ -62,6 +67,16 @@ impl ModuleCache {
         std::fs::rename(&partial, path)?;
         Ok(())
     }
+}
+
+/// Loads a cache entry written by [`ModuleCache::load_or_compile`]. Each
+/// load is a new module (its own identity in the instance pool) sharing
+/// the file's pages with the others.
+pub fn load_entry(engine: &Engine, path: &Path) -> wasmtime::Result<Module> {
+    // SAFETY: entries are written only by `ModuleCache::store` from
+    // `Module::serialize` of this engine configuration (the key covers it);
+    // Wasmtime checks the header and version on load.
+    unsafe { Module::deserialize_file(engine, path) }
 }
 
 /// Hex SHA-256 over the Wasmtime version, the engine's compatibility hash

@@ -46,7 +46,7 @@ pub(crate) fn run(
     params: &[u8],
     limits: &Limits,
     context: CallContext,
-) -> CallReport {
+) -> (CallReport, Duration) {
     let started = Instant::now();
     let deadline = match context.deadline {
         Some(deadline) => deadline.min(started + limits.deadline),
@@ -76,13 +76,18 @@ pub(crate) fn run(
         });
     }
     let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+    let elapsed = started.elapsed();
+    // Dropping the store resets the instance's memory slot.
+    let reset_started = Instant::now();
     let console = store.into_data().console.finish();
-    CallReport {
+    let reset = reset_started.elapsed();
+    let report = CallReport {
         result,
         console,
         fuel_used,
-        elapsed: started.elapsed(),
-    }
+        elapsed,
+    };
+    (report, reset)
 }
 
 /// Instantiates `module` in a fresh store and drops both, timing it.
@@ -101,6 +106,8 @@ pub(crate) fn instantiate_only(
     watch_deadline(&mut store, None, deadline);
     prepare(&mut store, limits, deadline)?;
     module
+        .slots
+        .current()
         .pre
         .instantiate(&mut store)
         .map_err(|e| classify(e, &store, limits))?;
@@ -173,15 +180,16 @@ fn invoke(
         });
     }
 
-    let instance = module
+    let linked = module.slots.current();
+    let instance = linked
         .pre
         .instantiate(&mut *store)
         .map_err(|e| classify(e, store, limits))?;
-    let memory = export(&instance, store, &module.exports.memory)?
+    let memory = export(&instance, store, &linked.exports.memory)?
         .into_memory()
         .ok_or_else(|| CallError::Internal("`memory` is not a memory".into()))?;
-    let alloc: TypedFunc<u32, u32> = typed(&instance, store, &module.exports.alloc)?;
-    let call: TypedFunc<(u32, u32, u32), u32> = typed(&instance, store, &module.exports.call)?;
+    let alloc: TypedFunc<u32, u32> = typed(&instance, store, &linked.exports.alloc)?;
+    let call: TypedFunc<(u32, u32, u32), u32> = typed(&instance, store, &linked.exports.call)?;
 
     let name_len = u32::try_from(method.len())
         .map_err(|_| CallError::InvalidParams("method name too long".into()))?;

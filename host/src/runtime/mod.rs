@@ -30,8 +30,14 @@ pub use subcall::{Budget, CallContext, Subcall, SubcallHandler};
 use engine::EpochTicker;
 use state::CallState;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use wasmtime::{Engine, Linker};
+
+/// Loading a fresh copy of a module costs about a millisecond: never more
+/// often than this per module.
+const REFRESH_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Instance slots for a process that runs trees of `madrpc.call`s: a call
 /// waiting on its sub-calls keeps its instance, so deep fan-out needs room
@@ -111,21 +117,50 @@ impl Runtime {
     /// takes it from the cache) and links it.
     pub fn load(&self, wasm: &[u8]) -> Result<LoadedModule, LoadError> {
         let manifest = module::check_manifest(wasm)?;
-        let compiled = match &self.config.cache {
+        let (compiled, cached_at) = match &self.config.cache {
             Some(cache) => cache.load_or_compile(&self.engine, wasm),
-            None => wasmtime::Module::new(&self.engine, wasm),
+            None => wasmtime::Module::new(&self.engine, wasm).map(|module| (module, None)),
         }
         .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
-        let exports = module::GuestExports::resolve(&compiled)?;
-        let pre = self
-            .linker
-            .instantiate_pre(&compiled)
-            .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        let linked = self.link(&compiled)?;
         Ok(LoadedModule {
             manifest,
-            pre,
-            exports,
+            slots: Arc::new(module::Slots::new(linked, cached_at)),
         })
+    }
+
+    fn link(&self, compiled: &wasmtime::Module) -> Result<module::Linked, LoadError> {
+        let exports = module::GuestExports::resolve(compiled)?;
+        let pre = self
+            .linker
+            .instantiate_pre(compiled)
+            .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        Ok(module::Linked { pre, exports })
+    }
+
+    /// Moves `module`'s calls to clean slots after a reset that took
+    /// `reset`, when that is slow (see `module::Slots`); at most once per
+    /// [`REFRESH_INTERVAL`].
+    fn refresh_if_slow(&self, module: &LoadedModule, reset: Duration) {
+        if !module.slots.is_slow(reset) || !module.slots.claim_refresh(REFRESH_INTERVAL) {
+            return;
+        }
+        let Some(path) = module.slots.cached_at() else {
+            return;
+        };
+        let fresh = cache::load_entry(&self.engine, path)
+            .map_err(|e| LoadError::Invalid(format!("{e:#}")))
+            .and_then(|compiled| self.link(&compiled));
+        match fresh {
+            Ok(linked) => {
+                module.slots.replace(linked);
+                tracing::debug!(
+                    reset_us = reset.as_micros() as u64,
+                    "moved calls to clean memory slots"
+                );
+            }
+            Err(error) => tracing::warn!(%error, "cannot reload the module for clean memory slots"),
+        }
     }
 
     /// Creates a fresh instance of `module` and drops it, returning how long
@@ -170,9 +205,10 @@ impl Runtime {
         let call_id = self.next_call.fetch_add(1, Ordering::Relaxed);
         let mut limits = limits.clone();
         limits.memory_bytes = limits.memory_bytes.min(self.config.limits.memory_bytes);
-        let report =
+        let (report, reset) =
             stack::with_room(|| call::run(&self.engine, module, method, params, &limits, context));
         log_report(call_id, method, &report);
+        self.refresh_if_slow(module, reset);
         report
     }
 }

@@ -3,17 +3,110 @@
 use super::error::LoadError;
 use super::state::CallState;
 use crate::manifest::{ABI_VERSION, Manifest};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 use wasmtime::{InstancePre, ModuleExport};
 
 /// A module ready to serve calls. Cheap to share between threads.
 #[derive(Clone)]
 pub struct LoadedModule {
     pub(crate) manifest: Manifest,
+    pub(crate) slots: Arc<Slots>,
+}
+
+/// The compiled module linked for instantiation.
+pub(crate) struct Linked {
     pub(crate) pre: InstancePre<CallState>,
     pub(crate) exports: GuestExports,
 }
 
+/// Which pooled memory slots a module's calls land in.
+///
+/// Wasmtime's pool hands a module the slot it last used, and keeps that
+/// slot's pages mapped between calls, restoring the written ones in place.
+/// Without precise dirty tracking it treats every page a call ever wrote as
+/// dirty again after every later call, so a single allocation-heavy call
+/// leaves its slot restoring megabytes after each trivial call that
+/// follows (tens of times their cost). When a reset is that slow, the
+/// module is loaded again from its entry in the compiled-module cache: the
+/// copy has a new identity, so its calls go to clean slots (it shares the
+/// file's pages with the first, so memory does not grow), and the pool
+/// remaps the polluted slots before any other module uses them.
+pub(crate) struct Slots {
+    current: RwLock<Arc<Linked>>,
+    /// The cache entry to load fresh copies from; without one (no cache)
+    /// the module keeps its slots.
+    cached_at: Option<PathBuf>,
+    /// The fastest reset seen, in nanoseconds: what a clean slot costs.
+    best_reset: AtomicU64,
+    last_refresh: Mutex<Option<Instant>>,
+    refreshes: AtomicU64,
+}
+
+impl Slots {
+    pub(crate) fn new(linked: Linked, cached_at: Option<PathBuf>) -> Self {
+        Self {
+            current: RwLock::new(Arc::new(linked)),
+            cached_at,
+            best_reset: AtomicU64::new(u64::MAX),
+            last_refresh: Mutex::new(None),
+            refreshes: AtomicU64::new(0),
+        }
+    }
+
+    /// The linked module calls instantiate now.
+    pub(crate) fn current(&self) -> Arc<Linked> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The cache entry to load a fresh copy from.
+    pub(crate) fn cached_at(&self) -> Option<&Path> {
+        self.cached_at.as_deref()
+    }
+
+    /// Whether a reset that took `reset` is well above what a clean slot
+    /// costs: more than twice the fastest reset seen, plus 2 µs.
+    pub(crate) fn is_slow(&self, reset: Duration) -> bool {
+        let nanos = u64::try_from(reset.as_nanos()).unwrap_or(u64::MAX);
+        let best = self
+            .best_reset
+            .fetch_min(nanos, Ordering::Relaxed)
+            .min(nanos);
+        nanos > best.saturating_mul(2).saturating_add(2_000)
+    }
+
+    /// Whether a refresh may start now: at most one per `interval`, and
+    /// never while another runs.
+    pub(crate) fn claim_refresh(&self, interval: Duration) -> bool {
+        let Ok(mut last) = self.last_refresh.try_lock() else {
+            return false;
+        };
+        if last.is_some_and(|at| at.elapsed() < interval) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        true
+    }
+
+    /// Switches later calls to `linked`.
+    pub(crate) fn replace(&self, linked: Linked) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(linked);
+        self.refreshes.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 impl LoadedModule {
+    /// How many times the module moved its calls to clean memory slots
+    /// after a slow reset (see `Slots`).
+    pub fn slot_refreshes(&self) -> u64 {
+        self.slots.refreshes.load(Ordering::Relaxed)
+    }
+
     /// What the module says about itself (script name, methods).
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
