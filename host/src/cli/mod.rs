@@ -62,6 +62,34 @@ fn async_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// The runtime of a command that runs calls: its limits, and a slot for
+/// every call of a full fan-out at once.
+fn call_runtime(
+    limits: &madrpc::runtime::Limits,
+) -> anyhow::Result<std::sync::Arc<madrpc::runtime::Runtime>> {
+    Ok(std::sync::Arc::new(madrpc::runtime::Runtime::new(
+        madrpc::runtime::RuntimeConfig {
+            limits: limits.clone(),
+            max_instances: madrpc::runtime::FAN_OUT_INSTANCES,
+            ..madrpc::runtime::RuntimeConfig::default()
+        },
+    )?))
+}
+
+/// Loads a module file off the async threads (compiling it takes a second
+/// when it is not cached yet).
+async fn load_module(
+    runtime: &std::sync::Arc<madrpc::runtime::Runtime>,
+    path: &std::path::Path,
+) -> anyhow::Result<madrpc::runtime::LoadedModule> {
+    use anyhow::Context;
+    let runtime = runtime.clone();
+    let owned = path.to_owned();
+    tokio::task::spawn_blocking(move || runtime.load_file(&owned))
+        .await?
+        .with_context(|| format!("cannot load {}", path.display()))
+}
+
 /// The number of cores this process may use.
 pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)

@@ -3,10 +3,8 @@
 use super::endpoint::EndpointArgs;
 use super::limits::LimitArgs;
 use super::signal::shutdown_requested;
-use anyhow::Context;
 use clap::Args;
 use madrpc::node::{Node, NodeConfig, SubcallRoute, WorkerPool};
-use madrpc::runtime::{Runtime, RuntimeConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,17 +52,8 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
     let workers = args.workers.unwrap_or_else(super::cores).max(1);
     let queue = args.queue.unwrap_or(workers * 256);
     let limits = args.limits.to_limits();
-    let runtime = Arc::new(Runtime::new(RuntimeConfig {
-        limits: limits.clone(),
-        max_instances: madrpc::runtime::FAN_OUT_INSTANCES,
-        ..RuntimeConfig::default()
-    })?);
-    let module_path = args.module.clone();
-    let module = {
-        let runtime = runtime.clone();
-        tokio::task::spawn_blocking(move || runtime.load_file(&module_path)).await?
-    }
-    .with_context(|| format!("cannot load {}", args.module.display()))?;
+    let runtime = super::call_runtime(&limits)?;
+    let module = super::load_module(&runtime, &args.module).await?;
     let route = match &args.join {
         Some(gateway) => SubcallRoute::Gateway {
             url: format!("{}/", gateway.trim_end_matches('/')),

@@ -4,11 +4,10 @@ use super::limits::LimitArgs;
 use anyhow::Context;
 use clap::Args;
 use madrpc::build;
-use madrpc::runtime::{CallError, LocalSubcalls, Runtime, RuntimeConfig};
+use madrpc::runtime::{CallError, LocalSubcalls};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 /// Arguments of `madrpc run`.
 #[derive(Debug, Args)]
@@ -28,11 +27,7 @@ pub struct RunArgs {
 /// exits with status 1.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let limits = args.limits.to_limits();
-    let runtime = Arc::new(Runtime::new(RuntimeConfig {
-        limits: limits.clone(),
-        max_instances: madrpc::runtime::FAN_OUT_INSTANCES,
-        ..RuntimeConfig::default()
-    })?);
+    let runtime = super::call_runtime(&limits)?;
     let is_script = madrpc::build::is_script(&args.module);
     let module = if is_script {
         let built = build::build_file(&args.module)?;

@@ -14,7 +14,6 @@ use anyhow::Context;
 use clap::Args;
 use madrpc::gateway::{Gateway, GatewayConfig};
 use madrpc::node::{SubcallRoute, WorkerPool};
-use madrpc::runtime::{Runtime, RuntimeConfig};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -52,17 +51,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .workers
         .unwrap_or_else(|| (super::cores() / nodes).max(1));
     let limits = args.limits.to_limits();
-    let runtime = Arc::new(Runtime::new(RuntimeConfig {
-        limits: limits.clone(),
-        max_instances: madrpc::runtime::FAN_OUT_INSTANCES,
-        ..RuntimeConfig::default()
-    })?);
-    let loaded = {
-        let runtime = runtime.clone();
-        let module = module.clone();
-        tokio::task::spawn_blocking(move || runtime.load_file(&module)).await?
-    }
-    .with_context(|| format!("cannot load {}", module.display()))?;
+    let runtime = super::call_runtime(&limits)?;
+    let loaded = super::load_module(&runtime, &module).await?;
     let methods = loaded.methods().to_vec();
 
     // The local nodes run in this process, so no other node needs to join:
