@@ -142,12 +142,12 @@ impl Runtime {
     /// `reset`, when that is slow (see `module::Slots`); at most once per
     /// [`REFRESH_INTERVAL`].
     fn refresh_if_slow(&self, module: &LoadedModule, reset: Duration) {
-        if !module.slots.is_slow(reset) || !module.slots.claim_refresh(REFRESH_INTERVAL) {
-            return;
-        }
         let Some(path) = module.slots.cached_at() else {
             return;
         };
+        if !module.slots.is_slow(reset) || !module.slots.claim_refresh(REFRESH_INTERVAL) {
+            return;
+        }
         let fresh = cache::load_entry(&self.engine, path)
             .map_err(|e| LoadError::Invalid(format!("{e:#}")))
             .and_then(|compiled| self.link(&compiled));
@@ -159,7 +159,10 @@ impl Runtime {
                     "moved calls to clean memory slots"
                 );
             }
-            Err(error) => tracing::warn!(%error, "cannot reload the module for clean memory slots"),
+            Err(error) => {
+                module.slots.give_up_refreshing();
+                tracing::warn!(%error, "cannot reload the module from its cache entry; its calls stay in their memory slots");
+            }
         }
     }
 

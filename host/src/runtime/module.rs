@@ -4,7 +4,7 @@ use super::error::LoadError;
 use super::state::CallState;
 use crate::manifest::{ABI_VERSION, Manifest};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use wasmtime::{InstancePre, ModuleExport};
@@ -36,9 +36,10 @@ pub(crate) struct Linked {
 /// remaps the polluted slots before any other module uses them.
 pub(crate) struct Slots {
     current: RwLock<Arc<Linked>>,
-    /// The cache entry to load fresh copies from; without one (no cache)
-    /// the module keeps its slots.
+    /// The cache entry to load fresh copies from; without one (no cache,
+    /// or the entry became unusable) the module keeps its slots.
     cached_at: Option<PathBuf>,
+    gave_up: AtomicBool,
     /// The fastest reset seen, in nanoseconds: what a clean slot costs.
     best_reset: AtomicU64,
     last_refresh: Mutex<Option<Instant>>,
@@ -50,6 +51,7 @@ impl Slots {
         Self {
             current: RwLock::new(Arc::new(linked)),
             cached_at,
+            gave_up: AtomicBool::new(false),
             best_reset: AtomicU64::new(u64::MAX),
             last_refresh: Mutex::new(None),
             refreshes: AtomicU64::new(0),
@@ -66,7 +68,15 @@ impl Slots {
 
     /// The cache entry to load a fresh copy from.
     pub(crate) fn cached_at(&self) -> Option<&Path> {
+        if self.gave_up.load(Ordering::Relaxed) {
+            return None;
+        }
         self.cached_at.as_deref()
+    }
+
+    /// Stops refreshing: the cache entry could not be loaded.
+    pub(crate) fn give_up_refreshing(&self) {
+        self.gave_up.store(true, Ordering::Relaxed);
     }
 
     /// Whether a reset that took `reset` is well above what a clean slot
