@@ -8,7 +8,9 @@
 //! reset after it. [`seal`] takes every free block out of circulation,
 //! zeroed so that it costs nothing in the snapshot, and leaves the
 //! allocator only its top chunk: a call's allocations then sit together at
-//! the end of the heap, whatever the size of the script.
+//! the end of the heap, whatever the size of the script. The price is that
+//! a call cannot reuse those gaps: at most what building left free, counted
+//! against the call's memory limit like the rest of the snapshot.
 //!
 //! This relies on how wasi-libc's allocator (dlmalloc) lays out a chunk on
 //! wasm32: a 4-byte size word, with flags in its low 3 bits, right before
