@@ -170,7 +170,7 @@ fn initialize() -> Result<Vec<String>, GuestError> {
         ctx.globals()
             .set("__madrpc_run_subcalls", Func::from(host::run_subcalls))
             .map_err(|e| GuestError::from_js(&ctx, e))?;
-        let api: Object = eval(&ctx, PRELUDE, "madrpc:prelude", true)?;
+        let api: Object = eval_prelude(&ctx)?;
         let registry: Object = api
             .get("registry")
             .map_err(|e| GuestError::from_js(&ctx, e))?;
@@ -184,10 +184,9 @@ fn initialize() -> Result<Vec<String>, GuestError> {
         return Err(GuestError::no_methods());
     }
 
-    // No collection here: freeing the top level's garbage would leave holes
-    // all over the heap that every call's allocations would then scatter
-    // into, dirtying (and resetting) more pages per call. Let the collector
-    // run only once a call has allocated a fair amount beyond the snapshot.
+    // No collection here: whatever it freed would only be sealed away with
+    // the heap's other gaps (see `heap`). Let the collector run only once a
+    // call has allocated a fair amount beyond the snapshot.
     let quickjs = runtime.context().runtime();
     let heap = usize::try_from(quickjs.memory_usage().malloc_size).unwrap_or(0);
     quickjs.set_gc_threshold(heap + heap / 2 + (8 << 20));
@@ -215,18 +214,15 @@ fn install_random(ctx: &Ctx<'_>) -> Result<(), GuestError> {
         .map_err(|e| GuestError::from_js(ctx, e))
 }
 
-fn eval<'js, V: javy_plugin_api::javy::quickjs::FromJs<'js>>(
-    ctx: &Ctx<'js>,
-    source: &str,
-    file_name: &str,
-    strict: bool,
-) -> Result<V, GuestError> {
+/// Evaluates [`PRELUDE`], whose value is the object holding the registry
+/// and the sub-call flush.
+fn eval_prelude<'js>(ctx: &Ctx<'js>) -> Result<Object<'js>, GuestError> {
     let mut options = EvalOptions::default();
     options.global = true;
-    options.strict = strict;
+    options.strict = true;
     options.backtrace_barrier = true;
     options.promise = false;
-    options.filename = Some(file_name.to_owned());
-    ctx.eval_with_options(source, options)
+    options.filename = Some("madrpc:prelude".to_owned());
+    ctx.eval_with_options(PRELUDE, options)
         .map_err(|e| GuestError::from_js(ctx, e))
 }
