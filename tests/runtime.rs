@@ -7,7 +7,7 @@ use madrpc::runtime::{CallError, CallReport, ConsoleStream, Limits, LoadedModule
 use serde_json::{Value, json};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-use support::{load_script, runtime};
+use support::{load_script, load_source, runtime};
 
 fn sandbox() -> &'static LoadedModule {
     static MODULE: OnceLock<LoadedModule> = OnceLock::new();
@@ -217,13 +217,7 @@ fn every_registered_name_finds_its_own_function() {
         .iter()
         .map(|name| format!("madrpc.register({name:?}, () => {name:?});\n"))
         .collect();
-    let module = runtime()
-        .load(
-            &madrpc::build::build_source("names.js", &source)
-                .expect("builds")
-                .wasm,
-        )
-        .expect("loads");
+    let module = load_source("names.js", &source);
     for name in &names {
         let result = runtime()
             .call(&module, name, b"")
@@ -248,13 +242,7 @@ fn calls_move_to_clean_slots_after_an_allocation_heavy_call() {
         madrpc.register('count', () => ++counter);\n\
         madrpc.register('allocate', (mb) => { const parts = []; \
         for (let i = 0; i < mb * 1000; i++) parts.push('x'.repeat(1000) + i); return parts.length; });";
-    let module = runtime()
-        .load(
-            &madrpc::build::build_source("heavy.js", source)
-                .expect("builds")
-                .wasm,
-        )
-        .expect("loads");
+    let module = load_source("heavy.js", source);
     let count = |module: &LoadedModule| {
         let result = runtime()
             .call(module, "count", b"")
@@ -288,13 +276,7 @@ fn calls_move_to_clean_slots_after_an_allocation_heavy_call() {
 fn simple_results_keep_their_json_form() {
     let source = "madrpc.register('values', (kind) => ({ t: true, f: false, n: null, i: -7, \
                   big: 2 ** 40, neg0: -0, half: 0.5 })[kind]);";
-    let module = runtime()
-        .load(
-            &madrpc::build::build_source("values.js", source)
-                .expect("builds")
-                .wasm,
-        )
-        .expect("loads");
+    let module = load_source("values.js", source);
     for (kind, expected) in [
         ("t", "true"),
         ("f", "false"),

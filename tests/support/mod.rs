@@ -50,6 +50,13 @@ pub fn load_script(name: &str) -> LoadedModule {
     runtime().load(&built.wasm).expect("the built module loads")
 }
 
+/// Builds `source` (named `name` in error locations) and loads it into
+/// [`runtime`].
+pub fn load_source(name: &str, source: &str) -> LoadedModule {
+    let built = madrpc::build::build_source(name, source).expect("the source builds");
+    runtime().load(&built.wasm).expect("the built module loads")
+}
+
 /// Builds `tests/scripts/<name>` into `dir` and returns the module's path.
 pub fn build_into(dir: &Path, name: &str) -> PathBuf {
     let built = madrpc::build::build_file(&script(name)).expect("the test script builds");
