@@ -42,3 +42,9 @@ pub const NODE_FAILED: i64 = -32012;
 pub const CALL_DEPTH_EXCEEDED: i64 = -32020;
 /// A call made more sub-calls than allowed.
 pub const TOO_MANY_SUBCALLS: i64 = -32021;
+/// The request carries no valid credential: an API key at the gateway, the
+/// cluster token at a node (HTTP 401).
+pub const UNAUTHORIZED: i64 = -32030;
+/// The caller went over its rate or concurrency limit; retry after the
+/// number of seconds in `Retry-After` (HTTP 429).
+pub const RATE_LIMITED: i64 = -32031;
