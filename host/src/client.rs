@@ -35,6 +35,7 @@ pub struct RpcClient {
     http: HttpClient,
     url: String,
     timeout: Duration,
+    key: Option<String>,
 }
 
 impl RpcClient {
@@ -44,7 +45,14 @@ impl RpcClient {
             http: http::client(),
             url: url.into(),
             timeout,
+            key: None,
         }
+    }
+
+    /// Sends `key` as `Authorization: Bearer` on every call.
+    pub fn with_key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
     }
 
     /// Calls `method`. `params` is JSON text: an array or object is sent as
@@ -66,7 +74,13 @@ impl RpcClient {
             request["params"] = params;
         }
         let body = Bytes::from(request.to_string());
-        let (status, _, body) = http::post_json(&self.http, &self.url, body, self.timeout).await?;
+        let headers: Vec<(&str, String)> = self
+            .key
+            .iter()
+            .map(|key| ("authorization", format!("Bearer {key}")))
+            .collect();
+        let (status, _, body) =
+            http::post_json_with(&self.http, &self.url, body, self.timeout, &headers).await?;
         let unexpected = || ClientError::Unexpected {
             url: self.url.clone(),
             status: status.as_u16(),

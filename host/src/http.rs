@@ -1,16 +1,18 @@
 //! The HTTP client the gateway, the nodes and the `call` command share:
-//! keep-alive connection pools, no Nagle delay, bounded waits.
+//! keep-alive connection pools, no Nagle delay, bounded waits, and
+//! `https://` with the process's trust roots ([`crate::trust`]).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode, header};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use std::time::Duration;
 
-/// A pooled HTTP/1.1 client.
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+/// A pooled HTTP/1.1 client for `http://` and `https://` URLs.
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// Why an HTTP exchange failed.
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +34,7 @@ pub enum HttpError {
         /// The time allowed.
         timeout: Duration,
     },
-    /// The URL is not a valid `http://` URL.
+    /// The URL is not a valid `http://` or `https://` URL.
     #[error("invalid URL {url}: {detail}")]
     BadUrl {
         /// The URL given.
@@ -47,6 +49,12 @@ pub fn client() -> HttpClient {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_secs(2)));
+    connector.enforce_http(false);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config((*crate::trust::client_tls()).clone())
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector);
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(256)

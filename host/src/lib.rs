@@ -6,10 +6,13 @@
 //! - [`manifest`] is the metadata a module carries about itself.
 //! - [`node`] serves calls over HTTP on a bounded worker pool.
 //! - [`gateway`] balances JSON-RPC calls across nodes.
+//! - [`edge`] is what every listener does before JSON-RPC: TLS, timeouts,
+//!   connection caps, API keys, rate limits, CORS.
 //! - [`rpc`] is JSON-RPC 2.0 as all of them speak it.
 
 pub mod build;
 pub mod client;
+pub mod edge;
 pub mod gateway;
 pub mod http;
 pub mod manifest;
@@ -17,3 +20,4 @@ pub mod node;
 pub mod plugin;
 pub mod rpc;
 pub mod runtime;
+pub mod trust;

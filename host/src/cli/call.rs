@@ -1,5 +1,6 @@
 //! `madrpc call [--url URL] METHOD [JSON]`.
 
+use super::edge::TrustArgs;
 use clap::Args;
 use madrpc::client::{ClientError, RpcClient};
 use std::process::ExitCode;
@@ -18,17 +19,26 @@ pub struct CallArgs {
     /// How long to wait for the answer.
     #[arg(long, default_value = "120s", value_name = "DURATION")]
     timeout: humantime::Duration,
+    /// The API key, when the grid requires one.
+    #[arg(long, env = "MADRPC_KEY", hide_env_values = true)]
+    key: Option<String>,
+    #[command(flatten)]
+    trust: TrustArgs,
 }
 
 /// Prints the result, or the error (exit status 1).
 pub async fn run(args: CallArgs) -> anyhow::Result<ExitCode> {
-    if !args.url.starts_with("http://") {
+    if !(args.url.starts_with("http://") || args.url.starts_with("https://")) {
         anyhow::bail!(
-            "--url must be an http:// URL, for example http://127.0.0.1:8080/ (got '{}')",
+            "--url must be an http:// or https:// URL, for example http://127.0.0.1:8080/ (got '{}')",
             args.url
         );
     }
-    let client = RpcClient::new(args.url, args.timeout.into());
+    args.trust.apply()?;
+    let mut client = RpcClient::new(args.url, args.timeout.into());
+    if let Some(key) = args.key {
+        client = client.with_key(key);
+    }
     match client.call(&args.method, args.params.as_deref()).await {
         Ok(result) => {
             println!("{result}");
@@ -36,6 +46,9 @@ pub async fn run(args: CallArgs) -> anyhow::Result<ExitCode> {
         }
         Err(ClientError::Rpc(error)) => {
             eprintln!("error {}: {}", error.code, error.message);
+            if error.code == madrpc::rpc::codes::UNAUTHORIZED {
+                eprintln!("hint: pass the key with --key or MADRPC_KEY");
+            }
             if let Some(stack) = error
                 .data
                 .as_ref()

@@ -1,5 +1,6 @@
 //! `madrpc gateway --listen ADDR [--node URL]...`.
 
+use super::edge::{ListenerArgs, PolicyArgs, TrustArgs};
 use super::endpoint::EndpointArgs;
 use super::signal::shutdown_requested;
 use clap::Args;
@@ -25,6 +26,12 @@ pub struct GatewayArgs {
     gateway: GatewayFlags,
     #[command(flatten)]
     endpoint: EndpointArgs,
+    #[command(flatten)]
+    listener: ListenerArgs,
+    #[command(flatten)]
+    policy: PolicyArgs,
+    #[command(flatten)]
+    trust: TrustArgs,
 }
 
 /// Gateway tuning flags shared with `serve`.
@@ -39,23 +46,34 @@ pub struct GatewayFlags {
 }
 
 impl GatewayArgs {
-    fn config(&self) -> GatewayConfig {
-        GatewayConfig {
+    fn config(&self) -> anyhow::Result<GatewayConfig> {
+        let endpoint = self.endpoint.to_limits();
+        let edge = self.policy.apply(
+            self.listener.edge()?,
+            self.join_token.clone(),
+            endpoint.max_body_bytes,
+        )?;
+        Ok(GatewayConfig {
             listen: self.listen,
             nodes: self.nodes.clone(),
             health_interval: self.gateway.health_interval.into(),
             call_timeout: self.gateway.call_timeout.into(),
-            endpoint: self.endpoint.to_limits(),
+            endpoint,
             join_token: self.join_token.clone(),
-        }
+            edge,
+        })
     }
 }
 
 /// Serves until Ctrl-C or SIGTERM.
 pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
-    let gateway = Gateway::bind(args.config()).await?;
+    args.trust.apply()?;
+    let config = args.config()?;
+    super::edge::reload_on_hangup(&config.edge);
+    let scheme = config.edge.scheme();
+    let gateway = Gateway::bind(config).await?;
     println!(
-        "madrpc gateway listening on http://{}",
+        "madrpc gateway listening on {scheme}://{}",
         gateway.local_addr()
     );
     gateway.serve(shutdown_requested()).await?;

@@ -2,8 +2,10 @@
 
 mod build;
 mod call;
+mod edge;
 mod endpoint;
 mod gateway;
+mod keys;
 mod limits;
 mod node;
 mod run;
@@ -39,6 +41,8 @@ enum Command {
     Gateway(gateway::GatewayArgs),
     /// Call a function through a gateway and print its JSON result.
     Call(call::CallArgs),
+    /// Manage the API keys of `serve --keys` and `gateway --keys`.
+    Keys(keys::KeysArgs),
 }
 
 /// Runs the chosen subcommand.
@@ -50,6 +54,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Node(args) => async_runtime()?.block_on(node::run(args)),
         Command::Gateway(args) => async_runtime()?.block_on(gateway::run(args)),
         Command::Call(args) => async_runtime()?.block_on(call::run(args)),
+        Command::Keys(args) => keys::run(args),
     }
 }
 

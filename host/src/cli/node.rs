@@ -1,5 +1,6 @@
 //! `madrpc node --module app.wasm --listen ADDR [--join GATEWAY_URL]`.
 
+use super::edge::{ListenerArgs, TrustArgs};
 use super::endpoint::EndpointArgs;
 use super::limits::LimitArgs;
 use super::signal::shutdown_requested;
@@ -45,10 +46,17 @@ pub struct NodeArgs {
     limits: LimitArgs,
     #[command(flatten)]
     endpoint: EndpointArgs,
+    #[command(flatten)]
+    listener: ListenerArgs,
+    #[command(flatten)]
+    trust: TrustArgs,
 }
 
 /// Serves the module until Ctrl-C or SIGTERM.
 pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
+    args.trust.apply()?;
+    let edge = args.listener.edge()?;
+    super::edge::reload_on_hangup(&edge);
     let workers = args.workers.unwrap_or_else(super::cores).max(1);
     let queue = args.queue.unwrap_or(workers * 256);
     let limits = args.limits.to_limits();
@@ -74,6 +82,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
             queue,
             heartbeat: args.heartbeat.into(),
             endpoint: args.endpoint.to_limits(),
+            edge,
         },
         pool,
     )

@@ -6,6 +6,7 @@
 //! only add an HTTP exchange per call on the same cores. On Ctrl-C or
 //! SIGTERM the gateway stops taking calls and finishes those in flight.
 
+use super::edge::{ListenerArgs, PolicyArgs};
 use super::endpoint::EndpointArgs;
 use super::gateway::GatewayFlags;
 use super::limits::LimitArgs;
@@ -39,6 +40,10 @@ pub struct ServeArgs {
     limits: LimitArgs,
     #[command(flatten)]
     endpoint: EndpointArgs,
+    #[command(flatten)]
+    listener: ListenerArgs,
+    #[command(flatten)]
+    policy: PolicyArgs,
 }
 
 /// Runs the grid until Ctrl-C or SIGTERM.
@@ -64,16 +69,25 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .map(|_| format!("{:x}", rng.random_range(0..16u8)))
             .collect()
     };
+    let endpoint = args.endpoint.to_limits();
+    let edge = args.policy.apply(
+        args.listener.edge()?,
+        Some(join_token.clone()),
+        endpoint.max_body_bytes,
+    )?;
+    super::edge::reload_on_hangup(&edge);
+    let scheme = edge.scheme();
     let gateway = Gateway::bind(GatewayConfig {
         listen: args.listen,
         nodes: Vec::new(),
         health_interval: args.gateway.health_interval.into(),
         call_timeout: args.gateway.call_timeout.into(),
-        endpoint: args.endpoint.to_limits(),
+        endpoint,
         join_token: Some(join_token),
+        edge,
     })
     .await?;
-    let url = format!("http://{}", gateway.local_addr());
+    let url = format!("{scheme}://{}", gateway.local_addr());
     let registry = gateway.registry();
     for _ in 0..nodes {
         // Sub-calls go back through the gateway, which balances them over

@@ -37,6 +37,8 @@ pub struct GatewayConfig {
     pub endpoint: EndpointLimits,
     /// When set, nodes must present it (`Authorization: Bearer`) to join.
     pub join_token: Option<String>,
+    /// TLS, connection limits, API keys, rate limits and CORS.
+    pub edge: crate::edge::Edge,
 }
 
 /// Why a gateway could not run.
@@ -53,6 +55,9 @@ pub enum GatewayError {
     /// The server stopped with an I/O error.
     #[error("the gateway's server failed: {0}")]
     Serve(std::io::Error),
+    /// An `--allow-origin` value is not an origin.
+    #[error(transparent)]
+    Cors(#[from] crate::edge::CorsError),
 }
 
 /// Routes calls to nodes: the [`Dispatch`] behind the gateway's endpoint.
@@ -169,15 +174,22 @@ impl Gateway {
             client,
             self.config.health_interval,
         ));
-        let router = rpc::router(balancer, self.config.endpoint.clone()).merge(service::router(
+        let edge = &self.config.edge;
+        let calls = edge.guard(rpc::router(balancer, self.config.endpoint.clone()));
+        let router = edge.wrap(calls.merge(service::router(
             self.registry.clone(),
             self.config.join_token.clone(),
-        ));
-        tracing::info!(addr = %self.local_addr(), "gateway serving");
-        let result = axum::serve(self.listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(GatewayError::Serve);
+        )))?;
+        tracing::info!(addr = %self.local_addr(), scheme = edge.scheme(), "gateway serving");
+        let result = crate::edge::serve(
+            self.listener,
+            router,
+            edge.tls.clone(),
+            edge.connections.clone(),
+            shutdown,
+        )
+        .await
+        .map_err(GatewayError::Serve);
         health.abort();
         tracing::info!("gateway stopped");
         result

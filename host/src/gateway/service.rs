@@ -85,7 +85,7 @@ async fn join(
         tracing::warn!(node = %announcement.url, "refused a node without the join token");
         return StatusCode::UNAUTHORIZED;
     }
-    if !announcement.url.starts_with("http://") {
+    if !(announcement.url.starts_with("http://") || announcement.url.starts_with("https://")) {
         return StatusCode::UNPROCESSABLE_ENTITY;
     }
     membership.registry.heartbeat(announcement);

@@ -39,6 +39,8 @@ pub struct NodeConfig {
     pub heartbeat: Duration,
     /// Body and batch limits of the JSON-RPC endpoint.
     pub endpoint: EndpointLimits,
+    /// TLS and connection limits of the listener.
+    pub edge: crate::edge::Edge,
 }
 
 /// Why a node could not run.
@@ -79,7 +81,7 @@ impl Node {
         let url = config
             .advertise
             .clone()
-            .unwrap_or_else(|| format!("http://{addr}"));
+            .unwrap_or_else(|| format!("{}://{addr}", config.edge.scheme()));
         Ok(Self {
             listener,
             pool,
@@ -121,13 +123,19 @@ impl Node {
             ))
         });
         tracing::info!(url = %self.url, workers = self.pool.workers(), methods = ?self.pool.methods(), "node serving");
-        let result = axum::serve(self.listener, router)
-            .with_graceful_shutdown(async move {
+        let edge = &self.config.edge;
+        let result = crate::edge::serve(
+            self.listener,
+            router,
+            edge.tls.clone(),
+            edge.connections.clone(),
+            async move {
                 shutdown.await;
                 let _ = stop_tx.send(true);
-            })
-            .await
-            .map_err(NodeError::Serve);
+            },
+        )
+        .await
+        .map_err(NodeError::Serve);
         if let Some(heartbeat) = heartbeat {
             let _ = heartbeat.await;
         }

@@ -86,17 +86,7 @@ async fn handle<D: Dispatch>(
     let max = endpoint.limits.max_body_bytes;
     let body = match axum::body::to_bytes(body, max).await {
         Ok(body) => body,
-        Err(_) => {
-            return error_response(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                RpcError::new(
-                    codes::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    format!("the request body is larger than the limit of {max} bytes"),
-                )
-                .with("limit_bytes", max),
-            );
-        }
+        Err(error) => return body_error(&error, max),
     };
     let budget = super::CallBudget::from_headers(headers);
     let incoming = match super::parse(&body) {
@@ -240,4 +230,36 @@ pub(crate) fn error_response(status: StatusCode, error: RpcError) -> Response {
         },
     );
     json_response(status, out)
+}
+
+/// The answer to a request body that could not be read: over the size
+/// limit (413), stalled past the body timeout (408), or broken off (400).
+pub(crate) fn body_error(error: &axum::Error, max: usize) -> Response {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(cause) = source {
+        if cause.is::<http_body_util::LengthLimitError>() {
+            return error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                RpcError::new(
+                    codes::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    format!("the request body is larger than the limit of {max} bytes"),
+                )
+                .with("limit_bytes", max),
+            );
+        }
+        if cause.is::<tower_http::timeout::TimeoutError>() {
+            return error_response(
+                StatusCode::REQUEST_TIMEOUT,
+                RpcError::invalid_request(
+                    "the request body stalled past the body timeout; send the body without pauses",
+                ),
+            );
+        }
+        source = cause.source();
+    }
+    error_response(
+        StatusCode::BAD_REQUEST,
+        RpcError::invalid_request(format!("the request body could not be read: {error}")),
+    )
 }

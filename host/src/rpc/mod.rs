@@ -11,6 +11,7 @@ mod response;
 
 pub use budget::{CallBudget, DEADLINE_HEADER, DEPTH_HEADER};
 pub use endpoint::{CallRequest, Dispatch, EndpointLimits, router};
+pub(crate) use endpoint::{body_error, error_response};
 pub use error::RpcError;
 pub use request::{Call, Entry, Incoming, parse};
 pub use response::{Reply, write_batch, write_reply};

@@ -1,0 +1,223 @@
+//! The accept loop every listener runs (gateway, `serve`, node). It is ours
+//! rather than `axum::serve` so that each connection is bounded: a cap on
+//! open connections, the TLS handshake and the request head under a
+//! timeout, idle keep-alive connections closed, and a graceful drain.
+//!
+//! Each connection gets its own task; the accept loop never awaits a
+//! handshake or a read, so one slow client cannot hold up the others.
+
+use super::conn::{Activity, Watched};
+use super::tls::TlsServer;
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+use tower::ServiceExt;
+
+/// Default for [`ConnectionLimits::header_timeout`].
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default for [`ConnectionLimits::body_timeout`].
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default for [`ConnectionLimits::idle_timeout`].
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default for [`ConnectionLimits::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
+
+/// How long and how many connections a listener tolerates.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    /// Longest a client may take to send a request's head (and to finish
+    /// the TLS handshake). Default 10 s: a slow-header client is cut off
+    /// instead of holding a socket for good.
+    pub header_timeout: Duration,
+    /// Longest a request body may stall between two chunks. Default 30 s.
+    pub body_timeout: Duration,
+    /// Longest a keep-alive connection may sit with no request. Default
+    /// 120 s, longer than the usual client pool timeouts (60–90 s), so
+    /// clients close first and never send into a closing socket.
+    pub idle_timeout: Duration,
+    /// Most connections open at once; past it, new ones are answered 503
+    /// and closed. Default 20,000, lowered to fit the file descriptor limit.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// What a listener answers a connection over its cap with.
+const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: 161\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32010,\"message\":\"Overloaded: too many open connections; retry in 1 s\",\"data\":{\"kind\":\"overloaded\"}}}";
+
+/// Serves `router` on `listener` until `shutdown` completes, then stops
+/// accepting, lets requests in flight finish and closes idle connections.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<Arc<TlsServer>>,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let router = router.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+        limits.body_timeout,
+    ));
+    let live = Arc::new(Live::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of descriptors or a connection reset before accept:
+                    // pause briefly rather than spin, and keep serving.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        if live.count.load(Ordering::Acquire) >= limits.max_connections {
+            refuse(stream, peer, limits.max_connections);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        live.count.fetch_add(1, Ordering::AcqRel);
+        let guard = LiveGuard(live.clone());
+        let router = router.clone();
+        let tls = tls.clone();
+        let limits = limits.clone();
+        let stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let _guard = guard;
+            match tls {
+                None => connection(stream, peer, router, &limits, stop).await,
+                Some(tls) => {
+                    let handshake =
+                        tokio::time::timeout(limits.header_timeout, tls.acceptor().accept(stream));
+                    match handshake.await {
+                        Ok(Ok(stream)) => connection(stream, peer, router, &limits, stop).await,
+                        Ok(Err(error)) => {
+                            tracing::debug!(%peer, %error, "TLS handshake failed");
+                        }
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    live.drained().await;
+    Ok(())
+}
+
+/// Answers a connection over the cap and closes it, without waiting on it.
+fn refuse(stream: TcpStream, peer: SocketAddr, cap: usize) {
+    let _ = stream.try_write(OVER_CAPACITY);
+    tracing::warn!(%peer, cap, "refused a connection: too many open connections");
+}
+
+/// Serves HTTP/1.1 on one connection until the client closes it, a
+/// timeout fires, or the listener drains.
+async fn connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    router: Router,
+    limits: &ConnectionLimits,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let activity = Arc::new(Activity::new());
+    let io = TokioIo::new(Watched::new(stream, activity.clone()));
+    let service_activity = activity.clone();
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        let call = service_activity.begin_request();
+        request.extensions_mut().insert(ConnectInfo(peer));
+        let response = router.clone().oneshot(request.map(axum::body::Body::new));
+        async move {
+            let response = response.await;
+            drop(call);
+            response
+        }
+    });
+    let mut http = hyper::server::conn::http1::Builder::new();
+    // The head timeout is ours (it also covers idle connections, with a
+    // separate bound); hyper's would start on every keep-alive wait.
+    http.timer(TokioTimer::new()).header_read_timeout(None);
+    let conn = http.serve_connection(io, service);
+    tokio::pin!(conn);
+    let mut draining = *stop.borrow();
+    if draining {
+        conn.as_mut().graceful_shutdown();
+    }
+    loop {
+        let deadline = activity.deadline(limits);
+        tokio::select! {
+            outcome = conn.as_mut() => {
+                if let Err(error) = outcome {
+                    tracing::debug!(%peer, %error, "connection ended with an error");
+                }
+                return;
+            }
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                if activity.expired(limits) {
+                    tracing::debug!(%peer, "closed a connection that timed out");
+                    return;
+                }
+            }
+            changed = stop.changed(), if !draining => {
+                if changed.is_err() || *stop.borrow() {
+                    draining = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+/// Open connections, and a way to wait until none are left.
+#[derive(Default)]
+struct Live {
+    count: AtomicUsize,
+    empty: Notify,
+}
+
+impl Live {
+    async fn drained(&self) {
+        loop {
+            let notified = self.empty.notified();
+            if self.count.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Counts a connection as open until its task ends.
+struct LiveGuard(Arc<Live>);
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.empty.notify_waiters();
+        }
+    }
+}
