@@ -10,6 +10,7 @@
 
 pub mod build;
 pub mod client;
+pub mod cluster;
 pub mod gateway;
 pub mod http;
 pub mod manifest;

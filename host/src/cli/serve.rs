@@ -57,20 +57,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
     // The local nodes run in this process, so no other node needs to join:
     // a random token nobody knows keeps the join route closed.
-    let join_token: String = {
-        use rand::RngExt;
-        let mut rng = rand::rng();
-        (0..32)
-            .map(|_| format!("{:x}", rng.random_range(0..16u8)))
-            .collect()
-    };
+    // The local pools present it on their sub-calls, as member nodes do.
+    let join_token = madrpc::cluster::random_token();
     let gateway = Gateway::bind(GatewayConfig {
         listen: args.listen,
         nodes: Vec::new(),
         health_interval: args.gateway.health_interval.into(),
         call_timeout: args.gateway.call_timeout.into(),
         endpoint: args.endpoint.to_limits(),
-        join_token: Some(join_token),
+        join_token: Some(join_token.clone()),
+        node_networks: Vec::new(),
+        max_result_bytes: limits.max_result_bytes,
     })
     .await?;
     let url = format!("http://{}", gateway.local_addr());
@@ -81,6 +78,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let route = SubcallRoute::Gateway {
             url: format!("{url}/"),
             client: madrpc::http::client(),
+            token: Some(join_token.clone()),
         };
         registry.add_local(Arc::new(WorkerPool::new(
             runtime.clone(),
