@@ -12,7 +12,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// The registry, the token nodes must present to join or leave, and where
 /// nodes may be.
@@ -21,7 +22,13 @@ struct Membership {
     registry: Arc<Registry>,
     token: Arc<ClusterToken>,
     policy: Arc<NodePolicy>,
+    /// When a refused join was last logged: a node with a revoked token
+    /// keeps heartbeating, and one warning per interval is enough.
+    last_warning: Arc<Mutex<Option<Instant>>>,
 }
+
+/// Least time between two warnings about refused joins.
+const WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
 impl Membership {
     /// The refusal for a request without the cluster token, or `None` when
@@ -30,6 +37,15 @@ impl Membership {
         if self.token.admits(headers) {
             return None;
         }
+        let mut last = self.last_warning.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|at| at.elapsed() >= WARNING_INTERVAL) {
+            tracing::warn!(
+                "refused a join or leave without the join token (further refusals in the next {} s are not logged)",
+                WARNING_INTERVAL.as_secs()
+            );
+            *last = Some(Instant::now());
+        }
+        drop(last);
         let error = RpcError::new(
             codes::UNAUTHORIZED,
             "unauthorized",
@@ -42,12 +58,11 @@ impl Membership {
         Some(response)
     }
 
-    /// The canonical URL of the announcing node, or the refusal.
-    fn check_url(&self, url: &str) -> Result<String, Response> {
+    /// The canonical URL of the announcing node, or why it is refused.
+    fn check_url(&self, url: &str) -> Result<String, RpcError> {
         self.policy.check(url).map_err(|error| {
             tracing::warn!(node = %url, %error, "refused a node URL");
-            let error = RpcError::new(codes::INVALID_PARAMS, "invalid_node_url", error.to_string());
-            (StatusCode::UNPROCESSABLE_ENTITY, Json(error)).into_response()
+            RpcError::new(codes::INVALID_PARAMS, "invalid_node_url", error.to_string())
         })
     }
 }
@@ -61,6 +76,7 @@ pub(super) fn router(
         registry: registry.clone(),
         token,
         policy: Arc::new(policy),
+        last_warning: Arc::default(),
     };
     Router::new()
         .route("/health", get(health))
@@ -99,19 +115,21 @@ async fn list(State(registry): State<Arc<Registry>>) -> Json<Value> {
 /// before the body is even parsed.
 async fn join(State(membership): State<Membership>, headers: HeaderMap, body: Bytes) -> Response {
     if let Some(refusal) = membership.refuse_unauthorized(&headers) {
-        tracing::warn!("refused a node without the join token");
         return refusal;
     }
-    let mut announcement = match parse(&body) {
-        Ok(announcement) => announcement,
-        Err(refusal) => return refusal,
-    };
-    announcement.url = match membership.check_url(&announcement.url) {
-        Ok(url) => url,
-        Err(refusal) => return refusal,
-    };
-    membership.registry.heartbeat(announcement);
-    StatusCode::NO_CONTENT.into_response()
+    let checked = parse(&body).and_then(|announcement| {
+        Ok(Announcement {
+            url: membership.check_url(&announcement.url)?,
+            ..announcement
+        })
+    });
+    match checked {
+        Ok(announcement) => {
+            membership.registry.heartbeat(announcement);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(error) => unprocessable(error),
+    }
 }
 
 /// `POST /v1/nodes/leave`: a node leaves; needs the token like joining.
@@ -119,26 +137,25 @@ async fn leave(State(membership): State<Membership>, headers: HeaderMap, body: B
     if let Some(refusal) = membership.refuse_unauthorized(&headers) {
         return refusal;
     }
-    let announcement = match parse(&body) {
-        Ok(announcement) => announcement,
-        Err(refusal) => return refusal,
-    };
-    match membership.check_url(&announcement.url) {
+    match parse(&body).and_then(|announcement| membership.check_url(&announcement.url)) {
         Ok(url) => {
             membership.registry.leave(&url);
             StatusCode::NO_CONTENT.into_response()
         }
-        Err(refusal) => refusal,
+        Err(error) => unprocessable(error),
     }
 }
 
-fn parse(body: &[u8]) -> Result<Announcement, Response> {
+fn unprocessable(error: RpcError) -> Response {
+    (StatusCode::UNPROCESSABLE_ENTITY, Json(error)).into_response()
+}
+
+fn parse(body: &[u8]) -> Result<Announcement, RpcError> {
     serde_json::from_slice(body).map_err(|e| {
-        let error = RpcError::new(
+        RpcError::new(
             codes::INVALID_PARAMS,
             "invalid_announcement",
             format!("the body is not a node announcement ({e}); nodes send {{\"url\": ..., \"methods\": [...]}}"),
-        );
-        (StatusCode::UNPROCESSABLE_ENTITY, Json(error)).into_response()
+        )
     })
 }
