@@ -7,6 +7,7 @@
 //! - [`node`] serves calls over HTTP on a bounded worker pool.
 //! - [`gateway`] balances JSON-RPC calls across nodes.
 //! - [`rpc`] is JSON-RPC 2.0 as all of them speak it.
+//! - [`cluster`] is the credential a gateway and its nodes share.
 
 pub mod build;
 pub mod client;

@@ -30,11 +30,11 @@ pub struct GatewayArgs {
     join_token: Option<String>,
     /// Read the cluster token from FILE, and again on SIGHUP: writing a new
     /// token and sending SIGHUP revokes the old one.
-    #[arg(long, value_name = "FILE", conflicts_with = "join_token")]
+    #[arg(long, value_name = "FILE")]
     join_token_file: Option<PathBuf>,
     /// Let any node that reaches the gateway join, with no token (and
     /// present none to nodes). Only for a network you fully trust.
-    #[arg(long, conflicts_with_all = ["join_token", "join_token_file"])]
+    #[arg(long, conflicts_with = "join_token_file")]
     insecure_open_join: bool,
     /// Networks nodes may be in, e.g. 10.0.0.0/8 (repeatable; default:
     /// anywhere). Nodes must then be given by IP address.
@@ -86,6 +86,18 @@ enum TokenSource {
 
 /// Serves until Ctrl-C or SIGTERM.
 pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
+    // Checked here rather than by clap, whose message would name
+    // --join-token when only MADRPC_JOIN_TOKEN is set.
+    if args.join_token.is_some() && (args.insecure_open_join || args.join_token_file.is_some()) {
+        anyhow::bail!(
+            "a join token is given (--join-token or MADRPC_JOIN_TOKEN) along with {}; use one source of the token",
+            if args.insecure_open_join {
+                "--insecure-open-join"
+            } else {
+                "--join-token-file"
+            }
+        );
+    }
     let (token, source) = if args.insecure_open_join {
         (None, TokenSource::Open)
     } else if let Some(file) = &args.join_token_file {

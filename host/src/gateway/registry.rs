@@ -353,3 +353,41 @@ impl Registry {
 fn normalize(url: &str) -> String {
     url.trim_end_matches('/').to_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn joined(registry: &Registry, url: &str) -> Arc<NodeEntry> {
+        registry.heartbeat(Announcement {
+            url: url.into(),
+            methods: vec!["m".into()],
+        });
+        registry.nodes().into_iter().find(|n| n.url == url).unwrap()
+    }
+
+    #[test]
+    fn a_passing_health_check_does_not_keep_a_silent_joined_node() {
+        let expiry = Duration::from_secs(3);
+        let registry = Registry::new(&[]).with_heartbeat_expiry(expiry);
+        let node = joined(&registry, "http://a:1");
+        assert!(node.is_available(Instant::now()));
+        node.record_check(Some(vec!["m".into()]));
+        assert!(!node.is_available(Instant::now() + expiry));
+        let registry = Registry::new(&[]).with_heartbeat_expiry(Duration::ZERO);
+        joined(&registry, "http://a:1").record_check(Some(vec!["m".into()]));
+        registry.expire();
+        assert!(registry.nodes().is_empty());
+    }
+
+    #[test]
+    fn a_static_node_stays_while_its_checks_pass() {
+        let registry = Registry::new(&["http://s:1".into()]).with_heartbeat_expiry(Duration::ZERO);
+        let fixed = registry.nodes()[0].clone();
+        assert!(!fixed.is_available(Instant::now()));
+        fixed.record_check(Some(Vec::new()));
+        registry.expire();
+        assert_eq!(registry.nodes().len(), 1);
+        assert!(fixed.is_available(Instant::now() + Duration::from_secs(60)));
+    }
+}
