@@ -522,3 +522,86 @@ async fn a_health_check_answered_by_something_else_admits_no_node() {
     assert_eq!(nodes["nodes"][0]["available"], false, "{nodes}");
     server.abort();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_presents_the_token_on_joins_and_sub_calls() {
+    use axum::http::HeaderMap;
+    use axum::routing::post;
+    use std::sync::{Arc, Mutex};
+    // A stand-in gateway that records the credentials it is shown and
+    // answers sub-call batches of `double`.
+    let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let record = |seen: &Arc<Mutex<Vec<(String, String)>>>, route: &str, headers: &HeaderMap| {
+        let credential = headers
+            .get(header::AUTHORIZATION)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        seen.lock().unwrap().push((route.to_owned(), credential));
+    };
+    let (on_join, on_call) = (seen.clone(), seen.clone());
+    let app = axum::Router::new()
+        .route(
+            "/v1/nodes",
+            post(move |headers: HeaderMap| async move {
+                record(&on_join, "join", &headers);
+                StatusCode::NO_CONTENT
+            }),
+        )
+        .route(
+            "/",
+            post(move |headers: HeaderMap, body: axum::body::Bytes| async move {
+                record(&on_call, "sub-call", &headers);
+                let batch: Vec<Value> = serde_json::from_slice(&body).unwrap();
+                let replies: Vec<Value> = batch
+                    .iter()
+                    .map(|call| {
+                        json!({"jsonrpc": "2.0", "id": call["id"], "result": call["params"][0].as_i64().unwrap() * 2})
+                    })
+                    .collect();
+                axum::Json(replies)
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    let module = support::build_into(dir.path(), "fanout.js");
+    let node = Process::node(&module, &["--join", &gateway]);
+    let http = client();
+    let right = bearer(TEST_TOKEN);
+    let reply = post_with(
+        &http,
+        &format!("{}/", node.url),
+        "application/json",
+        &[("authorization", &right)],
+        r#"{"jsonrpc":"2.0","method":"sync_double_plus_one","params":[20],"id":1}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.json()["result"], 41, "{}", reply.json());
+    let joined = eventually(Duration::from_secs(10), || async {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|(route, _)| route == "join")
+    })
+    .await;
+    assert!(joined, "the node never joined");
+    let seen = seen.lock().unwrap().clone();
+    for route in ["join", "sub-call"] {
+        let credentials: Vec<&String> = seen
+            .iter()
+            .filter(|(r, _)| r == route)
+            .map(|(_, c)| c)
+            .collect();
+        assert!(!credentials.is_empty(), "no {route} reached the gateway");
+        assert!(
+            credentials.iter().all(|c| **c == right),
+            "{route}: {credentials:?}"
+        );
+    }
+    server.abort();
+}
