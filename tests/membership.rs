@@ -393,6 +393,22 @@ async fn a_direct_node_call_without_the_credential_is_refused() {
     .unwrap();
     assert_eq!(reply.json()["result"], 3);
 
+    // With the token and --insecure-public-calls, a node takes both.
+    let public = Process::node(&module, &["--insecure-public-calls"]);
+    let reply = rpc(&http, &format!("{}/", public.url), ADD).await;
+    assert_eq!(reply.json()["result"], 3);
+    let reply = post_with(
+        &http,
+        &format!("{}/", public.url),
+        "application/json",
+        &[("authorization", &right)],
+        ADD,
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.json()["result"], 3);
+    drop(public);
+
     // A gateway with the cluster token reaches the node as a static node;
     // one with another token gets node_failed, never the node's refusal.
     let gateway = Process::gateway(&["--node", &node.url]);
