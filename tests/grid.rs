@@ -247,7 +247,10 @@ async fn a_gateway_without_healthy_nodes_answers_at_once() {
 async fn a_full_node_reports_overload_instead_of_queueing() {
     let dir = tempfile::tempdir().unwrap();
     let module = support::build_into(dir.path(), "grid.js");
-    let node = Process::node(&module, &["--workers", "1", "--queue", "0"]);
+    let node = Process::node(
+        &module,
+        &["--workers", "1", "--queue", "0", "--insecure-public-calls"],
+    );
     let http = client();
     let url = url(&node);
     let slow = spawn_rpc(

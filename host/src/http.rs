@@ -144,7 +144,7 @@ async fn exchange(
 }
 
 /// The innermost cause of a client error (for example "Connection refused").
-fn describe(error: &hyper_util::client::legacy::Error) -> String {
+pub(crate) fn describe(error: &hyper_util::client::legacy::Error) -> String {
     let mut source: &dyn std::error::Error = error;
     while let Some(inner) = source.source() {
         source = inner;

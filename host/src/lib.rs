@@ -9,9 +9,11 @@
 //! - [`edge`] is what every listener does before JSON-RPC: TLS, timeouts,
 //!   connection caps, API keys, rate limits, CORS.
 //! - [`rpc`] is JSON-RPC 2.0 as all of them speak it.
+//! - [`cluster`] is the credential a gateway and its nodes share.
 
 pub mod build;
 pub mod client;
+pub mod cluster;
 pub mod edge;
 pub mod gateway;
 pub mod http;

@@ -10,6 +10,10 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+/// The cluster token the helpers' gateways and nodes share (through
+/// `MADRPC_JOIN_TOKEN`; an explicit `--join-token` overrides it).
+pub const TEST_TOKEN: &str = "test-cluster-token";
+
 /// A child process that is killed when dropped.
 pub struct Process {
     pub child: Child,
@@ -21,8 +25,15 @@ impl Process {
     /// Starts `madrpc args...` and waits for the stdout line that starts
     /// with `ready_prefix`, taking the URL that follows it.
     pub fn start(args: &[&str], ready_prefix: &str) -> Process {
+        Process::start_with_env(args, &[], ready_prefix)
+    }
+
+    /// [`Process::start`] with extra environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)], ready_prefix: &str) -> Process {
         let mut child = madrpc()
             .args(args)
+            .env_remove("MADRPC_JOIN_TOKEN")
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -73,7 +84,8 @@ impl Process {
         }
     }
 
-    /// A gateway on a free port with the given extra arguments.
+    /// A gateway on a free port with the given extra arguments, and
+    /// [`TEST_TOKEN`] as its cluster token.
     pub fn gateway(extra: &[&str]) -> Process {
         let mut args = vec![
             "gateway",
@@ -83,10 +95,15 @@ impl Process {
             "200ms",
         ];
         args.extend_from_slice(extra);
-        Process::start(&args, "madrpc gateway listening on ")
+        Process::start_with_env(
+            &args,
+            &[("MADRPC_JOIN_TOKEN", TEST_TOKEN)],
+            "madrpc gateway listening on ",
+        )
     }
 
-    /// A node serving `module` on a free port with the given extra arguments.
+    /// A node serving `module` on a free port with the given extra
+    /// arguments, and [`TEST_TOKEN`] as its cluster token.
     pub fn node(module: &Path, extra: &[&str]) -> Process {
         let module = module.to_str().expect("UTF-8 path");
         let mut args = vec![
@@ -99,7 +116,11 @@ impl Process {
             "200ms",
         ];
         args.extend_from_slice(extra);
-        Process::start(&args, "madrpc node listening on ")
+        Process::start_with_env(
+            &args,
+            &[("MADRPC_JOIN_TOKEN", TEST_TOKEN)],
+            "madrpc node listening on ",
+        )
     }
 
     /// Sends a signal to the process.
@@ -145,8 +166,22 @@ pub async fn post(
     content_type: &str,
     body: impl Into<Bytes>,
 ) -> Result<HttpReply, String> {
-    let request = hyper::Request::post(url)
-        .header(hyper::header::CONTENT_TYPE, content_type)
+    post_with(client, url, content_type, &[], body).await
+}
+
+/// [`post`] with extra request headers.
+pub async fn post_with(
+    client: &madrpc::http::HttpClient,
+    url: &str,
+    content_type: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Result<HttpReply, String> {
+    let mut request = hyper::Request::post(url).header(hyper::header::CONTENT_TYPE, content_type);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
         .body(Full::new(body.into()))
         .map_err(|e| e.to_string())?;
     let response = tokio::time::timeout(Duration::from_secs(60), client.request(request))

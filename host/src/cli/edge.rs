@@ -124,14 +124,8 @@ impl ListenerArgs {
 }
 
 impl PolicyArgs {
-    /// Adds the client policy to `edge`. `cluster_token` lets member nodes'
-    /// sub-calls through without a key.
-    pub fn apply(
-        &self,
-        mut edge: Edge,
-        cluster_token: Option<String>,
-        max_body: usize,
-    ) -> anyhow::Result<Edge> {
+    /// Adds the client policy to `edge`.
+    pub fn apply(&self, mut edge: Edge, max_body: usize) -> anyhow::Result<Edge> {
         let per_ip = self
             .rate_per_ip
             .and_then(|rate| IpLimits::new(rate, self.burst_per_ip));
@@ -148,8 +142,8 @@ impl PolicyArgs {
                 }
             });
         }
-        let policy = Policy::new(self.keys.clone(), cluster_token, per_ip, max_body)
-            .context("cannot use the keys file")?;
+        let policy =
+            Policy::new(self.keys.clone(), per_ip, max_body).context("cannot use the keys file")?;
         if let Some(keys) = &self.keys {
             tracing::info!(file = %keys.display(), "API keys required");
         }

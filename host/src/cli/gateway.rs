@@ -1,12 +1,18 @@
-//! `madrpc gateway --listen ADDR [--node URL]...`.
+//! `madrpc gateway --listen ADDR [--node URL]... [--join-token SECRET]`.
+//! Membership is closed unless `--insecure-open-join` says otherwise:
+//! without a token the gateway makes one and prints it once.
 
 use super::edge::{ListenerArgs, PolicyArgs, TrustArgs};
 use super::endpoint::EndpointArgs;
 use super::signal::shutdown_requested;
+use anyhow::Context;
 use clap::Args;
+use madrpc::cluster::ClusterToken;
 use madrpc::gateway::{Gateway, GatewayConfig};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// Arguments of `madrpc gateway`.
 #[derive(Debug, Args)]
@@ -18,10 +24,27 @@ pub struct GatewayArgs {
     /// Nodes can also join at runtime with `madrpc node --join`.
     #[arg(long = "node", value_name = "URL")]
     nodes: Vec<String>,
-    /// A secret nodes must present to join (default: none, any node that
-    /// can reach the gateway may join).
+    /// The cluster token: nodes present it to join, and the gateway
+    /// presents it on every call it sends a node (default: a random token,
+    /// printed once at start).
     #[arg(long, env = "MADRPC_JOIN_TOKEN", hide_env_values = true)]
     join_token: Option<String>,
+    /// Read the cluster token from FILE, and again on SIGHUP: writing a new
+    /// token and sending SIGHUP revokes the old one.
+    #[arg(long, value_name = "FILE")]
+    join_token_file: Option<PathBuf>,
+    /// Let any node that reaches the gateway join, with no token (and
+    /// present none to nodes). Only for a network you fully trust.
+    #[arg(long, conflicts_with = "join_token_file")]
+    insecure_open_join: bool,
+    /// Networks nodes may be in, e.g. 10.0.0.0/8 (repeatable; default:
+    /// anywhere). Nodes must then be given by IP address.
+    #[arg(long = "node-network", value_name = "CIDR")]
+    node_networks: Vec<ipnet::IpNet>,
+    /// The largest result a node may send back, e.g. 4MiB; a longer reply
+    /// fails the node.
+    #[arg(long, value_name = "SIZE", default_value = "4MiB")]
+    max_result: bytesize::ByteSize,
     #[command(flatten)]
     gateway: GatewayFlags,
     #[command(flatten)]
@@ -46,36 +69,126 @@ pub struct GatewayFlags {
 }
 
 impl GatewayArgs {
-    fn config(&self) -> anyhow::Result<GatewayConfig> {
+    fn config(&self, join_token: Option<String>) -> anyhow::Result<GatewayConfig> {
         let endpoint = self.endpoint.to_limits();
-        let edge = self.policy.apply(
-            self.listener.edge()?,
-            self.join_token.clone(),
-            endpoint.max_body_bytes,
-        )?;
+        let edge = self
+            .policy
+            .apply(self.listener.edge()?, endpoint.max_body_bytes)?;
         Ok(GatewayConfig {
             listen: self.listen,
             nodes: self.nodes.clone(),
             health_interval: self.gateway.health_interval.into(),
             call_timeout: self.gateway.call_timeout.into(),
             endpoint,
-            join_token: self.join_token.clone(),
+            join_token,
+            node_networks: self.node_networks.clone(),
+            max_result_bytes: usize::try_from(self.max_result.as_u64()).unwrap_or(usize::MAX),
             edge,
         })
     }
 }
 
+/// Where the cluster token comes from.
+enum TokenSource {
+    Given,
+    File(PathBuf),
+    Generated,
+    Open,
+}
+
 /// Serves until Ctrl-C or SIGTERM.
 pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     args.trust.apply()?;
-    let config = args.config()?;
+    // Checked here rather than by clap, whose message would name
+    // --join-token when only MADRPC_JOIN_TOKEN is set.
+    if args.join_token.is_some() && (args.insecure_open_join || args.join_token_file.is_some()) {
+        anyhow::bail!(
+            "a join token is given (--join-token or MADRPC_JOIN_TOKEN) along with {}; use one source of the token",
+            if args.insecure_open_join {
+                "--insecure-open-join"
+            } else {
+                "--join-token-file"
+            }
+        );
+    }
+    let (token, source) = if args.insecure_open_join {
+        (None, TokenSource::Open)
+    } else if let Some(file) = &args.join_token_file {
+        (Some(read_token(file)?), TokenSource::File(file.clone()))
+    } else if let Some(token) = &args.join_token {
+        anyhow::ensure!(
+            !token.is_empty(),
+            "the join token is empty; give a secret, or leave --join-token out to get a random one"
+        );
+        (Some(token.clone()), TokenSource::Given)
+    } else {
+        (
+            Some(madrpc::cluster::random_token()),
+            TokenSource::Generated,
+        )
+    };
+    let config = args.config(token.clone())?;
     super::edge::reload_on_hangup(&config.edge);
     let scheme = config.edge.scheme();
     let gateway = Gateway::bind(config).await?;
-    println!(
-        "madrpc gateway listening on {scheme}://{}",
-        gateway.local_addr()
-    );
+    let addr = gateway.local_addr();
+    println!("madrpc gateway listening on {scheme}://{addr}");
+    match source {
+        TokenSource::Generated => {
+            let token = token.unwrap_or_default();
+            println!("join token: {token}");
+            println!(
+                "start a node with: MADRPC_JOIN_TOKEN={token} madrpc node --module app.wasm --join {scheme}://{addr}"
+            );
+        }
+        TokenSource::Open => tracing::warn!(
+            "--insecure-open-join: any node that can reach this gateway may join and receive calls"
+        ),
+        TokenSource::File(file) => {
+            tokio::spawn(reload_on_hangup(file, gateway.cluster_token()));
+        }
+        TokenSource::Given => {}
+    }
     gateway.serve(shutdown_requested()).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The token in `file`: its content without surrounding whitespace.
+fn read_token(file: &Path) -> anyhow::Result<String> {
+    let token = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the join token file {}", file.display()))?;
+    let token = token.trim();
+    anyhow::ensure!(
+        !token.is_empty(),
+        "the join token file {} is empty; write the token into it",
+        file.display()
+    );
+    Ok(token.to_owned())
+}
+
+/// Re-reads the token file on every SIGHUP. A file that cannot be read
+/// keeps the current token.
+async fn reload_on_hangup(file: PathBuf, token: Arc<ClusterToken>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(hangups) => hangups,
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGHUP; the join token file will not be re-read");
+                return;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            match read_token(&file) {
+                Ok(new) => {
+                    token.set(Some(new));
+                    tracing::info!(file = %file.display(), "join token reloaded; nodes with the old token drop out");
+                }
+                Err(error) => tracing::error!("{error:#}; keeping the current join token"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (file, token);
 }

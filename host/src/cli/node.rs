@@ -23,9 +23,14 @@ pub struct NodeArgs {
     /// A gateway to register with and heartbeat, e.g. http://127.0.0.1:8080.
     #[arg(long, value_name = "GATEWAY_URL")]
     join: Option<String>,
-    /// The gateway's join token, if it requires one.
+    /// The cluster token: presented to the gateway to join, and required
+    /// of every call this node takes. The gateway prints it at start.
     #[arg(long, env = "MADRPC_JOIN_TOKEN", hide_env_values = true)]
     join_token: Option<String>,
+    /// Take calls without the cluster token: anyone who reaches this
+    /// node's port may call it. Required to start without a token.
+    #[arg(long)]
+    insecure_public_calls: bool,
     /// The URL the gateway should use for this node (default: from the
     /// bound address).
     #[arg(long, value_name = "URL")]
@@ -66,6 +71,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         Some(gateway) => SubcallRoute::Gateway {
             url: format!("{}/", gateway.trim_end_matches('/')),
             client: madrpc::http::client(),
+            token: args.join_token.clone(),
         },
         None => SubcallRoute::Local,
     };
@@ -78,6 +84,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
             advertise: args.advertise,
             join: args.join,
             join_token: args.join_token,
+            public_calls: args.insecure_public_calls,
             workers,
             queue,
             heartbeat: args.heartbeat.into(),

@@ -62,19 +62,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
     // The local nodes run in this process, so no other node needs to join:
     // a random token nobody knows keeps the join route closed.
-    let join_token: String = {
-        use rand::RngExt;
-        let mut rng = rand::rng();
-        (0..32)
-            .map(|_| format!("{:x}", rng.random_range(0..16u8)))
-            .collect()
-    };
+    // The local pools present it on their sub-calls, as member nodes do.
+    let join_token = madrpc::cluster::random_token();
     let endpoint = args.endpoint.to_limits();
-    let edge = args.policy.apply(
-        args.listener.edge()?,
-        Some(join_token.clone()),
-        endpoint.max_body_bytes,
-    )?;
+    let edge = args
+        .policy
+        .apply(args.listener.edge()?, endpoint.max_body_bytes)?;
     super::edge::reload_on_hangup(&edge);
     let scheme = edge.scheme();
     let gateway = Gateway::bind(GatewayConfig {
@@ -83,7 +76,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         health_interval: args.gateway.health_interval.into(),
         call_timeout: args.gateway.call_timeout.into(),
         endpoint,
-        join_token: Some(join_token),
+        join_token: Some(join_token.clone()),
+        node_networks: Vec::new(),
+        max_result_bytes: limits.max_result_bytes,
         edge,
     })
     .await?;
@@ -95,6 +90,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let route = SubcallRoute::Gateway {
             url: format!("{url}/"),
             client: madrpc::http::client(),
+            token: Some(join_token.clone()),
         };
         registry.add_local(Arc::new(WorkerPool::new(
             runtime.clone(),

@@ -6,6 +6,7 @@
 
 use super::keys::KeysFile;
 use super::limit::{IpLimits, KeyLimits, Refusal};
+use crate::cluster::{ClusterToken, bearer};
 use crate::rpc::{RpcError, codes};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -16,7 +17,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
-use subtle::ConstantTimeEq;
 
 /// Header an API key may come in instead of `Authorization: Bearer`.
 pub const API_KEY_HEADER: &str = "x-api-key";
@@ -79,18 +79,24 @@ impl KeyTable {
 /// The admission policy of one listener.
 pub struct Policy {
     keys: Option<(PathBuf, RwLock<Arc<KeyTable>>)>,
-    cluster_token: Option<Arc<str>>,
     per_ip: Option<Arc<IpLimits>>,
     max_body: usize,
 }
 
+/// The policy and the cluster token it recognizes member nodes by: the
+/// state of the [`admit`] layer.
+pub struct Guard {
+    /// Keys and limits.
+    pub policy: Arc<Policy>,
+    /// The cluster's join token (reloadable).
+    pub cluster: Arc<ClusterToken>,
+}
+
 impl Policy {
     /// A policy: API keys from `keys` when given (else anyone may call),
-    /// nodes recognized by `cluster_token`, per-IP limits for callers
-    /// without keys.
+    /// and per-IP limits for callers without keys.
     pub fn new(
         keys: Option<PathBuf>,
-        cluster_token: Option<String>,
         per_ip: Option<Arc<IpLimits>>,
         max_body: usize,
     ) -> Result<Self, super::keys::KeysError> {
@@ -107,7 +113,6 @@ impl Policy {
         };
         Ok(Self {
             keys,
-            cluster_token: cluster_token.map(Arc::from),
             per_ip,
             max_body,
         })
@@ -135,6 +140,7 @@ impl Policy {
 
     fn identify(
         &self,
+        cluster: &ClusterToken,
         headers: &HeaderMap,
     ) -> Result<(Principal, Option<Arc<KeyLimits>>), RpcError> {
         let presented = bearer(headers).or_else(|| {
@@ -143,9 +149,7 @@ impl Policy {
                 .and_then(|v| v.to_str().ok())
                 .map(str::trim)
         });
-        if let (Some(token), Some(secret)) = (&self.cluster_token, presented)
-            && bool::from(token.as_bytes().ct_eq(secret.as_bytes()))
-        {
+        if cluster.presented_in(headers) {
             let on_behalf = headers
                 .get(ON_BEHALF_HEADER)
                 .and_then(|v| v.to_str().ok())
@@ -173,20 +177,15 @@ impl Policy {
     }
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
 fn unauthorized(message: &str) -> RpcError {
     RpcError::new(codes::UNAUTHORIZED, "unauthorized", message)
 }
 
 /// The middleware: identifies the caller, applies its limits, and passes
 /// the request on with its [`Principal`] attached.
-pub async fn admit(State(policy): State<Arc<Policy>>, request: Request, next: Next) -> Response {
-    let (principal, key_limits) = match policy.identify(request.headers()) {
+pub async fn admit(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
+    let policy = &guard.policy;
+    let (principal, key_limits) = match policy.identify(&guard.cluster, request.headers()) {
         Ok(found) => found,
         Err(error) => {
             let mut response = crate::rpc::error_response(StatusCode::UNAUTHORIZED, error);

@@ -11,7 +11,7 @@ mod limit;
 mod listener;
 mod tls;
 
-pub use admit::{API_KEY_HEADER, ON_BEHALF_HEADER, Policy, Principal, admit};
+pub use admit::{API_KEY_HEADER, Guard, ON_BEHALF_HEADER, Policy, Principal, admit};
 pub use cors::{CorsError, cors_layer};
 pub use limit::{EVICT_EVERY, IpLimits};
 pub use listener::{
@@ -52,12 +52,17 @@ impl std::fmt::Debug for Edge {
 }
 
 impl Edge {
-    /// Puts the admission policy in front of a JSON-RPC router.
-    pub fn guard(&self, router: Router) -> Router {
+    /// Puts the admission policy in front of a JSON-RPC router; member
+    /// nodes presenting `cluster` pass without a key or a rate limit.
+    pub fn guard(&self, router: Router, cluster: Arc<crate::cluster::ClusterToken>) -> Router {
         match &self.policy {
-            Some(policy) => {
-                router.layer(axum::middleware::from_fn_with_state(policy.clone(), admit))
-            }
+            Some(policy) => router.layer(axum::middleware::from_fn_with_state(
+                Arc::new(Guard {
+                    policy: policy.clone(),
+                    cluster,
+                }),
+                admit,
+            )),
             None => router,
         }
     }

@@ -1,20 +1,136 @@
 //! Sending one call to one node over the internal call route, and sorting
-//! the outcome into what may be retried elsewhere and what may not.
+//! the outcome into what may be retried elsewhere and what may not. Every
+//! request carries the cluster credential, and every reply is checked to be
+//! the node protocol's, within a size cap, before anything of it reaches a
+//! client: a URL that leads somewhere else cannot turn the gateway into a
+//! proxy.
 
 use super::registry::NodeEntry;
-use crate::http::{self, HttpClient, HttpError};
-use crate::rpc::{CallBudget, RpcError};
+use crate::cluster::{ClusterToken, NODE_REPLY_HEADER};
+use crate::http::{HttpClient, HttpError};
+use crate::rpc::{CallBudget, RpcError, codes};
 use bytes::Bytes;
-use hyper::StatusCode;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{Method, Request, StatusCode, header};
+use std::sync::Arc;
 use std::time::Duration;
+
+/// Bytes a node's reply may have beyond the largest result, for an error
+/// object's message and data.
+const REPLY_MARGIN: usize = 64 << 10;
+
+/// How the gateway talks to nodes: a pooled client, the credential it
+/// presents, and the largest reply it reads.
+#[derive(Clone)]
+pub struct NodeClient {
+    /// Pooled connections.
+    pub http: HttpClient,
+    /// Presented as `Authorization: Bearer` on every request to a node.
+    pub token: Arc<ClusterToken>,
+    /// The largest reply body read from a node; larger ones fail the node.
+    pub max_reply_bytes: usize,
+}
+
+impl NodeClient {
+    /// A client that reads replies up to `max_result_bytes` plus a margin.
+    pub fn new(http: HttpClient, token: Arc<ClusterToken>, max_result_bytes: usize) -> Self {
+        Self {
+            http,
+            token,
+            max_reply_bytes: max_result_bytes.saturating_add(REPLY_MARGIN),
+        }
+    }
+
+    /// Sends a request to a node with the cluster credential and reads the
+    /// reply within `limit` bytes and `timeout`.
+    pub(super) async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        body: Bytes,
+        extra: &[(&'static str, String)],
+        limit: usize,
+        timeout: Duration,
+    ) -> Result<(hyper::http::response::Parts, Bytes), SendError> {
+        let mut request = Request::builder().method(method).uri(url);
+        if !body.is_empty() {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        if let Some(authorization) = self.token.authorization() {
+            request = request.header(header::AUTHORIZATION, authorization);
+        }
+        for (name, value) in extra {
+            request = request.header(*name, value);
+        }
+        let request = request.body(Full::new(body)).map_err(|e| {
+            SendError::Http(HttpError::BadUrl {
+                url: url.to_owned(),
+                detail: e.to_string(),
+            })
+        })?;
+        let unreachable = |detail: String| {
+            SendError::Http(HttpError::Unreachable {
+                url: url.to_owned(),
+                detail,
+            })
+        };
+        let exchange = async {
+            let response = self
+                .http
+                .request(request)
+                .await
+                .map_err(|e| unreachable(crate::http::describe(&e)))?;
+            let (parts, body) = response.into_parts();
+            let body = Limited::new(body, limit).collect().await.map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    SendError::TooLarge(limit)
+                } else {
+                    unreachable(format!("the response broke off: {e}"))
+                }
+            })?;
+            Ok((parts, body.to_bytes()))
+        };
+        tokio::time::timeout(timeout, exchange).await.map_err(|_| {
+            SendError::Http(HttpError::Timeout {
+                url: url.to_owned(),
+                timeout,
+            })
+        })?
+    }
+}
+
+/// Why [`NodeClient::send`] got no usable reply.
+#[derive(Debug)]
+pub(super) enum SendError {
+    /// No reply: the exchange failed or timed out.
+    Http(HttpError),
+    /// The reply was longer than the limit (in bytes).
+    TooLarge(usize),
+}
+
+/// Whether a reply is marked as the node protocol's and declared as JSON.
+pub(super) fn is_node_reply(parts: &hyper::http::response::Parts) -> bool {
+    let marked = parts
+        .headers
+        .get(NODE_REPLY_HEADER)
+        .is_some_and(|v| v.as_bytes() == b"1");
+    let json = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+    marked && json
+}
 
 /// How a forwarded call ended when it produced no result.
 #[derive(Debug)]
 pub enum ForwardError {
-    /// The call ran and failed (guest error, limit, bad params): final,
-    /// never retried.
+    /// The call ran and failed (guest error, limit, bad params), or the
+    /// node's reply was not the node protocol's: final, never retried.
     Call(RpcError),
-    /// The node refused the call before running it: safe to retry.
+    /// The node refused the call before running it (overloaded, or it
+    /// refused the gateway's credential): safe to retry.
     Overloaded(RpcError),
     /// No answer: connection refused or reset, node died. Nothing can have
     /// been answered; safe to retry, since a call has no effects outside
@@ -25,7 +141,7 @@ pub enum ForwardError {
 /// Sends `method(params)` to `node`: over HTTP, or straight to its pool
 /// when it runs in this process.
 pub async fn forward(
-    client: &HttpClient,
+    client: &NodeClient,
     node: &NodeEntry,
     method: &str,
     params: Bytes,
@@ -43,25 +159,72 @@ pub async fn forward(
     let timeout = budget
         .remaining()
         .map_or(timeout, |left| timeout.min(left + Duration::from_secs(1)));
-    let (status, _, body) =
-        http::post_json_with(client, &url, params, timeout, &budget.to_headers())
-            .await
-            .map_err(ForwardError::Unreachable)?;
-    if status == StatusCode::OK {
-        return Ok(body);
+    let limit = client.max_reply_bytes;
+    let (parts, body) = match client
+        .send(
+            Method::POST,
+            &url,
+            params,
+            &budget.to_headers(),
+            limit,
+            timeout,
+        )
+        .await
+    {
+        Ok(reply) => reply,
+        Err(SendError::Http(error)) => return Err(ForwardError::Unreachable(error)),
+        Err(SendError::TooLarge(limit)) => {
+            return Err(refuse(node, &format!("a reply over {limit} bytes")));
+        }
+    };
+    if !is_node_reply(&parts) {
+        return Err(refuse(
+            node,
+            &format!("HTTP {} that is not a madrpc node reply", parts.status),
+        ));
     }
-    let error = serde_json::from_slice::<RpcError>(&body).unwrap_or_else(|_| {
-        RpcError::internal(format!(
-            "node {} answered HTTP {status}: {}",
-            node.url,
-            String::from_utf8_lossy(&body[..body.len().min(200)])
-        ))
-    });
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        Err(ForwardError::Overloaded(error))
-    } else {
-        Err(ForwardError::Call(error))
+    match parts.status {
+        StatusCode::OK => match serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+            Ok(_) => Ok(body),
+            Err(_) => Err(refuse(node, "a result that is not JSON")),
+        },
+        StatusCode::UNPROCESSABLE_ENTITY
+        | StatusCode::PAYLOAD_TOO_LARGE
+        | StatusCode::SERVICE_UNAVAILABLE
+        | StatusCode::UNAUTHORIZED => {
+            let Ok(error) = serde_json::from_slice::<RpcError>(&body) else {
+                return Err(refuse(node, "an error that is not a JSON-RPC error object"));
+            };
+            match parts.status {
+                StatusCode::SERVICE_UNAVAILABLE => Err(ForwardError::Overloaded(error)),
+                StatusCode::UNAUTHORIZED => {
+                    tracing::warn!(node = %node.url, "the node refused the cluster credential: it runs with another join token");
+                    node.eject();
+                    Err(ForwardError::Overloaded(RpcError::new(
+                        codes::NODE_FAILED,
+                        "node_failed",
+                        "the node chosen for the call does not accept this gateway's join token, and no other node could take the call; start nodes with the gateway's current token",
+                    )))
+                }
+                _ => Err(ForwardError::Call(error)),
+            }
+        }
+        status => Err(refuse(node, &format!("HTTP {status}"))),
     }
+}
+
+/// A reply that is not the node protocol's: the client gets `node_failed`
+/// (never the body), and the node leaves rotation.
+fn refuse(node: &NodeEntry, what: &str) -> ForwardError {
+    tracing::warn!(node = %node.url, reply = what, "a node sent a reply outside the node protocol; dropped it and ejected the node");
+    node.eject();
+    ForwardError::Call(RpcError::new(
+        codes::NODE_FAILED,
+        "node_failed",
+        format!(
+            "the node running the call sent {what} instead of a madrpc node reply; the gateway dropped it and took the node out of rotation. Retry the call; if it keeps failing, check what runs at the node's address"
+        ),
+    ))
 }
 
 /// Percent-encodes everything but unreserved characters, so any method name

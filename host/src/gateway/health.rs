@@ -1,19 +1,23 @@
 //! Active health checks: every interval, probe each node's `/health` and
-//! drop joined nodes whose heartbeats stopped.
+//! drop joined nodes whose heartbeats stopped. A probe passes only on the
+//! node protocol's reply: a JSON object marked as a node's.
 
+use super::forward::{NodeClient, SendError, is_node_reply};
 use super::registry::Registry;
-use crate::http::{self, HttpClient};
+use hyper::Method;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Largest `/health` reply read (it lists the node's methods).
+const MAX_HEALTH_BYTES: usize = 1 << 20;
+
 /// Probes nodes every `interval` until the task is aborted.
-pub async fn run(registry: Arc<Registry>, client: HttpClient, interval: Duration) {
-    let expiry = interval * 3;
+pub async fn run(registry: Arc<Registry>, client: NodeClient, interval: Duration) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        registry.expire(expiry);
+        registry.expire();
         let now = Instant::now();
         let probes = registry
             .nodes()
@@ -23,17 +27,27 @@ pub async fn run(registry: Arc<Registry>, client: HttpClient, interval: Duration
                 let client = client.clone();
                 async move {
                     let url = format!("{}/health", node.url);
-                    let outcome =
-                        match http::get(&client, &url, interval.max(Duration::from_millis(500)))
-                            .await
-                        {
-                            Ok((status, _, body)) if status.is_success() => {
-                                serde_json::from_slice::<serde_json::Value>(&body)
-                                    .ok()
-                                    .map(|health| methods_of(&health))
-                            }
-                            _ => None,
-                        };
+                    let timeout = interval.max(Duration::from_millis(500));
+                    let outcome = match client
+                        .send(Method::GET, &url, Default::default(), &[], MAX_HEALTH_BYTES, timeout)
+                        .await
+                    {
+                        Ok((parts, body)) if parts.status.is_success() && is_node_reply(&parts) => {
+                            serde_json::from_slice::<serde_json::Value>(&body)
+                                .ok()
+                                .filter(serde_json::Value::is_object)
+                                .map(|health| methods_of(&health))
+                        }
+                        Ok((parts, _)) => {
+                            tracing::debug!(node = %node.url, status = %parts.status, "health check refused");
+                            None
+                        }
+                        Err(SendError::Http(error)) => {
+                            tracing::debug!(node = %node.url, %error, "health check failed");
+                            None
+                        }
+                        Err(SendError::TooLarge(_)) => None,
+                    };
                     node.record_check(outcome);
                 }
             });

@@ -6,15 +6,18 @@
 mod balance;
 mod forward;
 mod health;
+mod membership;
 mod registry;
 mod service;
 
+pub use membership::{NodePolicy, NodeUrlError};
 pub use registry::{NodeStatus, Registry};
 
-use crate::http::{self, HttpClient};
+use crate::cluster::ClusterToken;
+use crate::http;
 use crate::rpc::{self, CallRequest, Dispatch, EndpointLimits, RpcError, codes};
 use bytes::Bytes;
-use forward::ForwardError;
+use forward::{ForwardError, NodeClient};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,8 +38,15 @@ pub struct GatewayConfig {
     pub call_timeout: Duration,
     /// Body and batch limits.
     pub endpoint: EndpointLimits,
-    /// When set, nodes must present it (`Authorization: Bearer`) to join.
+    /// The cluster credential. When set, nodes must present it
+    /// (`Authorization: Bearer`) to join or leave, and the gateway presents
+    /// it on every request to a node. `None` is open membership.
     pub join_token: Option<String>,
+    /// Networks nodes may be in (`--node-network`); empty allows any.
+    pub node_networks: Vec<ipnet::IpNet>,
+    /// The largest result a node may send back; a longer reply fails the
+    /// node.
+    pub max_result_bytes: usize,
     /// TLS, connection limits, API keys, rate limits and CORS.
     pub edge: crate::edge::Edge,
 }
@@ -58,12 +68,15 @@ pub enum GatewayError {
     /// An `--allow-origin` value is not an origin.
     #[error(transparent)]
     Cors(#[from] crate::edge::CorsError),
+    /// A `--node` URL is not acceptable.
+    #[error("cannot use --node: {0}")]
+    BadNode(#[from] NodeUrlError),
 }
 
 /// Routes calls to nodes: the [`Dispatch`] behind the gateway's endpoint.
 pub struct Balancer {
     registry: Arc<Registry>,
-    client: HttpClient,
+    client: NodeClient,
     call_timeout: Duration,
 }
 
@@ -127,12 +140,21 @@ impl Dispatch for Balancer {
 pub struct Gateway {
     listener: TcpListener,
     registry: Arc<Registry>,
+    token: Arc<ClusterToken>,
     config: GatewayConfig,
 }
 
 impl Gateway {
-    /// Binds the listen address.
+    /// Checks the static nodes and binds the listen address.
     pub async fn bind(config: GatewayConfig) -> Result<Self, GatewayError> {
+        let policy = NodePolicy {
+            networks: config.node_networks.clone(),
+        };
+        let nodes = config
+            .nodes
+            .iter()
+            .map(|url| policy.check(url))
+            .collect::<Result<Vec<_>, _>>()?;
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -142,7 +164,10 @@ impl Gateway {
                 })?;
         Ok(Self {
             listener,
-            registry: Arc::new(Registry::new(&config.nodes)),
+            registry: Arc::new(
+                Registry::new(&nodes).with_heartbeat_expiry(config.health_interval * 3),
+            ),
+            token: Arc::new(ClusterToken::new(config.join_token.clone())),
             config,
         })
     }
@@ -157,13 +182,23 @@ impl Gateway {
         self.registry.clone()
     }
 
+    /// The cluster credential, shared with the routes that check it; set a
+    /// new token on it to revoke the old one.
+    pub fn cluster_token(&self) -> Arc<ClusterToken> {
+        self.token.clone()
+    }
+
     /// Serves until `shutdown` completes, then stops taking calls and lets
     /// the ones in flight finish.
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), GatewayError> {
-        let client = http::client();
+        let client = NodeClient::new(
+            http::client(),
+            self.token.clone(),
+            self.config.max_result_bytes,
+        );
         let balancer = Arc::new(Balancer {
             registry: self.registry.clone(),
             client: client.clone(),
@@ -175,10 +210,16 @@ impl Gateway {
             self.config.health_interval,
         ));
         let edge = &self.config.edge;
-        let calls = edge.guard(rpc::router(balancer, self.config.endpoint.clone()));
+        let calls = edge.guard(
+            rpc::router(balancer, self.config.endpoint.clone()),
+            self.token.clone(),
+        );
         let router = edge.wrap(calls.merge(service::router(
             self.registry.clone(),
-            self.config.join_token.clone(),
+            self.token.clone(),
+            NodePolicy {
+                networks: self.config.node_networks.clone(),
+            },
         )))?;
         tracing::info!(addr = %self.local_addr(), scheme = edge.scheme(), "gateway serving");
         let result = crate::edge::serve(

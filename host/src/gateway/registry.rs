@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 /// Longest a node stays ejected after repeated failures.
 const MAX_EJECTION: Duration = Duration::from_secs(30);
 
+/// How long a joined node stays in rotation after its last accepted
+/// heartbeat, unless the registry is told otherwise.
+const DEFAULT_HEARTBEAT_EXPIRY: Duration = Duration::from_secs(3);
+
 /// How a node came to the gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
@@ -32,6 +36,9 @@ pub struct NodeEntry {
     pub origin: Origin,
     /// The pool itself, for a local node.
     pub pool: Option<Arc<WorkerPool>>,
+    /// For a joined node: how long after its last accepted heartbeat it
+    /// stops taking calls.
+    heartbeat_expiry: Duration,
     in_flight: AtomicUsize,
     state: Mutex<Health>,
 }
@@ -66,6 +73,7 @@ impl NodeEntry {
             url,
             origin,
             pool: None,
+            heartbeat_expiry: DEFAULT_HEARTBEAT_EXPIRY,
             in_flight: AtomicUsize::new(0),
             state: Mutex::new(Health {
                 healthy,
@@ -94,10 +102,15 @@ impl NodeEntry {
         InFlight(self.clone())
     }
 
-    /// Whether the node may take a call now.
+    /// Whether the node may take a call now. A joined node also needs a
+    /// recent accepted heartbeat: membership comes from the heartbeats
+    /// alone, never from a passing health check.
     pub fn is_available(&self, now: Instant) -> bool {
         let health = self.health();
-        health.healthy && health.ejected_until.is_none_or(|until| now >= until)
+        health.healthy
+            && health.ejected_until.is_none_or(|until| now >= until)
+            && (self.origin != Origin::Joined
+                || now.saturating_duration_since(health.last_seen) < self.heartbeat_expiry)
     }
 
     /// The node answered: clear its failure history.
@@ -125,7 +138,10 @@ impl NodeEntry {
         self.origin != Origin::Local && self.health().ejected_until.is_none_or(|until| now >= until)
     }
 
-    /// Records a health check's outcome.
+    /// Records a health check's outcome. It says whether the node is up,
+    /// not whether it is still a member: a joined node's `last_seen` moves
+    /// only with its heartbeats, so a node whose token was revoked leaves
+    /// even while it answers `/health`.
     pub fn record_check(&self, outcome: Option<Vec<String>>) {
         let mut health = self.health();
         match outcome {
@@ -135,7 +151,9 @@ impl NodeEntry {
                 }
                 health.healthy = true;
                 health.ejected_until = None;
-                health.last_seen = Instant::now();
+                if self.origin != Origin::Joined {
+                    health.last_seen = Instant::now();
+                }
                 health.methods = methods;
             }
             None => {
@@ -192,16 +210,19 @@ impl Drop for InFlight {
 }
 
 /// All nodes the gateway knows.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Registry {
     nodes: RwLock<Vec<Arc<NodeEntry>>>,
+    /// How long a joined node stays after its last accepted heartbeat.
+    heartbeat_expiry: Duration,
     /// The union of the nodes' methods, recomputed when nodes report in, so
     /// the call path reads it without allocating.
     methods: RwLock<Arc<Vec<String>>>,
 }
 
 impl Registry {
-    /// A registry with the static nodes, unhealthy until their first check.
+    /// A registry with the static nodes (already checked by the gateway's
+    /// node policy), unhealthy until their first check.
     pub fn new(static_nodes: &[String]) -> Self {
         let nodes = static_nodes
             .iter()
@@ -216,8 +237,16 @@ impl Registry {
             .collect();
         Self {
             nodes: RwLock::new(nodes),
+            heartbeat_expiry: DEFAULT_HEARTBEAT_EXPIRY,
             methods: RwLock::default(),
         }
+    }
+
+    /// Sets how long a joined node stays in rotation after its last
+    /// accepted heartbeat (the gateway uses three health intervals).
+    pub fn with_heartbeat_expiry(mut self, expiry: Duration) -> Self {
+        self.heartbeat_expiry = expiry;
+        self
     }
 
     /// A snapshot of the nodes.
@@ -241,7 +270,8 @@ impl Registry {
         self.refresh_methods();
     }
 
-    /// Adds a node that announced itself, or refreshes its heartbeat.
+    /// Adds a node that announced itself, or refreshes its heartbeat. The
+    /// URL must have passed the gateway's node policy.
     pub fn heartbeat(&self, announcement: Announcement) {
         let url = normalize(&announcement.url);
         if let Some(node) = self.nodes().into_iter().find(|n| n.url == url) {
@@ -253,12 +283,10 @@ impl Registry {
         self.nodes
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .push(Arc::new(NodeEntry::new(
-                url,
-                Origin::Joined,
-                true,
-                announcement.methods,
-            )));
+            .push(Arc::new(NodeEntry {
+                heartbeat_expiry: self.heartbeat_expiry,
+                ..NodeEntry::new(url, Origin::Joined, true, announcement.methods)
+            }));
         self.refresh_methods();
     }
 
@@ -275,8 +303,9 @@ impl Registry {
         self.refresh_methods();
     }
 
-    /// Drops joined nodes not heard from within `expiry`.
-    pub fn expire(&self, expiry: Duration) {
+    /// Drops joined nodes not heard from within the heartbeat expiry.
+    pub fn expire(&self) {
+        let expiry = self.heartbeat_expiry;
         let now = Instant::now();
         let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
         nodes.retain(|node| {
@@ -323,4 +352,42 @@ impl Registry {
 /// A node URL without its trailing slash.
 fn normalize(url: &str) -> String {
     url.trim_end_matches('/').to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn joined(registry: &Registry, url: &str) -> Arc<NodeEntry> {
+        registry.heartbeat(Announcement {
+            url: url.into(),
+            methods: vec!["m".into()],
+        });
+        registry.nodes().into_iter().find(|n| n.url == url).unwrap()
+    }
+
+    #[test]
+    fn a_passing_health_check_does_not_keep_a_silent_joined_node() {
+        let expiry = Duration::from_secs(3);
+        let registry = Registry::new(&[]).with_heartbeat_expiry(expiry);
+        let node = joined(&registry, "http://a:1");
+        assert!(node.is_available(Instant::now()));
+        node.record_check(Some(vec!["m".into()]));
+        assert!(!node.is_available(Instant::now() + expiry));
+        let registry = Registry::new(&[]).with_heartbeat_expiry(Duration::ZERO);
+        joined(&registry, "http://a:1").record_check(Some(vec!["m".into()]));
+        registry.expire();
+        assert!(registry.nodes().is_empty());
+    }
+
+    #[test]
+    fn a_static_node_stays_while_its_checks_pass() {
+        let registry = Registry::new(&["http://s:1".into()]).with_heartbeat_expiry(Duration::ZERO);
+        let fixed = registry.nodes()[0].clone();
+        assert!(!fixed.is_available(Instant::now()));
+        fixed.record_check(Some(Vec::new()));
+        registry.expire();
+        assert_eq!(registry.nodes().len(), 1);
+        assert!(fixed.is_available(Instant::now() + Duration::from_secs(60)));
+    }
 }

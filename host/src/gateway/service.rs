@@ -1,47 +1,82 @@
 //! The gateway's own routes: health, the node list, and joining/leaving.
 
+use super::membership::NodePolicy;
 use super::registry::Registry;
+use crate::cluster::ClusterToken;
 use crate::node::Announcement;
+use crate::rpc::{RpcError, codes};
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::Json;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-/// The registry, and the token nodes must present to join or leave.
+/// The registry, the token nodes must present to join or leave, and where
+/// nodes may be.
 #[derive(Clone)]
 struct Membership {
     registry: Arc<Registry>,
-    join_token: Option<Arc<str>>,
+    token: Arc<ClusterToken>,
+    policy: Arc<NodePolicy>,
+    /// When a refused join was last logged: a node with a revoked token
+    /// keeps heartbeating, and one warning per interval is enough.
+    last_warning: Arc<Mutex<Option<Instant>>>,
 }
 
+/// Least time between two warnings about refused joins.
+const WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
 impl Membership {
-    /// Whether the request carries `Authorization: Bearer <token>` when a
-    /// token is required. Compared in constant time.
-    fn admits(&self, headers: &HeaderMap) -> bool {
-        let Some(expected) = &self.join_token else {
-            return true;
-        };
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        presented.len() == expected.len()
-            && presented
-                .bytes()
-                .zip(expected.bytes())
-                .fold(0u8, |diff, (a, b)| diff | (a ^ b))
-                == 0
+    /// The refusal for a request without the cluster token, or `None` when
+    /// it may pass.
+    fn refuse_unauthorized(&self, headers: &HeaderMap) -> Option<Response> {
+        if self.token.admits(headers) {
+            return None;
+        }
+        let mut last = self.last_warning.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|at| at.elapsed() >= WARNING_INTERVAL) {
+            tracing::warn!(
+                "refused a join or leave without the join token (further refusals in the next {} s are not logged)",
+                WARNING_INTERVAL.as_secs()
+            );
+            *last = Some(Instant::now());
+        }
+        drop(last);
+        let error = RpcError::new(
+            codes::UNAUTHORIZED,
+            "unauthorized",
+            "Unauthorized: joining or leaving needs the gateway's join token as `Authorization: Bearer TOKEN`; start the node with MADRPC_JOIN_TOKEN set to the token the gateway printed at start (or gave with --join-token)",
+        );
+        let mut response = (StatusCode::UNAUTHORIZED, Json(error)).into_response();
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        Some(response)
+    }
+
+    /// The canonical URL of the announcing node, or why it is refused.
+    fn check_url(&self, url: &str) -> Result<String, RpcError> {
+        self.policy.check(url).map_err(|error| {
+            tracing::warn!(node = %url, %error, "refused a node URL");
+            RpcError::new(codes::INVALID_PARAMS, "invalid_node_url", error.to_string())
+        })
     }
 }
 
-pub(super) fn router(registry: Arc<Registry>, join_token: Option<String>) -> Router {
+pub(super) fn router(
+    registry: Arc<Registry>,
+    token: Arc<ClusterToken>,
+    policy: NodePolicy,
+) -> Router {
     let membership = Membership {
         registry: registry.clone(),
-        join_token: join_token.map(Arc::from),
+        token,
+        policy: Arc::new(policy),
+        last_warning: Arc::default(),
     };
     Router::new()
         .route("/health", get(health))
@@ -76,30 +111,51 @@ async fn list(State(registry): State<Arc<Registry>>) -> Json<Value> {
     Json(json!({ "nodes": registry.statuses() }))
 }
 
-async fn join(
-    State(membership): State<Membership>,
-    headers: HeaderMap,
-    Json(announcement): Json<Announcement>,
-) -> StatusCode {
-    if !membership.admits(&headers) {
-        tracing::warn!(node = %announcement.url, "refused a node without the join token");
-        return StatusCode::UNAUTHORIZED;
+/// `POST /v1/nodes`: a node joins or heartbeats. The token is checked
+/// before the body is even parsed.
+async fn join(State(membership): State<Membership>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(refusal) = membership.refuse_unauthorized(&headers) {
+        return refusal;
     }
-    if !(announcement.url.starts_with("http://") || announcement.url.starts_with("https://")) {
-        return StatusCode::UNPROCESSABLE_ENTITY;
+    let checked = parse(&body).and_then(|announcement| {
+        Ok(Announcement {
+            url: membership.check_url(&announcement.url)?,
+            ..announcement
+        })
+    });
+    match checked {
+        Ok(announcement) => {
+            membership.registry.heartbeat(announcement);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(error) => unprocessable(error),
     }
-    membership.registry.heartbeat(announcement);
-    StatusCode::NO_CONTENT
 }
 
-async fn leave(
-    State(membership): State<Membership>,
-    headers: HeaderMap,
-    Json(announcement): Json<Announcement>,
-) -> StatusCode {
-    if !membership.admits(&headers) {
-        return StatusCode::UNAUTHORIZED;
+/// `POST /v1/nodes/leave`: a node leaves; needs the token like joining.
+async fn leave(State(membership): State<Membership>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(refusal) = membership.refuse_unauthorized(&headers) {
+        return refusal;
     }
-    membership.registry.leave(&announcement.url);
-    StatusCode::NO_CONTENT
+    match parse(&body).and_then(|announcement| membership.check_url(&announcement.url)) {
+        Ok(url) => {
+            membership.registry.leave(&url);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(error) => unprocessable(error),
+    }
+}
+
+fn unprocessable(error: RpcError) -> Response {
+    (StatusCode::UNPROCESSABLE_ENTITY, Json(error)).into_response()
+}
+
+fn parse(body: &[u8]) -> Result<Announcement, RpcError> {
+    serde_json::from_slice(body).map_err(|e| {
+        RpcError::new(
+            codes::INVALID_PARAMS,
+            "invalid_announcement",
+            format!("the body is not a node announcement ({e}); nodes send {{\"url\": ..., \"methods\": [...]}}"),
+        )
+    })
 }

@@ -1,6 +1,7 @@
-//! A node: the HTTP service around the runtime. It serves JSON-RPC to any
-//! client at `POST /`, the gateway's internal call route, and its health;
-//! with `--join` it registers with a gateway and keeps heartbeating.
+//! A node: the HTTP service around the runtime. It serves JSON-RPC at
+//! `POST /`, the gateway's internal call route, and its health; with
+//! `--join` it registers with a gateway and keeps heartbeating. Calls need
+//! the cluster token unless the node was made public explicitly.
 
 mod join;
 mod pool;
@@ -11,6 +12,7 @@ pub use join::Announcement;
 pub use pool::WorkerPool;
 pub use subcalls::SubcallRoute;
 
+use crate::cluster::ClusterToken;
 use crate::http;
 use crate::rpc::EndpointLimits;
 use std::future::Future;
@@ -29,8 +31,12 @@ pub struct NodeConfig {
     pub advertise: Option<String>,
     /// A gateway to register with, e.g. `http://127.0.0.1:8080`.
     pub join: Option<String>,
-    /// The gateway's join token, if it requires one.
+    /// The cluster token: presented to the gateway to join, and required
+    /// of every call (`Authorization: Bearer`).
     pub join_token: Option<String>,
+    /// Take calls without the cluster token too (`--insecure-public-calls`):
+    /// anyone who reaches the port may call.
+    pub public_calls: bool,
     /// Calls run at once (default: the machine's cores).
     pub workers: usize,
     /// Calls that may wait for a worker before the node reports overload.
@@ -57,6 +63,15 @@ pub enum NodeError {
     /// The server stopped with an I/O error.
     #[error("the node's server failed: {0}")]
     Serve(std::io::Error),
+    /// No token, and not made public: the node would take calls from
+    /// anyone, so it does not start.
+    #[error(
+        "a node takes calls only from its cluster: give it the gateway's join token with --join-token or MADRPC_JOIN_TOKEN, or start it with --insecure-public-calls to let anyone who reaches its port call it"
+    )]
+    NoCredential,
+    /// An empty token would match an empty credential.
+    #[error("the join token is empty; give the token the gateway printed or was started with")]
+    EmptyToken,
 }
 
 /// A bound node, ready to serve.
@@ -70,6 +85,11 @@ pub struct Node {
 impl Node {
     /// Binds the listen address.
     pub async fn bind(config: NodeConfig, pool: Arc<WorkerPool>) -> Result<Self, NodeError> {
+        match &config.join_token {
+            Some(token) if token.is_empty() => return Err(NodeError::EmptyToken),
+            None if !config.public_calls => return Err(NodeError::NoCredential),
+            _ => {}
+        }
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -106,7 +126,18 @@ impl Node {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), NodeError> {
-        let router = service::router(self.pool.clone(), self.config.endpoint.clone());
+        let token = Arc::new(ClusterToken::new(self.config.join_token.clone()));
+        if self.config.public_calls {
+            tracing::warn!(
+                "--insecure-public-calls: anyone who can reach this node's port may call its functions"
+            );
+        }
+        let router = service::router(
+            self.pool.clone(),
+            self.config.endpoint.clone(),
+            token,
+            self.config.public_calls,
+        );
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let heartbeat = self.config.join.clone().map(|gateway| {
             let announcement = Announcement {

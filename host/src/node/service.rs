@@ -1,11 +1,16 @@
-//! The node's HTTP routes.
+//! The node's HTTP routes. The call routes take calls only from the
+//! cluster (the token as `Authorization: Bearer`) unless the node is
+//! public; `/health` stays open for liveness checks. Every reply carries
+//! the node mark the gateway checks for.
 
 use super::pool::WorkerPool;
-use crate::rpc::{self, CallBudget, CallRequest, Dispatch, EndpointLimits, RpcError};
+use crate::cluster::{ClusterToken, NODE_REPLY_HEADER};
+use crate::rpc::{self, CallBudget, CallRequest, Dispatch, EndpointLimits, RpcError, codes};
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use serde_json::json;
@@ -31,16 +36,78 @@ impl Dispatch for LocalDispatch {
     }
 }
 
-pub(super) fn router(pool: Arc<WorkerPool>, limits: EndpointLimits) -> Router {
+pub(super) fn router(
+    pool: Arc<WorkerPool>,
+    limits: EndpointLimits,
+    token: Arc<ClusterToken>,
+    public: bool,
+) -> Router {
     let state = Arc::new(NodeState {
         pool: pool.clone(),
         limits: limits.clone(),
     });
-    let internal = Router::new()
-        .route("/v1/call/{method}", post(call))
-        .route("/health", get(health))
-        .with_state(state);
-    rpc::router(Arc::new(LocalDispatch(pool)), limits).merge(internal)
+    let mut calls = rpc::router(Arc::new(LocalDispatch(pool)), limits).merge(
+        Router::new()
+            .route("/v1/call/{method}", post(call))
+            .with_state(state.clone()),
+    );
+    if !public {
+        calls = calls.route_layer(middleware::from_fn_with_state(token, require_token));
+    }
+    calls
+        .merge(
+            Router::new()
+                .route("/health", get(health))
+                .with_state(state),
+        )
+        .layer(middleware::map_response(mark_reply))
+}
+
+/// Refuses a call without the cluster token, before its body is read.
+async fn require_token(
+    State(token): State<Arc<ClusterToken>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if token.presented_in(request.headers()) {
+        return next.run(request).await;
+    }
+    let error = RpcError::new(
+        codes::UNAUTHORIZED,
+        "unauthorized",
+        "Unauthorized: this node takes calls only from its cluster; call the gateway instead, or present the cluster's join token as `Authorization: Bearer TOKEN`",
+    );
+    let mut response = if request.uri().path() == "/" {
+        // The JSON-RPC endpoint answers with a response object.
+        let mut body = Vec::with_capacity(256);
+        rpc::write_reply(
+            &mut body,
+            &rpc::Reply {
+                id: None,
+                outcome: Err(error),
+            },
+        );
+        let mut response = (StatusCode::UNAUTHORIZED, body).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
+    } else {
+        error_reply(StatusCode::UNAUTHORIZED, &error)
+    };
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+/// Marks every reply as a node's.
+async fn mark_reply(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(NODE_REPLY_HEADER, HeaderValue::from_static("1"));
+    response
 }
 
 /// The gateway-to-node call route: `POST /v1/call/{method}` with the raw

@@ -25,6 +25,9 @@ pub enum SubcallRoute {
         url: String,
         /// A pooled client.
         client: HttpClient,
+        /// The cluster token, presented as `Authorization: Bearer`: it
+        /// tells the gateway the batch is a member node's sub-calls.
+        token: Option<String>,
     },
     /// This node's own pool.
     Local,
@@ -86,7 +89,8 @@ impl NodeSubcalls {
             deadline: Some(budget.deadline),
         };
         match &self.route {
-            SubcallRoute::Gateway { url, client } => {
+            SubcallRoute::Gateway { url, client, token } => {
+                let authorization = token.as_ref().map(|t| format!("Bearer {t}"));
                 // Batches stay well under a gateway's batch limit.
                 let mut chunks = Vec::new();
                 let mut calls = calls.into_iter().peekable();
@@ -94,9 +98,9 @@ impl NodeSubcalls {
                     chunks.push(calls.by_ref().take(GATEWAY_BATCH).collect::<Vec<_>>());
                 }
                 futures::future::join_all(
-                    chunks
-                        .into_iter()
-                        .map(|chunk| via_gateway(client, url, chunk, budget)),
+                    chunks.into_iter().map(|chunk| {
+                        via_gateway(client, url, authorization.as_deref(), chunk, budget)
+                    }),
                 )
                 .await
                 .into_iter()
@@ -131,6 +135,7 @@ impl NodeSubcalls {
 async fn via_gateway(
     client: &HttpClient,
     url: &str,
+    authorization: Option<&str>,
     calls: Vec<Subcall>,
     budget: CallBudget,
 ) -> Vec<Result<Bytes, RpcError>> {
@@ -161,14 +166,11 @@ async fn via_gateway(
         }
         body.push(b']');
         let timeout = budget.remaining().unwrap_or(Duration::from_secs(60));
-        let reply = http::post_json_with(
-            client,
-            url,
-            Bytes::from(body),
-            timeout,
-            &budget.to_headers(),
-        )
-        .await;
+        let mut headers = budget.to_headers();
+        if let Some(authorization) = authorization {
+            headers.push(("authorization", authorization.to_owned()));
+        }
+        let reply = http::post_json_with(client, url, Bytes::from(body), timeout, &headers).await;
         let mut overloaded = false;
         match reply {
             Err(error) => {
