@@ -53,6 +53,12 @@ pub struct Cli {
     /// Print the final figures as one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+
+    /// Idle keep-alive connections to hold open during the run (each makes
+    /// one `GET /health`, then stays silent); the run fails when the server
+    /// closes any of them.
+    #[arg(long, default_value_t = 0)]
+    pub idle_connections: usize,
 }
 
 impl Cli {

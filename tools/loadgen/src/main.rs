@@ -7,6 +7,7 @@
 mod check;
 mod cli;
 mod client;
+mod idle;
 mod report;
 mod run;
 mod workload;
@@ -18,9 +19,18 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let cli = cli::Cli::parse();
+    let idle = match cli.idle_connections {
+        0 => None,
+        count => Some(idle::IdleConnections::open(&cli.url, count).await?),
+    };
     let report = run::run(cli.settings()).await?;
     report.print(cli.json)?;
-    Ok(if report.is_clean() {
+    let idle_kept = idle.as_ref().is_none_or(|idle| {
+        let open = idle.still_open();
+        eprintln!("idle connections still open: {open} of {}", idle.len());
+        open == idle.len()
+    });
+    Ok(if report.is_clean() && idle_kept {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
