@@ -490,3 +490,47 @@ async fn slow_and_surplus_connections_are_cut_off_while_good_clients_are_served(
     .await;
     assert!(served);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sub_calls_pass_as_the_cluster_and_never_spend_the_callers_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.toml");
+    // One call a minute, no burst: a sub-call counted against the key
+    // would be refused.
+    let key = new_key(&keys, "tight", &["--rate", "1/min", "--burst", "1"]);
+    let module = support::build_into(dir.path(), "fanout.js");
+    let grid = Process::start(
+        &[
+            "serve",
+            module.to_str().unwrap(),
+            "--nodes",
+            "2",
+            "--listen",
+            "127.0.0.1:0",
+            "--keys",
+            keys.to_str().unwrap(),
+        ],
+        "madrpc is serving at ",
+    );
+    let url = format!("{}/", grid.url);
+    let auth = format!("Bearer {key}");
+    let tree = r#"{"jsonrpc":"2.0","method":"tree","params":[2,3],"id":1}"#;
+    let reply = post(&url, tree, &[("authorization", &auth)]).await;
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    // A 2-level, 3-wide tree: 3 + 9 = 12 sub-calls, each leaf counting 1.
+    assert_eq!(reply.json()["result"], 9, "{}", reply.json());
+    // The key itself is spent: its next call is refused.
+    assert_error(
+        &post(&url, tree, &[("authorization", &auth)]).await,
+        429,
+        -32031,
+        "rate_limited",
+    );
+    // Without a key, nobody gets in, sub-call or not.
+    assert_error(&post(&url, tree, &[]).await, 401, -32030, "unauthorized");
+}
