@@ -499,7 +499,8 @@ async fn sub_calls_pass_as_the_cluster_and_never_spend_the_callers_rate() {
     // would be refused.
     let key = new_key(&keys, "tight", &["--rate", "1/min", "--burst", "1"]);
     let module = support::build_into(dir.path(), "fanout.js");
-    let grid = Process::start(
+    let log = dir.path().join("serve.log");
+    let grid = LoggedServe::start(
         &[
             "serve",
             module.to_str().unwrap(),
@@ -510,7 +511,7 @@ async fn sub_calls_pass_as_the_cluster_and_never_spend_the_callers_rate() {
             "--keys",
             keys.to_str().unwrap(),
         ],
-        "madrpc is serving at ",
+        &log,
     );
     let url = format!("{}/", grid.url);
     let auth = format!("Bearer {key}");
@@ -533,4 +534,68 @@ async fn sub_calls_pass_as_the_cluster_and_never_spend_the_callers_rate() {
     );
     // Without a key, nobody gets in, sub-call or not.
     assert_error(&post(&url, tree, &[]).await, 401, -32030, "unauthorized");
+
+    // Every call of the tree, sub-calls at every depth included, is
+    // attributed to the caller's key.
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let calls: Vec<&str> = logged
+        .lines()
+        .filter(|l| l.contains(" call method="))
+        .collect();
+    for depth in 0..=2 {
+        let at_depth = calls
+            .iter()
+            .filter(|l| l.contains(&format!("depth={depth} ")) && l.contains("outcome=ok"))
+            .count();
+        let expected = [1, 3, 9][depth];
+        assert_eq!(at_depth, expected, "calls at depth {depth}:\n{logged}");
+    }
+    assert!(
+        calls
+            .iter()
+            .filter(|l| l.contains("outcome=ok"))
+            .all(|l| l.contains("key=tight")),
+        "{logged}"
+    );
+}
+
+/// `madrpc serve` with debug logs written to a file.
+struct LoggedServe {
+    child: std::process::Child,
+    url: String,
+}
+
+impl LoggedServe {
+    fn start(args: &[&str], log: &Path) -> LoggedServe {
+        let mut child = support::madrpc()
+            .args(args)
+            .env("RUST_LOG", "debug")
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+        let url = loop {
+            let line = lines.next().expect("serve printed its URL").unwrap();
+            if let Some(rest) = line.strip_prefix("madrpc is serving at ") {
+                break rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .trim_end_matches('/')
+                    .to_owned();
+            }
+        };
+        std::thread::spawn(move || lines.for_each(drop));
+        LoggedServe { child, url }
+    }
+}
+
+impl Drop for LoggedServe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -20,8 +20,6 @@ use std::sync::{Arc, RwLock};
 
 /// Header an API key may come in instead of `Authorization: Bearer`.
 pub const API_KEY_HEADER: &str = "x-api-key";
-/// Header with which a member node names the key its sub-calls act for.
-pub const ON_BEHALF_HEADER: &str = "x-madrpc-key-name";
 
 /// Who a request comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,7 +149,7 @@ impl Policy {
         });
         if cluster.presented_in(headers) {
             let on_behalf = headers
-                .get(ON_BEHALF_HEADER)
+                .get(crate::rpc::KEY_NAME_HEADER)
                 .and_then(|v| v.to_str().ok())
                 .map(Arc::from);
             return Ok((Principal::Member(on_behalf), None));
@@ -224,6 +222,9 @@ pub async fn admit(State(guard): State<Arc<Guard>>, request: Request, next: Next
         && let Err(refused) = limits.admit(*ip, calls)
     {
         return refusal(refused);
+    }
+    if let Some(key) = principal.key_name().and_then(crate::rpc::KeyName::intern) {
+        request.extensions_mut().insert(crate::rpc::CallerKey(key));
     }
     request.extensions_mut().insert(principal);
     next.run(request).await

@@ -11,7 +11,7 @@ mod limit;
 mod listener;
 mod tls;
 
-pub use admit::{API_KEY_HEADER, Guard, ON_BEHALF_HEADER, Policy, Principal, admit};
+pub use admit::{API_KEY_HEADER, Guard, Policy, Principal, admit};
 pub use cors::{CorsError, cors_layer};
 pub use limit::{EVICT_EVERY, IpLimits};
 pub use listener::{

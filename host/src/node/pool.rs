@@ -133,6 +133,7 @@ impl WorkerPool {
             tokio::runtime::Handle::current(),
             self.slots.clone(),
             permit,
+            budget.key,
         );
         // If this future is dropped (the caller went away), the call stops.
         let cancel = CancelOnDrop::new();

@@ -119,7 +119,12 @@ async fn call(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let budget = CallBudget::from_headers(&headers);
+    // This route serves the gateway only (it checks the cluster token), so
+    // the key name it forwards is believed.
+    let budget = match CallBudget::from_headers(&headers) {
+        Ok(budget) => budget.with_key_from(&headers),
+        Err(error) => return error_reply(StatusCode::UNPROCESSABLE_ENTITY, &error),
+    };
     let max = state.limits.max_body_bytes;
     let params = match axum::body::to_bytes(body, max).await {
         Ok(params) => params,

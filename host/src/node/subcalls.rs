@@ -4,7 +4,7 @@
 
 use super::pool::WorkerPool;
 use crate::http::{self, HttpClient};
-use crate::rpc::{CallBudget, RpcError, codes};
+use crate::rpc::{CallBudget, KeyName, RpcError, codes};
 use crate::runtime::{Budget, Subcall, SubcallHandler};
 use bytes::Bytes;
 use serde_json::Value;
@@ -41,6 +41,8 @@ pub(super) struct NodeSubcalls {
     handle: Handle,
     slots: Arc<Semaphore>,
     permit: Mutex<Option<OwnedSemaphorePermit>>,
+    /// The API key the call is attributed to; its sub-calls are too.
+    key: Option<KeyName>,
 }
 
 impl NodeSubcalls {
@@ -50,6 +52,7 @@ impl NodeSubcalls {
         handle: Handle,
         slots: Arc<Semaphore>,
         permit: OwnedSemaphorePermit,
+        key: Option<KeyName>,
     ) -> Arc<Self> {
         Arc::new(Self {
             pool,
@@ -57,6 +60,7 @@ impl NodeSubcalls {
             handle,
             slots,
             permit: Mutex::new(Some(permit)),
+            key,
         })
     }
 }
@@ -87,6 +91,7 @@ impl NodeSubcalls {
         let budget = CallBudget {
             depth: budget.depth,
             deadline: Some(budget.deadline),
+            key: self.key,
         };
         match &self.route {
             SubcallRoute::Gateway { url, client, token } => {

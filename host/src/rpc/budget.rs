@@ -1,7 +1,11 @@
-//! How a sub-call's budget travels over HTTP: two request headers that the
+//! How a sub-call's budget travels over HTTP: request headers that the
 //! gateway forwards and nodes honor. They can only tighten a call's limits.
+//! With them travels the name of the API key a call tree is attributed to.
 
+use super::RpcError;
 use axum::http::HeaderMap;
+use std::collections::HashSet;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The call's depth in a `madrpc.call` tree (absent: 0).
@@ -10,6 +14,61 @@ pub const DEPTH_HEADER: &str = "x-madrpc-depth";
 /// deadline).
 pub const DEADLINE_HEADER: &str = "x-madrpc-deadline-ms";
 
+/// The name of the API key a call (and its sub-calls) is attributed to. The
+/// gateway sends it to nodes, and nodes send it back with their sub-calls;
+/// it is believed only on requests that carry the cluster token.
+pub const KEY_NAME_HEADER: &str = "x-madrpc-key-name";
+
+/// Deepest depth a header may claim: far above any `--max-depth`, and far
+/// below where adding one could wrap.
+pub const MAX_DEPTH_HEADER: u32 = 1024;
+
+/// Most distinct key names kept (see [`KeyName`]).
+const MAX_KEY_NAMES: usize = 4096;
+
+/// The name of an API key, kept once for the life of the process so that a
+/// budget stays a small `Copy` value. Key names come from the keys file or
+/// from member nodes, and are few; past [`MAX_KEY_NAMES`] new names are not
+/// attributed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyName(&'static str);
+
+impl KeyName {
+    /// The interned name, or `None` for a name that is not a key name
+    /// (1 to 64 letters, digits, '-', '_' or '.').
+    pub fn intern(name: &str) -> Option<Self> {
+        let valid = (1..=64).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !valid {
+            return None;
+        }
+        static NAMES: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+        let mut names = NAMES.lock().unwrap_or_else(|p| p.into_inner());
+        let names = names.get_or_insert_with(HashSet::new);
+        if let Some(known) = names.get(name) {
+            return Some(Self(known));
+        }
+        if names.len() >= MAX_KEY_NAMES {
+            return None;
+        }
+        let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+        names.insert(leaked);
+        Some(Self(leaked))
+    }
+
+    /// The name.
+    pub fn as_str(self) -> &'static str {
+        self.0
+    }
+}
+
+/// The key a request was admitted with, as the edge layer attaches it to
+/// the request for the endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct CallerKey(pub KeyName);
+
 /// The budget a call arrives with.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CallBudget {
@@ -17,21 +76,57 @@ pub struct CallBudget {
     pub depth: u32,
     /// Inherited absolute deadline.
     pub deadline: Option<Instant>,
+    /// The API key the call tree is attributed to, if any.
+    pub key: Option<KeyName>,
 }
 
 impl CallBudget {
-    /// Reads the budget headers; malformed values are ignored.
-    pub fn from_headers(headers: &HeaderMap) -> Self {
-        let number = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
+    /// Reads the depth and deadline headers. A value that is not a number,
+    /// or a depth past [`MAX_DEPTH_HEADER`], is refused rather than ignored
+    /// or wrapped: ignoring a depth would reset it, raising the budget.
+    pub fn from_headers(headers: &HeaderMap) -> Result<Self, RpcError> {
+        let number = |name: &str| -> Result<Option<u64>, RpcError> {
+            let Some(value) = headers.get(name) else {
+                return Ok(None);
+            };
+            value
+                .to_str()
+                .ok()
                 .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Some)
+                .ok_or_else(|| {
+                    RpcError::invalid_request(format!("the {name} header must be a whole number"))
+                })
         };
-        Self {
-            depth: number(DEPTH_HEADER).map_or(0, |d| u32::try_from(d).unwrap_or(u32::MAX)),
-            deadline: number(DEADLINE_HEADER).map(|ms| Instant::now() + Duration::from_millis(ms)),
-        }
+        let depth = match number(DEPTH_HEADER)? {
+            None => 0,
+            Some(depth) if depth <= u64::from(MAX_DEPTH_HEADER) => depth as u32,
+            Some(depth) => {
+                return Err(RpcError::invalid_request(format!(
+                    "the {DEPTH_HEADER} header says {depth}, past the largest depth of {MAX_DEPTH_HEADER}"
+                )));
+            }
+        };
+        let deadline = number(DEADLINE_HEADER)?.map(|ms| {
+            // A deadline past any call's own is as good as none; capping it
+            // keeps the addition from overflowing.
+            Instant::now() + Duration::from_millis(ms.min(86_400_000))
+        });
+        Ok(Self {
+            depth,
+            deadline,
+            key: None,
+        })
+    }
+
+    /// Takes the key name a member sent with [`KEY_NAME_HEADER`]. Only for
+    /// requests that carried the cluster token.
+    pub fn with_key_from(mut self, headers: &HeaderMap) -> Self {
+        self.key = headers
+            .get(KEY_NAME_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(KeyName::intern);
+        self
     }
 
     /// The headers that carry this budget onward, the deadline as the time
@@ -44,6 +139,9 @@ impl CallBudget {
         if let Some(deadline) = self.deadline {
             let left = deadline.saturating_duration_since(Instant::now());
             headers.push((DEADLINE_HEADER, left.as_millis().to_string()));
+        }
+        if let Some(key) = self.key {
+            headers.push((KEY_NAME_HEADER, key.as_str().to_owned()));
         }
         headers
     }
@@ -64,21 +162,48 @@ mod tests {
         let budget = CallBudget {
             depth: 3,
             deadline: Some(Instant::now() + Duration::from_millis(500)),
+            key: KeyName::intern("alice"),
         };
         let mut headers = HeaderMap::new();
         for (name, value) in budget.to_headers() {
             headers.insert(name, value.parse().unwrap());
         }
-        let read = CallBudget::from_headers(&headers);
+        let read = CallBudget::from_headers(&headers).unwrap();
         assert_eq!(read.depth, 3);
+        assert_eq!(read.key, None, "a key name is believed only on request");
+        assert_eq!(read.with_key_from(&headers).key.unwrap().as_str(), "alice");
         let left = read.remaining().unwrap();
         assert!(left <= Duration::from_millis(500) && left > Duration::from_millis(400));
     }
 
     #[test]
-    fn absent_or_malformed_headers_mean_no_budget() {
-        let mut headers = HeaderMap::new();
-        headers.insert(DEPTH_HEADER, "lots".parse().unwrap());
-        assert_eq!(CallBudget::from_headers(&headers), CallBudget::default());
+    fn absent_headers_mean_no_budget_and_bad_ones_are_refused() {
+        assert_eq!(
+            CallBudget::from_headers(&HeaderMap::new()).unwrap(),
+            CallBudget::default()
+        );
+        for (name, value) in [
+            (DEPTH_HEADER, "lots"),
+            (DEPTH_HEADER, "4294967295"),
+            (DEPTH_HEADER, "-1"),
+            (DEADLINE_HEADER, "soon"),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(name, value.parse().unwrap());
+            let error = CallBudget::from_headers(&headers).unwrap_err();
+            assert_eq!(error.kind(), Some("invalid_request"), "{name}: {value}");
+        }
+    }
+
+    #[test]
+    fn key_names_are_interned_and_checked() {
+        let a = KeyName::intern("team-a").unwrap();
+        assert_eq!(KeyName::intern("team-a"), Some(a));
+        assert!(std::ptr::eq(
+            a.as_str(),
+            KeyName::intern("team-a").unwrap().as_str()
+        ));
+        assert_eq!(KeyName::intern("no spaces"), None);
+        assert_eq!(KeyName::intern(""), None);
     }
 }

@@ -88,7 +88,14 @@ async fn handle<D: Dispatch>(
         Ok(body) => body,
         Err(error) => return body_error(&error, max),
     };
-    let budget = super::CallBudget::from_headers(headers);
+    let mut budget = match super::CallBudget::from_headers(headers) {
+        Ok(budget) => budget,
+        Err(error) => return error_response(StatusCode::BAD_REQUEST, error),
+    };
+    budget.key = parts
+        .extensions
+        .get::<super::CallerKey>()
+        .map(|super::CallerKey(key)| *key);
     let incoming = match super::parse(&body) {
         Ok(incoming) => incoming,
         Err(error) => return error_response(StatusCode::BAD_REQUEST, error),
@@ -178,14 +185,22 @@ async fn run<'a, D: Dispatch>(
             .params
             .map(|params| Bytes::copy_from_slice(params.get().as_bytes()))
             .unwrap_or_default();
-        endpoint
+        let outcome = endpoint
             .dispatch
             .call(CallRequest {
-                method: call.method.into_owned(),
+                method: call.method.to_string(),
                 params,
                 budget,
             })
-            .await
+            .await;
+        tracing::debug!(
+            method = %call.method,
+            depth = budget.depth,
+            key = %budget.key.map_or("-", super::KeyName::as_str),
+            outcome = %outcome.as_ref().err().and_then(RpcError::kind).unwrap_or("ok"),
+            "call"
+        );
+        outcome
     };
     call.id.map(|id| Reply {
         id: Some(id),

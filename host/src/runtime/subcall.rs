@@ -165,7 +165,7 @@ fn read_guest(caller: &mut Caller<'_, CallState>, ptr: u32, len: u32) -> wasmtim
 fn run_batch(session: &mut SubcallSession, request: &[u8]) -> wasmtime::Result<Vec<u8>> {
     let queued: Vec<QueuedCall> = serde_json::from_slice(request)
         .map_err(|e| wasmtime::format_err!("malformed sub-call request: {e}"))?;
-    let depth = session.context.depth + 1;
+    let depth = session.context.depth.saturating_add(1);
     let mut outcomes: Vec<Option<Result<Bytes, RpcError>>> = Vec::with_capacity(queued.len());
     let mut admitted = Vec::new();
     for call in &queued {
