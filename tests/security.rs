@@ -163,6 +163,15 @@ async fn api_keys_missing_wrong_right_and_reloaded() {
     );
     assert!(revoke.status.success(), "{revoke:?}");
     assert!(revoke.stdout.is_empty());
+    // A call in flight when the keys are reloaded finishes, even though
+    // its key is revoked by the reload.
+    let busy_url = url.clone();
+    let busy_auth = bearer.clone();
+    let in_flight = tokio::spawn(async move {
+        let body = r#"{"jsonrpc":"2.0","method":"busy","params":[1500],"id":9}"#;
+        post(&busy_url, body, &[("authorization", &busy_auth)]).await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
     grid.signal(libc::SIGHUP);
     let bob_bearer = format!("Bearer {bob}");
     let reloaded = support::grid::eventually(Duration::from_secs(10), || async {
@@ -179,6 +188,14 @@ async fn api_keys_missing_wrong_right_and_reloaded() {
         -32030,
         "unauthorized",
     );
+    let finished = in_flight.await.unwrap();
+    assert_eq!(
+        finished.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&finished.body)
+    );
+    assert_eq!(finished.json()["result"], 1500);
 }
 
 #[tokio::test(flavor = "multi_thread")]
