@@ -434,3 +434,37 @@ fn foreign_and_corrupt_modules_are_refused() {
         "a truncated module is refused"
     );
 }
+
+#[test]
+fn a_thrown_error_is_bounded_like_a_result() {
+    let module = load_source(
+        "throw_big.js",
+        "madrpc.register('throw_big', (n) => { throw new Error('x'.repeat(n)); });",
+    );
+    let limits = Limits {
+        max_result_bytes: 1024,
+        ..small_limits()
+    };
+    let call = |n: u32| {
+        runtime()
+            .call_with_limits(&module, "throw_big", format!("[{n}]").as_bytes(), &limits)
+            .result
+    };
+    match call(100) {
+        Err(CallError::Threw(e)) => assert_eq!(e.message, "x".repeat(100)),
+        other => panic!("{other:?}"),
+    }
+    match call(100_000) {
+        Err(CallError::Threw(e)) => {
+            assert!(
+                e.message
+                    .contains("larger than the result limit of 1024 bytes"),
+                "{}",
+                e.message
+            );
+            assert!(e.message.len() < 300);
+            assert!(e.stack.is_none());
+        }
+        other => panic!("{other:?}"),
+    }
+}

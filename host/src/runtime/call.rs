@@ -227,6 +227,18 @@ fn invoke(
             limit: limits.max_result_bytes,
         });
     }
+    if status == 1 && len as usize > limits.max_result_bytes {
+        // A thrown error is bounded like a result: its message and stack
+        // are not copied out, only the fact and its size.
+        return Err(CallError::Threw(GuestException {
+            name: "Error".into(),
+            message: format!(
+                "the function threw an error of {len} bytes, larger than the result limit of {} bytes (--max-result); it was dropped",
+                limits.max_result_bytes
+            ),
+            stack: None,
+        }));
+    }
     let payload = read(&memory, store, ptr, len as usize)?;
     match status {
         0 => Ok(payload),

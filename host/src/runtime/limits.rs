@@ -7,9 +7,10 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// CPU budget in Wasmtime fuel units (about one per Wasm instruction).
-    /// The default, 20 billion, is about 1.7 s of QuickJS work on a current
-    /// core (a million Monte Carlo samples take 4 billion): ample for real
-    /// functions, finite for runaway loops.
+    /// The default, 100 billion, is about 8–10 s of QuickJS work on a
+    /// current core (a million Monte Carlo samples take 4 billion): about
+    /// what the default 10 s deadline allows, so neither limit cuts a call
+    /// the other would let through; still finite for runaway loops.
     pub fuel: u64,
     /// Cap on the instance's linear memory in bytes. The default, 128 MiB,
     /// holds the snapshot of a large script (a 1 MB script snapshots to about
@@ -35,7 +36,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            fuel: 20_000_000_000,
+            fuel: 100_000_000_000,
             memory_bytes: 128 << 20,
             deadline: Duration::from_secs(10),
             max_params_bytes: 4 << 20,
