@@ -12,6 +12,10 @@ pub struct EndpointArgs {
     /// Most entries in one JSON-RPC batch.
     #[arg(long, value_name = "N")]
     pub max_batch: Option<usize>,
+    /// Most bytes of results in one batch response, e.g. 64MiB; entries
+    /// past it get a -32007 error.
+    #[arg(long, value_name = "SIZE")]
+    pub max_response: Option<bytesize::ByteSize>,
 }
 
 impl EndpointArgs {
@@ -24,6 +28,10 @@ impl EndpointArgs {
                 .map(|s| usize::try_from(s.as_u64()).unwrap_or(usize::MAX))
                 .unwrap_or(defaults.max_body_bytes),
             max_batch: self.max_batch.unwrap_or(defaults.max_batch),
+            max_response_bytes: self
+                .max_response
+                .map(|s| usize::try_from(s.as_u64()).unwrap_or(usize::MAX))
+                .unwrap_or(defaults.max_response_bytes),
         }
     }
 }

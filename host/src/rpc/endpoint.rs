@@ -43,6 +43,9 @@ pub struct EndpointLimits {
     pub max_body_bytes: usize,
     /// Most entries in one batch. Default 1,000.
     pub max_batch: usize,
+    /// Most bytes of results one batch response carries; entries past it
+    /// get a -32007 error instead of their result. Default 64 MiB.
+    pub max_response_bytes: usize,
 }
 
 impl Default for EndpointLimits {
@@ -50,6 +53,7 @@ impl Default for EndpointLimits {
         Self {
             max_body_bytes: 8 << 20,
             max_batch: 1000,
+            max_response_bytes: 64 << 20,
         }
     }
 }
@@ -133,12 +137,15 @@ async fn handle<D: Dispatch>(
             // Entries run in parallel, but a few dozen at a time: a batch of
             // a thousand must not overrun the nodes' queues on its own.
             let slots = tokio::sync::Semaphore::new(BATCH_CONCURRENCY);
+            let room = std::sync::atomic::AtomicUsize::new(endpoint.limits.max_response_bytes);
             let replies: Vec<Reply> = futures::future::join_all(entries.into_iter().map(|entry| {
                 let slots = &slots;
                 let endpoint = &endpoint;
+                let room = &room;
                 async move {
                     let _slot = slots.acquire().await.ok();
-                    run(endpoint, entry, budget).await
+                    let reply = run(endpoint, entry, budget).await;
+                    reply.map(|reply| within(reply, room, endpoint.limits.max_response_bytes))
                 }
             }))
             .await
@@ -151,6 +158,33 @@ async fn handle<D: Dispatch>(
             }
         }
     }
+}
+
+/// Keeps a batch response within its byte budget: a result that does not
+/// fit in what `room` has left becomes a -32007 error.
+fn within<'a>(
+    mut reply: Reply<'a>,
+    room: &std::sync::atomic::AtomicUsize,
+    limit: usize,
+) -> Reply<'a> {
+    use std::sync::atomic::Ordering;
+    if let Ok(result) = &reply.outcome {
+        let size = result.len();
+        let taken = room.fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+            left.checked_sub(size)
+        });
+        if taken.is_err() {
+            reply.outcome = Err(RpcError::new(
+                codes::PAYLOAD_TOO_LARGE,
+                "batch_response_too_large",
+                format!(
+                    "the batch's results add up to more than the response limit of {limit} bytes (--max-response); split the batch"
+                ),
+            )
+            .with("limit_bytes", limit));
+        }
+    }
+    reply
 }
 
 /// Runs one entry; `None` for a notification, which gets no reply.

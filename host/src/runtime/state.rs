@@ -35,6 +35,7 @@ impl CallState {
                 deadline,
                 max_depth: limits.max_depth,
                 max_subcalls: limits.max_subcalls,
+                max_results_bytes: limits.memory_bytes / 4,
                 made: 0,
                 outcomes: Vec::new(),
                 deadline_hit: false,

@@ -77,6 +77,10 @@ pub(crate) struct SubcallSession {
     pub(crate) deadline: Instant,
     pub(crate) max_depth: u32,
     pub(crate) max_subcalls: u32,
+    /// Most bytes of sub-call results one flush hands the guest: a quarter
+    /// of its memory limit, since the results are copied in and then
+    /// parsed into values, and the guest needs room to use them.
+    pub(crate) max_results_bytes: usize,
     pub(crate) made: u32,
     pub(crate) outcomes: Vec<u8>,
     pub(crate) deadline_hit: bool,
@@ -232,15 +236,39 @@ fn run_batch(session: &mut SubcallSession, request: &[u8]) -> wasmtime::Result<V
             session.deadline_hit = true;
             return Err(wasmtime::Error::new(DeadlinePassed));
         }
+        let mut total = 0usize;
         for slot in outcomes.iter_mut().filter(|slot| slot.is_none()) {
-            *slot = Some(results.next().unwrap_or_else(|| {
+            let outcome = results.next().unwrap_or_else(|| {
                 Err(RpcError::internal(
                     "the sub-call handler returned too few outcomes",
                 ))
-            }));
+            });
+            *slot = Some(match outcome {
+                Ok(result) if total + result.len() > session.max_results_bytes => {
+                    Err(results_too_large(session.max_results_bytes))
+                }
+                Ok(result) => {
+                    total += result.len();
+                    Ok(result)
+                }
+                error => error,
+            });
         }
     }
     Ok(encode(outcomes.into_iter().flatten()))
+}
+
+/// The error of a sub-call whose result would take the results of one
+/// flush past the caller's memory limit.
+fn results_too_large(limit: usize) -> RpcError {
+    RpcError::new(
+        codes::PAYLOAD_TOO_LARGE,
+        "subcall_results_too_large",
+        format!(
+            "the results of the sub-calls sent together add up to more than {limit} bytes, a quarter of the caller's memory limit; fetch less at once or raise --memory"
+        ),
+    )
+    .with("limit_bytes", limit)
 }
 
 /// `[{"ok": result}, {"error": {...}}, ...]`, results spliced in raw.
