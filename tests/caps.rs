@@ -1,5 +1,6 @@
-//! Host memory stays bounded where a peer or a guest controls a size: a
-//! batch response as a whole, and the results of a call's sub-calls.
+//! Bounds that hold whatever a guest or a peer does: host memory for a
+//! batch response and for a call's sub-call results, and the calls and
+//! fuel a whole call tree shares.
 
 mod support;
 
@@ -72,4 +73,98 @@ async fn sub_call_results_stay_within_the_callers_memory() {
         .count();
     // A quarter of 64 MiB holds five results of 3 MB; the sixth is refused.
     assert_eq!((fitted, refused), (5, 1), "{json}");
+}
+
+fn error_of(reply: &support::grid::HttpReply) -> serde_json::Value {
+    let json = reply.json();
+    assert!(json.get("error").is_some(), "{json}");
+    json["error"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_tree_shares_its_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let grid = serve(dir.path(), &["--max-tree-calls", "20"]);
+    let url = format!("{}/", grid.url);
+    // 3 + 9 = 12 sub-calls fit in 20.
+    let small = rpc(
+        &client(),
+        &url,
+        r#"{"jsonrpc":"2.0","method":"tree","params":[2,3],"id":1}"#,
+    )
+    .await;
+    assert_eq!(small.json()["result"], 9, "{}", small.json());
+    // 5 + 25 = 30 do not: the whole tree stops with its own error.
+    let big = rpc(
+        &client(),
+        &url,
+        r#"{"jsonrpc":"2.0","method":"tree","params":[2,5],"id":2}"#,
+    )
+    .await;
+    let error = error_of(&big);
+    assert_eq!(error["code"], -32022, "{error}");
+    assert_eq!(error["data"]["kind"], "tree_budget_exceeded");
+    assert_eq!(error["data"]["budget"], "calls");
+    assert_eq!(error["data"]["limit"], 20);
+    // Each client call starts a tree of its own.
+    let again = rpc(
+        &client(),
+        &url,
+        r#"{"jsonrpc":"2.0","method":"tree","params":[2,3],"id":3}"#,
+    )
+    .await;
+    assert_eq!(again.json()["result"], 9);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_tree_shares_its_fuel() {
+    let dir = tempfile::tempdir().unwrap();
+    let grid = serve(dir.path(), &["--max-tree-fuel", "1000000000"]);
+    let url = format!("{}/", grid.url);
+    let fits = rpc(
+        &client(),
+        &url,
+        r#"{"jsonrpc":"2.0","method":"burn_many","params":[4,10000],"id":1}"#,
+    )
+    .await;
+    assert_eq!(fits.json()["result"], 4, "{}", fits.json());
+    // Four sub-calls of 300,000 iterations (about half a billion fuel
+    // each) burn past a billion together, though each alone fits.
+    let body = r#"{"jsonrpc":"2.0","method":"burn_many","params":[4,300000],"id":2}"#;
+    let error = error_of(&rpc(&client(), &url, body).await);
+    assert_eq!(error["code"], -32022, "{error}");
+    assert_eq!(error["data"]["budget"], "fuel");
+    assert_eq!(error["data"]["limit"], 1_000_000_000u64);
+    let alone = rpc(
+        &client(),
+        &url,
+        r#"{"jsonrpc":"2.0","method":"burn","params":[300000],"id":3}"#,
+    )
+    .await;
+    assert!(alone.json()["result"].is_number(), "{}", alone.json());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn budget_headers_cannot_be_forged_past_their_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let grid = serve(dir.path(), &[]);
+    let url = format!("{}/", grid.url);
+    let body = r#"{"jsonrpc":"2.0","method":"tree","params":[1,2],"id":1}"#;
+    for (name, value) in [
+        ("x-madrpc-depth", "4294967295"),
+        ("x-madrpc-depth", "-1"),
+        ("x-madrpc-tree", "1,2"),
+    ] {
+        let reply = support::grid::post_with(
+            &client(),
+            &url,
+            "application/json",
+            &[(name, value)],
+            body.to_owned(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(reply.status, 400, "{name}: {value}");
+        assert_eq!(error_of(&reply)["data"]["kind"], "invalid_request");
+    }
 }

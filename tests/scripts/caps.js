@@ -4,3 +4,19 @@ madrpc.register('gather', async (count, n) => {
   const settled = await Promise.allSettled(Array.from({ length: count }, () => madrpc.call('text', [n])));
   return settled.map((s) => (s.status === 'fulfilled' ? s.value.length : s.reason.data.kind));
 });
+// `level` levels of `width` sub-calls each; returns the number of leaves.
+madrpc.register('tree', async (level, width) => {
+  if (level === 0) return 1;
+  const counts = await Promise.all(Array.from({ length: width }, () => madrpc.call('tree', [level - 1, width])));
+  return counts.reduce((a, b) => a + b, 0);
+});
+// Burns CPU: `n` loop iterations.
+madrpc.register('burn', (n) => {
+  let x = 0;
+  for (let i = 0; i < n; i++) x = (x + i) % 1000003;
+  return x;
+});
+madrpc.register('burn_many', async (count, n) => {
+  const parts = await Promise.all(Array.from({ length: count }, () => madrpc.call('burn', [n])));
+  return parts.length;
+});

@@ -31,6 +31,14 @@ pub struct LimitArgs {
     /// Most sub-calls one call may make.
     #[arg(long, value_name = "N")]
     pub max_subcalls: Option<u32>,
+    /// Most calls a client's call and all its descendants make together
+    /// (default: 10,000).
+    #[arg(long, value_name = "N")]
+    pub max_tree_calls: Option<u64>,
+    /// Fuel a client's call and all its descendants burn together
+    /// (default: 1,000,000,000,000, ten calls' worth).
+    #[arg(long, value_name = "UNITS")]
+    pub max_tree_fuel: Option<u64>,
 }
 
 impl LimitArgs {
@@ -56,6 +64,8 @@ impl LimitArgs {
                 .unwrap_or(defaults.max_console_bytes),
             max_depth: self.max_depth.unwrap_or(defaults.max_depth),
             max_subcalls: self.max_subcalls.unwrap_or(defaults.max_subcalls),
+            max_tree_calls: self.max_tree_calls.unwrap_or(defaults.max_tree_calls),
+            max_tree_fuel: self.max_tree_fuel.unwrap_or(defaults.max_tree_fuel),
         }
     }
 }

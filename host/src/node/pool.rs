@@ -142,6 +142,7 @@ impl WorkerPool {
             deadline: budget.deadline,
             handler: Some(handler),
             cancelled: Some(cancel.flag.clone()),
+            tree: Some(self.runtime.trees().join(budget.tree, &self.limits)),
         };
         let report = tokio::task::spawn_blocking(move || {
             runtime.call_in_context(&module, &method, &params, &limits, context)

@@ -92,6 +92,7 @@ impl NodeSubcalls {
             depth: budget.depth,
             deadline: Some(budget.deadline),
             key: self.key,
+            tree: budget.tree,
         };
         match &self.route {
             SubcallRoute::Gateway { url, client, token } => {

@@ -19,6 +19,11 @@ pub const DEADLINE_HEADER: &str = "x-madrpc-deadline-ms";
 /// it is believed only on requests that carry the cluster token.
 pub const KEY_NAME_HEADER: &str = "x-madrpc-key-name";
 
+/// The call tree a sub-call belongs to and what the tree had left when
+/// the sub-call was sent: `ID,CALLS,FUEL`. A receiving process never gives
+/// the tree more than its own `--max-tree-*` limits.
+pub const TREE_HEADER: &str = "x-madrpc-tree";
+
 /// Deepest depth a header may claim: far above any `--max-depth`, and far
 /// below where adding one could wrap.
 pub const MAX_DEPTH_HEADER: u32 = 1024;
@@ -78,6 +83,8 @@ pub struct CallBudget {
     pub deadline: Option<Instant>,
     /// The API key the call tree is attributed to, if any.
     pub key: Option<KeyName>,
+    /// The call tree the call belongs to (absent: it starts a new one).
+    pub tree: Option<crate::runtime::TreeRef>,
 }
 
 impl CallBudget {
@@ -112,10 +119,19 @@ impl CallBudget {
             // keeps the addition from overflowing.
             Instant::now() + Duration::from_millis(ms.min(86_400_000))
         });
+        let tree = match headers.get(TREE_HEADER) {
+            None => None,
+            Some(value) => Some(parse_tree(value.to_str().unwrap_or("")).ok_or_else(|| {
+                RpcError::invalid_request(format!(
+                    "the {TREE_HEADER} header must be three whole numbers: ID,CALLS,FUEL"
+                ))
+            })?),
+        };
         Ok(Self {
             depth,
             deadline,
             key: None,
+            tree,
         })
     }
 
@@ -143,6 +159,12 @@ impl CallBudget {
         if let Some(key) = self.key {
             headers.push((KEY_NAME_HEADER, key.as_str().to_owned()));
         }
+        if let Some(tree) = self.tree {
+            headers.push((
+                TREE_HEADER,
+                format!("{},{},{}", tree.id, tree.calls, tree.fuel),
+            ));
+        }
         headers
     }
 
@@ -151,6 +173,16 @@ impl CallBudget {
         self.deadline
             .map(|d| d.saturating_duration_since(Instant::now()))
     }
+}
+
+fn parse_tree(text: &str) -> Option<crate::runtime::TreeRef> {
+    let mut numbers = text.split(',').map(|n| n.trim().parse::<u64>().ok());
+    let tree = crate::runtime::TreeRef {
+        id: numbers.next()??,
+        calls: numbers.next()??,
+        fuel: numbers.next()??,
+    };
+    numbers.next().is_none().then_some(tree)
 }
 
 #[cfg(test)]
@@ -163,6 +195,11 @@ mod tests {
             depth: 3,
             deadline: Some(Instant::now() + Duration::from_millis(500)),
             key: KeyName::intern("alice"),
+            tree: Some(crate::runtime::TreeRef {
+                id: 42,
+                calls: 9,
+                fuel: 1000,
+            }),
         };
         let mut headers = HeaderMap::new();
         for (name, value) in budget.to_headers() {
@@ -170,6 +207,7 @@ mod tests {
         }
         let read = CallBudget::from_headers(&headers).unwrap();
         assert_eq!(read.depth, 3);
+        assert_eq!(read.tree, budget.tree);
         assert_eq!(read.key, None, "a key name is believed only on request");
         assert_eq!(read.with_key_from(&headers).key.unwrap().as_str(), "alice");
         let left = read.remaining().unwrap();
@@ -187,6 +225,9 @@ mod tests {
             (DEPTH_HEADER, "4294967295"),
             (DEPTH_HEADER, "-1"),
             (DEADLINE_HEADER, "soon"),
+            (TREE_HEADER, "1,2"),
+            (TREE_HEADER, "1,2,3,4"),
+            (TREE_HEADER, "a,b,c"),
         ] {
             let mut headers = HeaderMap::new();
             headers.insert(name, value.parse().unwrap());

@@ -42,6 +42,8 @@ pub const NODE_FAILED: i64 = -32012;
 pub const CALL_DEPTH_EXCEEDED: i64 = -32020;
 /// A call made more sub-calls than allowed.
 pub const TOO_MANY_SUBCALLS: i64 = -32021;
+/// A call tree used up the calls or fuel it shares.
+pub const TREE_BUDGET_EXCEEDED: i64 = -32022;
 /// The request carries no valid credential: an API key at the gateway, the
 /// cluster token at a node (HTTP 401).
 pub const UNAUTHORIZED: i64 = -32030;

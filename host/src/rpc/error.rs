@@ -112,6 +112,7 @@ impl From<&CallError> for RpcError {
                 codes::PAYLOAD_TOO_LARGE
             }
             CallError::GuestCrashed(_) => codes::GUEST_CRASHED,
+            CallError::TreeBudgetExceeded(_) => codes::TREE_BUDGET_EXCEEDED,
             CallError::Cancelled | CallError::Internal(_) => codes::INTERNAL_ERROR,
         };
         let message = match error {

@@ -9,7 +9,8 @@ use super::module::LoadedModule;
 use super::state::CallState;
 use super::subcall::{CallContext, Cancelled, DeadlinePassed};
 use serde::Deserialize;
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use wasmtime::UpdateDeadline;
 use wasmtime::{Engine, Extern, Instance, Memory, Store, Trap, TypedFunc};
@@ -57,12 +58,34 @@ pub(crate) fn run(
         deadline: deadline.saturating_duration_since(started),
         ..limits.clone()
     };
+    // A call of a tree starts with no more fuel than the tree has left,
+    // and charges the tree as it burns.
+    let tree = context.tree.clone();
+    let start_fuel = match &tree {
+        Some(tree) => tree.fuel_left().map(|left| left.min(limits.fuel)),
+        None => Ok(limits.fuel),
+    };
+    let own_fuel = limits.fuel;
+    let limits = &Limits {
+        fuel: *start_fuel.as_ref().unwrap_or(&0),
+        ..limits.clone()
+    };
+    let charged = Arc::new(AtomicU64::new(0));
     let cancelled = context.cancelled.clone();
     let mut store = Store::new(engine, CallState::new(limits, context, deadline));
     store.limiter(|state| &mut state.limiter);
-    watch_deadline(&mut store, cancelled, deadline);
-    let mut result = prepare(&mut store, limits, deadline)
-        .and_then(|()| invoke(&mut store, module, method, params, limits));
+    let watch = Watch {
+        cancelled,
+        tree: tree.clone(),
+        start_fuel: limits.fuel,
+        charged: charged.clone(),
+    };
+    watch_deadline(&mut store, watch, deadline);
+    let mut result = match start_fuel {
+        Ok(_) => prepare(&mut store, limits, deadline)
+            .and_then(|()| invoke(&mut store, module, method, params, limits)),
+        Err(limit) => Err(CallError::TreeBudgetExceeded(limit)),
+    };
     // A breach ends the call even when the guest caught the failure it
     // caused (QuickJS turns a refused allocation into a catchable error).
     if store.data().limiter.hit
@@ -75,7 +98,24 @@ pub(crate) fn run(
             limit: limits.memory_bytes,
         });
     }
-    let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+    let fuel_left = store.get_fuel().unwrap_or(0);
+    let fuel_used = limits.fuel.saturating_sub(fuel_left);
+    if let Some(tree) = &tree {
+        let uncharged = fuel_used.saturating_sub(charged.load(Ordering::Acquire));
+        let charge = tree.charge(uncharged);
+        if matches!(result, Err(CallError::FuelExhausted { .. })) && limits.fuel < own_fuel {
+            // The tree's fuel, not the call's own, ran out.
+            let limit = charge
+                .err()
+                .unwrap_or(super::TreeLimit::Fuel(limits.max_tree_fuel));
+            result = Err(CallError::TreeBudgetExceeded(tree.stop(limit)));
+        }
+        // A stopped tree ends each of its calls, even one that caught the
+        // refusals of its sub-calls.
+        if let Err(limit) = tree.check() {
+            result = Err(CallError::TreeBudgetExceeded(limit));
+        }
+    }
     let elapsed = started.elapsed();
     // Dropping the store resets the instance's memory slot.
     let reset_started = Instant::now();
@@ -103,7 +143,13 @@ pub(crate) fn instantiate_only(
         CallState::new(limits, CallContext::top_level(), deadline),
     );
     store.limiter(|state| &mut state.limiter);
-    watch_deadline(&mut store, None, deadline);
+    let watch = Watch {
+        cancelled: None,
+        tree: None,
+        start_fuel: limits.fuel,
+        charged: Arc::new(AtomicU64::new(0)),
+    };
+    watch_deadline(&mut store, watch, deadline);
     prepare(&mut store, limits, deadline)?;
     module
         .slots
@@ -138,17 +184,36 @@ const CANCEL_CHECK_TICKS: u64 = 10;
 
 /// Wakes every few ticks until the deadline, so that a call whose caller
 /// went away stops within milliseconds; at the deadline, interrupts it.
-fn watch_deadline(
-    store: &mut Store<CallState>,
-    cancelled: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
-    deadline: Instant,
-) {
-    store.epoch_deadline_callback(move |_| {
-        if cancelled
+/// What the periodic check of a running call looks at besides its
+/// deadline.
+struct Watch {
+    /// Set when the caller went away.
+    cancelled: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// The call's tree, charged with the fuel burned since the last check.
+    tree: Option<Arc<super::TreeBudget>>,
+    /// The fuel the call started with.
+    start_fuel: u64,
+    /// Fuel charged to the tree so far.
+    charged: Arc<AtomicU64>,
+}
+
+fn watch_deadline(store: &mut Store<CallState>, watch: Watch, deadline: Instant) {
+    store.epoch_deadline_callback(move |context| {
+        if watch
+            .cancelled
             .as_ref()
             .is_some_and(|flag| flag.load(Ordering::Relaxed))
         {
             return Err(wasmtime::Error::new(Cancelled));
+        }
+        if let Some(tree) = &watch.tree {
+            let burned = watch
+                .start_fuel
+                .saturating_sub(context.get_fuel().unwrap_or(watch.start_fuel));
+            let before = watch.charged.swap(burned, Ordering::AcqRel);
+            if let Err(limit) = tree.charge(burned.saturating_sub(before)) {
+                return Err(wasmtime::Error::new(super::tree::TreeStopped(limit)));
+            }
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -351,6 +416,9 @@ fn classify(error: wasmtime::Error, store: &Store<CallState>, limits: &Limits) -
     }
     if error.downcast_ref::<Cancelled>().is_some() {
         return CallError::Cancelled;
+    }
+    if let Some(super::tree::TreeStopped(limit)) = error.downcast_ref() {
+        return CallError::TreeBudgetExceeded(*limit);
     }
     if error.downcast_ref::<DeadlinePassed>().is_some() || store.data().subcalls.deadline_hit {
         return CallError::DeadlineExceeded {

@@ -113,6 +113,10 @@ pub enum CallError {
     /// Whoever waited for the result went away, so the call was stopped.
     #[error("the call was cancelled: its caller went away")]
     Cancelled,
+    /// The call's tree used up a budget it shares (calls or fuel), which
+    /// stops every call of the tree.
+    #[error("{}", tree_message(.0))]
+    TreeBudgetExceeded(super::TreeLimit),
     /// The guest stopped abnormally for a reason that is none of the above.
     #[error("the guest stopped abnormally: {0}")]
     GuestCrashed(String),
@@ -138,6 +142,7 @@ impl CallError {
             CallError::NotSerializable(_) => "not_serializable",
             CallError::NeverSettled => "never_settled",
             CallError::Cancelled => "cancelled",
+            CallError::TreeBudgetExceeded(_) => "tree_budget_exceeded",
             CallError::GuestCrashed(_) => "guest_crashed",
             CallError::Internal(_) => "internal",
         }
@@ -164,8 +169,27 @@ impl CallError {
                 data["size"] = json!(size);
                 data["limit_bytes"] = json!(limit);
             }
+            CallError::TreeBudgetExceeded(limit) => {
+                let (budget, value) = match limit {
+                    super::TreeLimit::Calls(n) => ("calls", n),
+                    super::TreeLimit::Fuel(n) => ("fuel", n),
+                };
+                data["budget"] = json!(budget);
+                data["limit"] = json!(value);
+            }
             _ => {}
         }
         data
+    }
+}
+
+fn tree_message(limit: &super::TreeLimit) -> String {
+    match limit {
+        super::TreeLimit::Calls(n) => format!(
+            "the call tree made more than {n} calls in all (--max-tree-calls); every call of the tree was stopped"
+        ),
+        super::TreeLimit::Fuel(n) => format!(
+            "the call tree burned more than {n} fuel in all (--max-tree-fuel); every call of the tree was stopped"
+        ),
     }
 }

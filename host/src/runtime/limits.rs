@@ -31,6 +31,13 @@ pub struct Limits {
     pub max_depth: u32,
     /// Most sub-calls one call may make. Default 1,000.
     pub max_subcalls: u32,
+    /// Most calls a client's call and all its descendants may make
+    /// together. Default 10,000: ten full fan-outs.
+    pub max_tree_calls: u64,
+    /// Fuel a client's call and all its descendants may burn together.
+    /// Default 1,000 billion, ten calls' worth: about 100 s of CPU, what ten
+    /// cores give a tree within the default 10 s deadline.
+    pub max_tree_fuel: u64,
 }
 
 impl Default for Limits {
@@ -44,6 +51,8 @@ impl Default for Limits {
             max_console_bytes: 64 << 10,
             max_depth: 8,
             max_subcalls: 1000,
+            max_tree_calls: 10_000,
+            max_tree_fuel: 1_000_000_000_000,
         }
     }
 }

@@ -43,6 +43,7 @@ impl LocalSubcalls {
             deadline: None,
             handler: Some(self.clone()),
             cancelled: None,
+            tree: Some(self.runtime.trees().join(None, &self.limits)),
         }
     }
 }
@@ -64,6 +65,7 @@ impl SubcallHandler for LocalSubcalls {
                 deadline: Some(budget.deadline),
                 handler: handler.clone(),
                 cancelled: None,
+                tree: Some(self.runtime.trees().join(budget.tree, &self.limits)),
             };
             let report = self.runtime.call_in_context(
                 &self.module,

@@ -15,6 +15,7 @@ mod preinit;
 mod stack;
 mod state;
 mod subcall;
+mod tree;
 
 pub use cache::ModuleCache;
 pub use call::CallReport;
@@ -26,6 +27,7 @@ pub use module::LoadedModule;
 pub use preinit::{PreinitError, Preinitialized, preinitialize};
 pub use stack::CALL_THREAD_STACK_BYTES;
 pub use subcall::{Budget, CallContext, Subcall, SubcallHandler};
+pub use tree::{TreeBudget, TreeLimit, TreeRef, Trees};
 
 use engine::EpochTicker;
 use state::CallState;
@@ -73,6 +75,7 @@ pub struct Runtime {
     linker: Linker<CallState>,
     config: RuntimeConfig,
     next_call: AtomicU64,
+    trees: Trees,
     _ticker: EpochTicker,
 }
 
@@ -95,8 +98,14 @@ impl Runtime {
             linker,
             config,
             next_call: AtomicU64::new(1),
+            trees: Trees::default(),
             _ticker: ticker,
         })
+    }
+
+    /// The call trees with calls in this process.
+    pub fn trees(&self) -> &Trees {
+        &self.trees
     }
 
     /// The limits calls run under by default.

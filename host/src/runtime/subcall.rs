@@ -28,6 +28,8 @@ pub struct Budget {
     pub depth: u32,
     /// When the sub-call must be done by: never later than its parent.
     pub deadline: Instant,
+    /// The tree the sub-call belongs to, and what it had left.
+    pub tree: Option<super::TreeRef>,
 }
 
 impl Budget {
@@ -57,6 +59,8 @@ pub struct CallContext {
     /// Set when whoever waits for the result has gone away: the call stops
     /// within a few milliseconds instead of running to its deadline.
     pub cancelled: Option<Arc<AtomicBool>>,
+    /// The budget the call's tree shares; `None` runs without one.
+    pub tree: Option<Arc<super::TreeBudget>>,
 }
 
 impl CallContext {
@@ -67,6 +71,7 @@ impl CallContext {
             deadline: None,
             handler: None,
             cancelled: None,
+            tree: None,
         }
     }
 }
@@ -222,9 +227,19 @@ fn run_batch(session: &mut SubcallSession, request: &[u8]) -> wasmtime::Result<V
         }
     }
     if !admitted.is_empty() {
+        if let Some(tree) = &session.context.tree
+            && let Err(limit) = tree.take_calls(admitted.len() as u64)
+        {
+            let error = RpcError::from(&super::CallError::TreeBudgetExceeded(limit));
+            for slot in outcomes.iter_mut().filter(|slot| slot.is_none()) {
+                *slot = Some(Err(error.clone()));
+            }
+            return Ok(encode(outcomes.into_iter().flatten()));
+        }
         let budget = Budget {
             depth,
             deadline: session.deadline,
+            tree: session.context.tree.as_ref().map(|tree| tree.reference()),
         };
         if budget.remaining().is_zero() {
             session.deadline_hit = true;
