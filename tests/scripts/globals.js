@@ -293,3 +293,81 @@ madrpc.register('present', () =>
     'AbortSignal', 'EventTarget', 'Event', 'CustomEvent', 'DOMException', 'WeakRef', 'FinalizationRegistry',
     'TextEncoder', 'TextDecoder', 'fetch', 'setTimeout', 'setInterval', 'queueMicrotask', 'process', 'require']
     .map((name) => `${name}: ${typeof globalThis[name]}`));
+
+const moment = Date.UTC(2026, 10, 28, 14, 5, 9, 45);
+
+madrpc.register('number_format', () => ({
+  toLocale: [(1234567.891).toLocaleString('en-US'), (1234567.891).toLocaleString(), (-0.5).toLocaleString('en'), (1e21).toLocaleString('en-US'),
+    (0.000001234).toLocaleString('en-US'), (1.005).toLocaleString('en-US', { maximumFractionDigits: 2 }), (2.5).toLocaleString('en-US', { maximumFractionDigits: 0 }),
+    (-2.5).toLocaleString('en-US', { maximumFractionDigits: 0 }), 12345678901234567890n.toLocaleString('en-US'), NaN.toLocaleString('en-US'), (-Infinity).toLocaleString('en-US')],
+  options: [
+    new Intl.NumberFormat('en-US', { minimumFractionDigits: 2 }).format(1234.5),
+    new Intl.NumberFormat('en-US', { maximumSignificantDigits: 3 }).format(123456),
+    new Intl.NumberFormat('en-US', { minimumSignificantDigits: 5 }).format(1.5),
+    new Intl.NumberFormat('en-US', { minimumIntegerDigits: 3 }).format(7),
+    new Intl.NumberFormat('en-US', { useGrouping: false }).format(1234567),
+    new Intl.NumberFormat('en-US', { style: 'percent' }).format(0.256),
+    new Intl.NumberFormat('en-US', { style: 'percent', maximumFractionDigits: 1 }).format(0.12345),
+    new Intl.NumberFormat('en-US', { signDisplay: 'always' }).format(5),
+    new Intl.NumberFormat('en-US', { signDisplay: 'exceptZero' }).format(0),
+    new Intl.NumberFormat('en-US', { signDisplay: 'never' }).format(-5),
+    new Intl.NumberFormat('en-US', { maximumFractionDigits: 2 }).format('1234.5678'),
+    new Intl.NumberFormat().format(1000),
+    new Intl.NumberFormat('und').format(1234.5),
+    new Intl.NumberFormat('de-DE').format(1234567.891),
+    new Intl.NumberFormat('fr').format(1234.5),
+    new Intl.NumberFormat('en-IN').format(12345678),
+  ],
+  resolved: new Intl.NumberFormat('en-us', { maximumFractionDigits: 1 }).resolvedOptions().locale,
+  errors: [() => new Intl.NumberFormat('en', { maximumFractionDigits: 200 }), () => new Intl.NumberFormat('not a tag!'), () => new Intl.NumberFormat('en', { style: 'bogus' })].map(errorName),
+}));
+
+madrpc.register('plural_rules', () => {
+  const en = new Intl.PluralRules('en-US');
+  const ordinal = new Intl.PluralRules('en-US', { type: 'ordinal' });
+  const suffix = { one: 'st', two: 'nd', few: 'rd', other: 'th' };
+  return {
+    cardinal: [0, 1, 2, 1.5, -1].map((n) => en.select(n)),
+    fraction: new Intl.PluralRules('en', { minimumFractionDigits: 1 }).select(1),
+    ordinal: [1, 2, 3, 4, 11, 12, 13, 21, 22, 23, 101, 111].map((n) => `${n}${suffix[ordinal.select(n)]}`),
+    categories: [en.resolvedOptions().pluralCategories, ordinal.resolvedOptions().pluralCategories],
+    root: new Intl.PluralRules('und').select(1),
+    arabic: [0, 1, 2, 3, 11, 100].map((n) => new Intl.PluralRules('ar').select(n)),
+  };
+});
+
+madrpc.register('collator', () => {
+  const words = ['résumé', 'resume', 'Resume', 'apple', 'Zebra', 'zebra', 'äpfel', 'b'];
+  return {
+    sorted: [...words].sort(new Intl.Collator('en').compare),
+    base: new Intl.Collator('en', { sensitivity: 'base' }).compare('a', 'á'),
+    accent: new Intl.Collator('en', { sensitivity: 'accent' }).compare('a', 'á'),
+    caseOnly: [new Intl.Collator('en', { sensitivity: 'case' }).compare('a', 'A'), new Intl.Collator('en', { sensitivity: 'case' }).compare('a', 'á')],
+    numeric: ['item10', 'item2', 'item1'].sort(new Intl.Collator('en', { numeric: true }).compare),
+    localeCompare: ['a'.localeCompare('b'), 'b'.localeCompare('a'), 'a'.localeCompare('a'), 'ä'.localeCompare('z', 'de'), 'ä'.localeCompare('z', 'sv')],
+  };
+});
+
+madrpc.register('date_time_format', () => {
+  const date = new Date(moment);
+  return {
+    toLocale: [date.toLocaleString('en-US'), date.toLocaleDateString('en-US'), date.toLocaleTimeString('en-US'), date.toLocaleString(), new Date(NaN).toLocaleString()],
+    styles: ['full', 'long', 'medium', 'short'].map((dateStyle) => new Intl.DateTimeFormat('en-US', { dateStyle, timeZone: 'UTC' }).format(date)),
+    times: ['full', 'long', 'medium', 'short'].map((timeStyle) => new Intl.DateTimeFormat('en-US', { timeStyle, timeZone: 'UTC' }).format(date)),
+    both: new Intl.DateTimeFormat('en-US', { dateStyle: 'medium', timeStyle: 'short' }).format(date),
+    components: [
+      { year: 'numeric', month: 'long', day: 'numeric' },
+      { month: 'short', day: 'numeric' },
+      { weekday: 'long' },
+      { year: 'numeric', month: 'long' },
+      { hour: 'numeric', minute: 'numeric' },
+      { hour: 'numeric', minute: 'numeric', hour12: false },
+      { weekday: 'short', year: 'numeric', month: 'short', day: 'numeric' },
+    ].map((options) => new Intl.DateTimeFormat('en-US', options).format(date)),
+    defaults: new Intl.DateTimeFormat('en-US').format(date),
+    gb: date.toLocaleDateString('en-GB'),
+    de: date.toLocaleDateString('de-DE'),
+    resolved: (({ locale, calendar, numberingSystem, timeZone }) => [locale, calendar, numberingSystem, timeZone])(new Intl.DateTimeFormat('en-US').resolvedOptions()),
+    errors: [() => new Intl.DateTimeFormat('en', { dateStyle: 'short', year: 'numeric' }), () => new Intl.DateTimeFormat('en').format(NaN)].map(errorName),
+  };
+});

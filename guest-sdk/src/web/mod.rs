@@ -12,6 +12,8 @@
 mod base64;
 mod clock;
 mod crypto;
+#[cfg(feature = "intl")]
+mod intl;
 mod url;
 
 pub use clock::start_call;
@@ -23,13 +25,15 @@ use javy_plugin_api::javy::quickjs::{
 
 /// The JavaScript halves, in the order they run: later ones use what
 /// earlier ones put on the shared native object (`DOMException`, `now`).
-const SOURCES: [(&str, &str); 6] = [
+const SOURCES: &[(&str, &str)] = &[
     ("madrpc:web/dom", include_str!("dom.js")),
     ("madrpc:web/performance", include_str!("performance.js")),
     ("madrpc:web/encoding", include_str!("encoding.js")),
     ("madrpc:web/url", include_str!("url.js")),
     ("madrpc:web/crypto", include_str!("crypto.js")),
     ("madrpc:web/clone", include_str!("clone.js")),
+    #[cfg(feature = "intl")]
+    ("madrpc:web/intl", include_str!("intl.js")),
 ];
 
 /// Defines the globals in `ctx`. Runs at build time only.
@@ -58,7 +62,9 @@ pub fn install(ctx: &Ctx<'_>) -> Result<(), GuestError> {
     native
         .set("digest", Func::from(crypto::digest))
         .map_err(js)?;
-    for (file_name, source) in SOURCES {
+    #[cfg(feature = "intl")]
+    add_intl(ctx, &native)?;
+    for &(file_name, source) in SOURCES {
         let mut options = EvalOptions::default();
         options.global = true;
         options.strict = true;
@@ -68,5 +74,35 @@ pub fn install(ctx: &Ctx<'_>) -> Result<(), GuestError> {
         let setup: Function = ctx.eval_with_options(source, options).map_err(js)?;
         setup.call::<_, ()>((native.clone(),)).map_err(js)?;
     }
+    Ok(())
+}
+
+/// `Intl`'s natives; its JavaScript half runs after the other globals.
+#[cfg(feature = "intl")]
+fn add_intl(ctx: &Ctx<'_>, native: &Object<'_>) -> Result<(), GuestError> {
+    let js = |e| GuestError::from_js(ctx, e);
+    native
+        .set("intlLocale", Func::from(intl::canonical_locale))
+        .map_err(js)?;
+    native
+        .set(
+            "formatNumber",
+            Func::from(
+                |ctx, tag, number: Option<f64>, bigint: Option<String>, digits, style| {
+                    intl::format_number(ctx, tag, number, bigint, digits, style)
+                },
+            ),
+        )
+        .map_err(js)?;
+    native
+        .set("pluralSelect", Func::from(intl::plural_select))
+        .map_err(js)?;
+    native
+        .set("pluralCategories", Func::from(intl::plural_categories))
+        .map_err(js)?;
+    native.set("compare", Func::from(intl::compare)).map_err(js)?;
+    native
+        .set("formatDate", Func::from(intl::format_date))
+        .map_err(js)?;
     Ok(())
 }
