@@ -239,6 +239,7 @@ async fn the_globals_present_and_absent() {
                 "structuredClone: function","performance: object","AbortController: function","AbortSignal: function",
                 "EventTarget: function","Event: function","CustomEvent: function","DOMException: function",
                 "WeakRef: function","FinalizationRegistry: function","TextEncoder: function","TextDecoder: function",
+                "Intl: object",
                 "fetch: undefined","setTimeout: undefined","setInterval: undefined","queueMicrotask: function",
                 "process: undefined","require: undefined"]"##,
         ),
@@ -315,4 +316,66 @@ async fn performance_now_measures_the_call() {
         distinct.len() > 1,
         "every call read the same time: {starts:?}"
     );
+}
+
+/// French groups digits with a narrow no-break space (U+202F), in Node too.
+#[tokio::test(flavor = "multi_thread")]
+async fn intl_number_format_and_to_locale_string() {
+    check(
+        "number_format",
+        expected(
+            r##"{"toLocale":["1,234,567.891","1,234,567.891","-0.5","1,000,000,000,000,000,000,000","0","1.01","3","-3",
+                             "12,345,678,901,234,567,890","NaN","-∞"],
+                "options":["1,234.50","123,000","1.5000","007","1234567","26%","12.3%","+5","0","5","1,234.57","1,000",
+                           "1,234.5","1.234.567,891","1\u202f234,5","1,23,45,678"],
+                "resolved":"en-US","errors":["RangeError","RangeError","RangeError"]}"##,
+        ),
+    )
+    .await;
+}
+
+/// Node 20 lists plural categories in V8's order and answers `und` with
+/// English rules; ECMA-402 (2024) orders them zero, one, two, few, many,
+/// other, and CLDR's root locale has only "other".
+#[tokio::test(flavor = "multi_thread")]
+async fn intl_plural_rules_select_cardinals_and_ordinals() {
+    check(
+        "plural_rules",
+        expected(
+            r##"{"cardinal":["other","one","other","other","one"],"fraction":"other",
+                "ordinal":["1st","2nd","3rd","4th","11th","12th","13th","21st","22nd","23rd","101st","111th"],
+                "categories":[["one","other"],["one","two","few","other"]],"root":"other",
+                "arabic":["zero","one","two","few","many","other"]}"##,
+        ),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn intl_collator_sorts_by_locale() {
+    check(
+        "collator",
+        expected(
+            r##"{"sorted":["äpfel","apple","b","resume","Resume","résumé","zebra","Zebra"],"base":0,"accent":-1,
+                "caseOnly":[-1,0],"numeric":["item1","item2","item10"],"localeCompare":[-1,1,0,-1,1]}"##,
+        ),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn intl_date_time_format_in_utc() {
+    check(
+        "date_time_format",
+        expected(
+            r##"{"toLocale":["11/28/2026, 2:05:09 PM","11/28/2026","2:05:09 PM","11/28/2026, 2:05:09 PM","Invalid Date"],
+                "styles":["Saturday, November 28, 2026","November 28, 2026","Nov 28, 2026","11/28/26"],
+                "times":["2:05:09 PM Coordinated Universal Time","2:05:09 PM UTC","2:05:09 PM","2:05 PM"],
+                "both":"Nov 28, 2026, 2:05 PM",
+                "components":["November 28, 2026","Nov 28","Saturday","November 2026","2:05 PM","14:05","Sat, Nov 28, 2026"],
+                "defaults":"11/28/2026","gb":"28/11/2026","de":"28.11.2026","resolved":["en-US","gregory","latn","UTC"],
+                "errors":["TypeError","RangeError"]}"##,
+        ),
+    )
+    .await;
 }

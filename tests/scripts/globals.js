@@ -291,7 +291,7 @@ madrpc.register('ahead', async () => ({
 madrpc.register('present', () =>
   ['atob', 'btoa', 'URL', 'URLSearchParams', 'crypto', 'structuredClone', 'performance', 'AbortController',
     'AbortSignal', 'EventTarget', 'Event', 'CustomEvent', 'DOMException', 'WeakRef', 'FinalizationRegistry',
-    'TextEncoder', 'TextDecoder', 'fetch', 'setTimeout', 'setInterval', 'queueMicrotask', 'process', 'require']
+    'TextEncoder', 'TextDecoder', 'Intl', 'fetch', 'setTimeout', 'setInterval', 'queueMicrotask', 'process', 'require']
     .map((name) => `${name}: ${typeof globalThis[name]}`));
 
 const moment = Date.UTC(2026, 10, 28, 14, 5, 9, 45);

@@ -5,7 +5,9 @@
 //! for the rest of the call, so sorting with a collator or formatting in a
 //! loop builds each one once.
 
-use fixed_decimal::{Decimal, FloatPrecision, SignDisplay, SignedRoundingMode, UnsignedRoundingMode};
+use fixed_decimal::{
+    Decimal, FloatPrecision, SignDisplay, SignedRoundingMode, UnsignedRoundingMode,
+};
 use icu_calendar::{Date, Iso};
 use icu_collator::options::{CaseLevel, CollatorOptions, Strength};
 use icu_collator::preferences::{CollationCaseFirst, CollationNumericOrdering};
@@ -123,7 +125,10 @@ pub fn format_number<'js>(
     let option = |i: usize| style.get(i).map(String::as_str).unwrap_or("");
     let (percent, grouping, sign) = (option(0) == "percent", option(1), option(2));
     let Some(mut value) = decimal(number, bigint) else {
-        return Err(Exception::throw_range(&ctx, "the number cannot be formatted"));
+        return Err(Exception::throw_range(
+            &ctx,
+            "the number cannot be formatted",
+        ));
     };
     if percent {
         value.absolute.multiply_pow10(2);
@@ -150,7 +155,10 @@ pub fn format_number<'js>(
     });
     match formatter {
         Some(formatter) => Ok(formatter.format(&value).to_string()),
-        None => Err(Exception::throw_range(&ctx, "no number format for this locale")),
+        None => Err(Exception::throw_range(
+            &ctx,
+            "no number format for this locale",
+        )),
     }
 }
 
@@ -193,7 +201,12 @@ pub fn plural_select(tag: String, ordinal: bool, number: f64, digits: Vec<f64>) 
 /// The plural categories the locale uses, in CLDR order.
 pub fn plural_categories(tag: String, ordinal: bool) -> Vec<String> {
     plural_rules(&tag, ordinal)
-        .map(|rules| rules.categories().map(|c| category_name(c).to_owned()).collect())
+        .map(|rules| {
+            rules
+                .categories()
+                .map(|c| category_name(c).to_owned())
+                .collect()
+        })
         .unwrap_or_else(|| vec!["other".to_owned()])
 }
 
@@ -270,7 +283,12 @@ fn civil(ms: f64) -> (i32, u8, u8, u8, u8, u8, u32) {
 /// form has them), `time` is the precision (`hour`, `minute`, `second`,
 /// `1`..`3` fractional digits, or empty for none), `hour_cycle` is `h12`,
 /// `h23` or empty for the locale's.
-pub fn format_date<'js>(ctx: Ctx<'js>, tag: String, ms: f64, options: Vec<String>) -> Result<String> {
+pub fn format_date<'js>(
+    ctx: Ctx<'js>,
+    tag: String,
+    ms: f64,
+    options: Vec<String>,
+) -> Result<String> {
     let option = |i: usize| options.get(i).map(String::as_str).unwrap_or("");
     let (fields, length, year, time, hour_cycle) =
         (option(0), option(1), option(2), option(3), option(4));
@@ -305,7 +323,12 @@ pub fn format_date<'js>(ctx: Ctx<'js>, tag: String, ms: f64, options: Vec<String
                 .and_then(SubsecondDigits::try_from_int)
                 .map(TimePrecision::Subsecond),
         };
-        if builder.date_fields.is_some_and(|f| matches!(f, DateFields::YMDE | DateFields::YMD | DateFields::YM | DateFields::Y)) {
+        if builder.date_fields.is_some_and(|f| {
+            matches!(
+                f,
+                DateFields::YMDE | DateFields::YMD | DateFields::YM | DateFields::Y
+            )
+        }) {
             builder.year_style = Some(if year == "auto" {
                 YearStyle::Auto
             } else {
@@ -322,7 +345,10 @@ pub fn format_date<'js>(ctx: Ctx<'js>, tag: String, ms: f64, options: Vec<String
         DateTimeFormatter::try_new(prefs, field_set).ok()
     });
     let Some(formatter) = formatter else {
-        return Err(Exception::throw_range(&ctx, "these date options cannot be combined"));
+        return Err(Exception::throw_range(
+            &ctx,
+            "these date options cannot be combined",
+        ));
     };
     let (y, mo, d, h, mi, s, milli) = civil(ms);
     let date = Date::try_new_iso(y, mo, d);
@@ -332,7 +358,10 @@ pub fn format_date<'js>(ctx: Ctx<'js>, tag: String, ms: f64, options: Vec<String
             let input: DateTime<Iso> = DateTime { date, time };
             // CLDR puts a narrow no-break space before "AM"/"PM"; V8 (Node,
             // Workers, Chrome) prints a plain space, which code expects.
-            Ok(formatter.format(&input).to_string().replace('\u{202f}', " "))
+            Ok(formatter
+                .format(&input)
+                .to_string()
+                .replace('\u{202f}', " "))
         }
         _ => Err(Exception::throw_range(&ctx, "Invalid time value")),
     }

@@ -100,7 +100,9 @@ fn add_intl(ctx: &Ctx<'_>, native: &Object<'_>) -> Result<(), GuestError> {
     native
         .set("pluralCategories", Func::from(intl::plural_categories))
         .map_err(js)?;
-    native.set("compare", Func::from(intl::compare)).map_err(js)?;
+    native
+        .set("compare", Func::from(intl::compare))
+        .map_err(js)?;
     native
         .set("formatDate", Func::from(intl::format_date))
         .map_err(js)?;
