@@ -1,8 +1,10 @@
 //! The web-platform globals every call can use (the WinterTC minimum
 //! common API, as far as a function that computes on its arguments needs
-//! it): `DOMException`, `Event`, `EventTarget`, `AbortController`,
-//! `AbortSignal`, `atob`, `btoa`, `URL`, `URLSearchParams`, `crypto`,
-//! `structuredClone` and `performance`.
+//! it): `DOMException`, `Event`, `CustomEvent`, `EventTarget`,
+//! `AbortController`, `AbortSignal`, `queueMicrotask`, `performance`,
+//! `atob`, `btoa`, `URL`, `URLSearchParams`, `crypto`, `structuredClone`
+//! and, with the `intl` feature, `Intl`. (`WeakRef`, `FinalizationRegistry`,
+//! `TextEncoder` and `TextDecoder` are QuickJS's and Javy's.)
 //!
 //! They are installed once, at build time, before the user's script runs,
 //! so the snapshot carries them and a call pays nothing to set them up. The
