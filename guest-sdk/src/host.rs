@@ -48,13 +48,18 @@ pub fn run_subcalls(request: String) -> String {
     String::from_utf8(outcomes).unwrap_or_else(|_| "[]".to_owned())
 }
 
+/// Fills `buf` with fresh entropy from the host, read at call time; false
+/// when the host has none.
+pub fn random_fill(buf: &mut [u8]) -> bool {
+    // SAFETY: the host writes `buf.len()` bytes into `buf`.
+    unsafe { random_get_raw(buf.as_mut_ptr(), buf.len()) == 0 }
+}
+
 /// Eight bytes of fresh entropy from the host, read at call time (never from
 /// the build-time snapshot).
 pub fn random_seed() -> u64 {
     let mut buf = [0u8; 8];
-    // SAFETY: the host writes `buf.len()` bytes into `buf`.
-    let errno = unsafe { random_get_raw(buf.as_mut_ptr(), buf.len()) };
-    if errno != 0 {
+    if !random_fill(&mut buf) {
         // No entropy is a host misconfiguration; fall back to a fixed but
         // valid seed rather than failing the call.
         return 0x9E37_79B9_7F4A_7C15;

@@ -36,6 +36,7 @@ mod host;
 mod methods;
 mod random;
 mod script;
+mod web;
 
 use crate::console::HostConsole;
 use crate::error::GuestError;
@@ -131,6 +132,7 @@ pub unsafe extern "C" fn madrpc_call(
 
 fn run_call(method: &str, params: &[u8]) -> Result<Vec<u8>, GuestError> {
     random::reset();
+    web::start_call();
     GUEST.with(|guest| {
         let guest = guest.get().ok_or_else(|| {
             GuestError::internal("the module was not initialized by `madrpc build`")
@@ -157,6 +159,7 @@ fn initialize() -> Result<Vec<String>, GuestError> {
     let mut config = Config::default();
     config
         .text_encoding(true)
+        .weak_ref(true)
         .max_stack_size(MAX_STACK_SIZE)
         .log_stream(Box::new(HostConsole(ConsoleStream::Log)))
         .err_stream(Box::new(HostConsole(ConsoleStream::Error)));
@@ -167,6 +170,7 @@ fn initialize() -> Result<Vec<String>, GuestError> {
 
     let flush = runtime.context().with(|ctx| {
         install_random(&ctx)?;
+        web::install(&ctx)?;
         ctx.globals()
             .set("__madrpc_run_subcalls", Func::from(host::run_subcalls))
             .map_err(|e| GuestError::from_js(&ctx, e))?;
