@@ -112,6 +112,8 @@ impl From<&CallError> for RpcError {
                 codes::PAYLOAD_TOO_LARGE
             }
             CallError::GuestCrashed(_) => codes::GUEST_CRASHED,
+            CallError::CallDepthExceeded { .. } => codes::CALL_DEPTH_EXCEEDED,
+            CallError::TooManySubcalls { .. } => codes::TOO_MANY_SUBCALLS,
             CallError::Cancelled | CallError::Internal(_) => codes::INTERNAL_ERROR,
         };
         let message = match error {

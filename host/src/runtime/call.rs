@@ -37,6 +37,9 @@ struct GuestErrorJson {
     stack: Option<String>,
     #[serde(default)]
     methods: Vec<String>,
+    /// The code and data of a sub-call's `RpcError` the function let escape.
+    #[serde(default)]
+    cause: Option<serde_json::Value>,
 }
 
 pub(crate) fn run(
@@ -312,12 +315,29 @@ fn guest_error(
         _ if store.data().limiter.hit => CallError::MemoryExceeded {
             limit: limits.memory_bytes,
         },
-        "threw" => CallError::Threw(GuestException {
-            name: error.name,
-            message: error.message,
-            stack: error.stack,
-        }),
+        "threw" => {
+            escaped_limit(error.cause.as_ref()).unwrap_or(CallError::Threw(GuestException {
+                name: error.name,
+                message: error.message,
+                stack: error.stack,
+                cause: error.cause,
+            }))
+        }
         _ => CallError::GuestCrashed(error.message),
+    }
+}
+
+/// A sub-call refused for the depth or sub-call limit stops the whole chain
+/// of calls: when the function lets that `RpcError` escape, the call fails
+/// with the same limit rather than as a thrown error.
+fn escaped_limit(cause: Option<&serde_json::Value>) -> Option<CallError> {
+    let cause = cause?;
+    let limit = cause.get("limit").and_then(serde_json::Value::as_u64);
+    let limit = u32::try_from(limit?).ok()?;
+    match cause.get("kind")?.as_str()? {
+        "call_depth_exceeded" => Some(CallError::CallDepthExceeded { limit }),
+        "too_many_subcalls" => Some(CallError::TooManySubcalls { limit }),
+        _ => None,
     }
 }
 

@@ -246,6 +246,10 @@ fn log_report(call_id: u64, method: &str, report: &CallReport) {
             elapsed_us = report.elapsed.as_micros() as u64,
             "call ok"
         ),
+        // Nobody receives a cancelled call's error: the log is where it shows.
+        Err(error @ CallError::Cancelled) => {
+            tracing::info!(call = call_id, method, kind = error.kind(), %error, "call stopped")
+        }
         Err(error) => {
             tracing::debug!(call = call_id, method, kind = error.kind(), %error, "call failed")
         }
