@@ -23,7 +23,7 @@ pub use error::{CallError, GuestException, LoadError};
 pub use limits::Limits;
 pub use local::LocalSubcalls;
 pub use module::LoadedModule;
-pub use preinit::{PreinitError, Preinitialized, preinitialize};
+pub use preinit::{BuildLimits, PreinitError, Preinitialized, preinitialize};
 pub use stack::CALL_THREAD_STACK_BYTES;
 pub use subcall::{Budget, CallContext, Subcall, SubcallHandler};
 
