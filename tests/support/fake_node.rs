@@ -28,6 +28,7 @@ struct Plan {
 pub struct FakeNode {
     pub url: String,
     calls: Arc<AtomicUsize>,
+    checks: Arc<std::sync::Mutex<Vec<std::time::Instant>>>,
     plan: Arc<Mutex<Plan>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -40,22 +41,27 @@ impl FakeNode {
         let url = format!("http://{}", listener.local_addr().expect("bound"));
         let health = serde_json::json!({"status": "ok", "methods": methods}).to_string();
         let calls = Arc::new(AtomicUsize::new(0));
+        let checks = Arc::new(Mutex::new(Vec::new()));
         let plan = Arc::new(Mutex::new(Plan {
             next: next.into(),
             then,
         }));
         let task = {
-            let (calls, plan) = (calls.clone(), plan.clone());
+            let (calls, plan, checks) = (calls.clone(), plan.clone(), checks.clone());
             tokio::spawn(async move {
                 while let Ok((stream, _)) = listener.accept().await {
-                    let (calls, plan, health) = (calls.clone(), plan.clone(), health.clone());
-                    tokio::spawn(serve(stream, calls, plan, health));
+                    let seen = Seen {
+                        calls: calls.clone(),
+                        checks: checks.clone(),
+                    };
+                    tokio::spawn(serve(stream, seen, plan.clone(), health.clone()));
                 }
             })
         };
         FakeNode {
             url,
             calls,
+            checks,
             plan,
             task,
         }
@@ -64,6 +70,14 @@ impl FakeNode {
     /// Calls received so far.
     pub fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
+    }
+
+    /// When each health check arrived.
+    pub fn health_checks(&self) -> Vec<std::time::Instant> {
+        self.checks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Answers the next calls with `next`, then with `then`.
@@ -80,20 +94,25 @@ impl Drop for FakeNode {
     }
 }
 
-/// One request per connection, then the connection closes.
-async fn serve(
-    mut stream: TcpStream,
+/// What the fake node counts.
+struct Seen {
     calls: Arc<AtomicUsize>,
-    plan: Arc<Mutex<Plan>>,
-    health: String,
-) {
+    checks: Arc<Mutex<Vec<std::time::Instant>>>,
+}
+
+/// One request per connection, then the connection closes.
+async fn serve(mut stream: TcpStream, seen: Seen, plan: Arc<Mutex<Plan>>, health: String) {
     let Some(head) = read_request(&mut stream).await else {
         return;
     };
     let reply = if head.starts_with("GET /health") {
+        seen.checks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(std::time::Instant::now());
         Reply::Http(200, "")
     } else {
-        calls.fetch_add(1, Ordering::SeqCst);
+        seen.calls.fetch_add(1, Ordering::SeqCst);
         let mut plan = plan.lock().unwrap_or_else(|p| p.into_inner());
         let then = plan.then.clone();
         plan.next.pop_front().unwrap_or(then)
