@@ -411,3 +411,19 @@ async fn the_gateway_checks_each_node_every_second() {
         "three intervals took {span:?}"
     );
 }
+
+/// `madrpc build` seals the snapshot's heap (guest-sdk/src/heap.rs) and
+/// fails when the allocator's layout defeats it. A large script leaves the
+/// most gaps to seal; it must build, and its calls must work.
+#[test]
+fn a_large_script_builds_with_its_heap_sealed() {
+    let source: String = (0..20_000)
+        .map(|i| format!("function f{i}(x) {{ return x + {i}; }}\n"))
+        .chain(std::iter::once(
+            "madrpc.register('last', (x) => f19999(x));\n".to_owned(),
+        ))
+        .collect();
+    let module = support::load_source("large.js", &source);
+    let report = runtime().call(&module, "last", b"[1]");
+    assert_eq!(report.result.expect("last succeeds"), b"20000");
+}
