@@ -427,3 +427,68 @@ fn a_large_script_builds_with_its_heap_sealed() {
     let report = runtime().call(&module, "last", b"[1]");
     assert_eq!(report.result.expect("last succeeds"), b"20000");
 }
+
+/// Resident memory of a process, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS");
+    kib * 1024
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_does_not_grow_as_calls_move_to_clean_slots() {
+    let script = support::script("heavy.js");
+    let serve = Logged::start(
+        &[
+            "serve",
+            script.to_str().unwrap(),
+            "--nodes",
+            "1",
+            "--workers",
+            "1",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[("RUST_LOG", "info,madrpc::runtime=debug")],
+        "madrpc is serving at ",
+    );
+    let moves = || {
+        serve
+            .matching(|l| l.contains("moved calls to clean memory slots"))
+            .len()
+    };
+    let mut samples = Vec::new();
+    for cycle in 0..12 {
+        let before = moves();
+        assert_eq!(
+            call(&serve.url, "allocate", json!([8])).await["result"],
+            8000
+        );
+        let started = Instant::now();
+        while moves() == before {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "cycle {cycle}: calls never moved"
+            );
+            assert_eq!(call(&serve.url, "count", json!([])).await["result"], 1);
+        }
+        samples.push(rss(serve.child.id()));
+    }
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    let settled = samples[3];
+    let last = samples[11];
+    assert!(
+        last <= settled + (16 << 20),
+        "RSS grew from {:.1} MiB to {:.1} MiB over 8 moves: {:?}",
+        mib(settled),
+        mib(last),
+        samples
+            .iter()
+            .map(|b| format!("{:.1}", mib(*b)))
+            .collect::<Vec<_>>()
+    );
+}

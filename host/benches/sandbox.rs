@@ -131,7 +131,10 @@ fn run() {
         us(before)
     );
     if heavy.slot_refreshes() == refreshes {
-        println!("{:<52} none within 5 s", "move to clean slots after that call");
+        println!(
+            "{:<52} none within 5 s",
+            "move to clean slots after that call"
+        );
     } else {
         println!(
             "{:<52} {} calls in {}, median {}",
