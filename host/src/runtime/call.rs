@@ -320,7 +320,7 @@ fn guest_error(
                 name: error.name,
                 message: error.message,
                 stack: error.stack,
-                cause: error.cause,
+                cause: error.cause.map(Box::new),
             }))
         }
         _ => CallError::GuestCrashed(error.message),

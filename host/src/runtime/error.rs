@@ -48,7 +48,7 @@ pub struct GuestException {
     /// For an `RpcError` from a sub-call that the function let escape: that
     /// error's `code` and `data` (its `kind` and limits), without a stack.
     #[serde(default)]
-    pub cause: Option<Value>,
+    pub cause: Option<Box<Value>>,
 }
 
 /// Why a call did not produce a result. Each limit has its own variant so a
@@ -180,7 +180,7 @@ impl CallError {
                     data["stack"] = json!(stack);
                 }
                 if let Some(cause) = &exception.cause {
-                    data["cause"] = cause.clone();
+                    data["cause"] = cause.as_ref().clone();
                 }
             }
             CallError::FuelExhausted { limit } => data["limit"] = json!(limit),
