@@ -321,7 +321,10 @@ fn params_and_results_are_size_limited() {
         call_limited("echo", &big, &limits).result,
         Err(CallError::ParamsTooLarge { size, limit: 64 }) if size == big.len()
     ));
-    assert!(call_limited("big_result", "[900]", &limits).result.is_ok());
+    let fits = call_limited("big_result", "[900]", &limits)
+        .result
+        .expect("a result under the limit");
+    assert_eq!(fits, format!("\"{}\"", "y".repeat(900)).into_bytes());
     assert!(matches!(
         call_limited("big_result", "[5000]", &limits).result,
         Err(CallError::ResultTooLarge {
