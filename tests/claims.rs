@@ -407,7 +407,7 @@ async fn the_gateway_checks_each_node_every_second() {
     let checks = fake.health_checks();
     let span = checks[3] - checks[0];
     assert!(
-        span >= Duration::from_millis(2700) && span <= Duration::from_millis(3600),
+        span >= Duration::from_millis(2700) && span <= Duration::from_millis(4200),
         "three intervals took {span:?}"
     );
 }

@@ -218,7 +218,7 @@ async fn guest_and_limit_rows() {
     // The deadline that applied: what was left of the client's 50 ms when
     // the call started.
     let limit_ms = value["error"]["data"]["limit_ms"].as_u64().unwrap();
-    assert!((30..=50).contains(&limit_ms), "{value}");
+    assert!((1..=50).contains(&limit_ms), "{value}");
 
     expect_error(
         &call(url, "deep", json!([])).await,
