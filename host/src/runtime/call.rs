@@ -25,6 +25,9 @@ pub struct CallReport {
     pub fuel_used: u64,
     /// Wall-clock time from instantiation to result.
     pub elapsed: Duration,
+    /// Time spent afterwards restoring the memory pages the call's slot
+    /// holds written, so the next call there starts from the snapshot.
+    pub reset: Duration,
 }
 
 /// The guest's error object (see `guest-sdk/src/error.rs`).
@@ -89,6 +92,7 @@ pub(crate) fn run(
         console,
         fuel_used,
         elapsed,
+        reset,
     };
     (report, reset)
 }

@@ -54,6 +54,10 @@ pub struct RuntimeConfig {
     pub max_instances: u32,
     /// Where compiled modules are cached; `None` compiles on every load.
     pub cache: Option<ModuleCache>,
+    /// Whether a module whose memory resets turn slow is loaded again from
+    /// its cache entry so its calls move to clean slots (default). Off only
+    /// to measure what the move saves.
+    pub move_slow_slots: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -62,6 +66,7 @@ impl Default for RuntimeConfig {
             limits: Limits::default(),
             max_instances: 256,
             cache: ModuleCache::default_location().map(ModuleCache::new),
+            move_slow_slots: true,
         }
     }
 }
@@ -142,6 +147,9 @@ impl Runtime {
     /// `reset`, when that is slow (see `module::Slots`); at most once per
     /// [`REFRESH_INTERVAL`].
     fn refresh_if_slow(&self, module: &LoadedModule, reset: Duration) {
+        if !self.config.move_slow_slots {
+            return;
+        }
         let Some(path) = module.slots.cached_at() else {
             return;
         };
