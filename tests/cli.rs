@@ -71,7 +71,7 @@ fn syntax_errors_and_top_level_throws_name_file_line_and_column() {
     for (file, location, name) in cases {
         let output = run_cli(dir.path(), &["build", file]);
         let (_, stderr) = texts(&output);
-        assert!(!output.status.success(), "{file} built");
+        assert_eq!(output.status.code(), Some(1), "{file}: {stderr}");
         assert!(
             stderr.contains(location),
             "{file}: no {location} in {stderr}"
@@ -105,7 +105,7 @@ fn scripts_that_register_nothing_or_twice_do_not_build() {
     for (file, expected) in cases {
         let output = run_cli(dir.path(), &["build", file]);
         let (_, stderr) = texts(&output);
-        assert!(!output.status.success(), "{file} built");
+        assert_eq!(output.status.code(), Some(1), "{file}: {stderr}");
         assert!(stderr.contains(expected), "{file}: {stderr}");
         assert!(!stderr.contains("panicked"), "{file}: {stderr}");
     }
@@ -116,10 +116,10 @@ fn a_missing_or_binary_script_is_a_clear_error() {
     let dir = workdir();
     fs::write(dir.path().join("binary.js"), [0xff, 0xfe, 0x00, 0x80]).unwrap();
     let output = run_cli(dir.path(), &["build", "missing.js"]);
-    assert!(!output.status.success());
+    assert_eq!(output.status.code(), Some(1));
     assert!(texts(&output).1.contains("cannot read missing.js"));
     let output = run_cli(dir.path(), &["build", "binary.js"]);
-    assert!(!output.status.success());
+    assert_eq!(output.status.code(), Some(1));
     assert!(texts(&output).1.contains("not UTF-8"));
 }
 
@@ -197,7 +197,7 @@ fn run_refuses_corrupt_and_foreign_modules() {
     for (file, expected) in cases {
         let output = run_cli(dir.path(), &["run", file, "hello"]);
         let (_, stderr) = texts(&output);
-        assert!(!output.status.success(), "{file} ran");
+        assert_eq!(output.status.code(), Some(1), "{file}: {stderr}");
         assert!(stderr.contains(expected), "{file}: {stderr}");
         assert!(!stderr.contains("panicked"), "{file}: {stderr}");
     }

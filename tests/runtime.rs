@@ -236,24 +236,21 @@ fn every_registered_name_finds_its_own_function() {
     assert_eq!(available, names, "listed in registration order");
 }
 
+/// The time the memory reset took after a `count` call, checked.
+fn count_reset(runtime: &madrpc::runtime::Runtime, module: &LoadedModule) -> Duration {
+    let report = runtime.call(module, "count", b"");
+    assert_eq!(
+        report.result.expect("count succeeds"),
+        b"1",
+        "a fresh instance per call"
+    );
+    report.reset
+}
+
 #[test]
 fn calls_move_to_clean_slots_after_an_allocation_heavy_call() {
-    let source = "let counter = 0;\n\
-        madrpc.register('count', () => ++counter);\n\
-        madrpc.register('allocate', (mb) => { const parts = []; \
-        for (let i = 0; i < mb * 1000; i++) parts.push('x'.repeat(1000) + i); return parts.length; });";
-    let module = load_source("heavy.js", source);
-    let count = |module: &LoadedModule| {
-        let result = runtime()
-            .call(module, "count", b"")
-            .result
-            .expect("count succeeds");
-        serde_json::from_slice::<Value>(&result).unwrap()
-    };
-    // Clean slots set the baseline of what a reset costs.
-    for _ in 0..50 {
-        assert_eq!(count(&module), json!(1));
-    }
+    let built = madrpc::build::build_file(&support::script("heavy.js")).expect("builds");
+    let module = runtime().load(&built.wasm).expect("loads");
     let before = module.slot_refreshes();
     let report = runtime().call(&module, "allocate", b"[8]");
     assert_eq!(report.result.expect("allocation succeeds"), b"8000");
@@ -265,11 +262,37 @@ fn calls_move_to_clean_slots_after_an_allocation_heavy_call() {
             started.elapsed() < Duration::from_secs(5),
             "calls never moved to clean slots"
         );
-        assert_eq!(count(&module), json!(1));
+        count_reset(runtime(), &module);
     }
-    // Still a fresh instance per call.
-    assert_eq!(count(&module), json!(1));
-    assert_eq!(count(&module), json!(1));
+
+    // The same module and heavy call in a runtime that never moves calls:
+    // they stay in the heavy call's slot and pay for its pages.
+    let stuck_runtime = madrpc::runtime::Runtime::new(madrpc::runtime::RuntimeConfig {
+        move_slow_slots: false,
+        ..madrpc::runtime::RuntimeConfig::default()
+    })
+    .expect("a runtime that never moves calls");
+    let stuck = stuck_runtime.load(&built.wasm).expect("loads");
+    let report = stuck_runtime.call(&stuck, "allocate", b"[8]");
+    assert_eq!(report.result.expect("allocation succeeds"), b"8000");
+
+    // Interleaved, so that load on the machine weighs on both alike.
+    let (mut moved, mut unmoved): (Vec<Duration>, Vec<Duration>) = (0..1001)
+        .map(|_| {
+            (
+                count_reset(runtime(), &module),
+                count_reset(&stuck_runtime, &stuck),
+            )
+        })
+        .unzip();
+    moved.sort();
+    unmoved.sort();
+    let (moved, unmoved) = (moved[500], unmoved[500]);
+    assert_eq!(stuck.slot_refreshes(), 0);
+    assert!(
+        unmoved > moved * 2,
+        "median reset after the move {moved:?}, never moving {unmoved:?}"
+    );
 }
 
 #[test]
@@ -321,7 +344,10 @@ fn params_and_results_are_size_limited() {
         call_limited("echo", &big, &limits).result,
         Err(CallError::ParamsTooLarge { size, limit: 64 }) if size == big.len()
     ));
-    assert!(call_limited("big_result", "[900]", &limits).result.is_ok());
+    let fits = call_limited("big_result", "[900]", &limits)
+        .result
+        .expect("a result under the limit");
+    assert_eq!(fits, format!("\"{}\"", "y".repeat(900)).into_bytes());
     assert!(matches!(
         call_limited("big_result", "[5000]", &limits).result,
         Err(CallError::ResultTooLarge {

@@ -4,7 +4,7 @@
 //! typed errors to raise, the other fields carry what the user needs to fix
 //! the problem.
 
-use javy_plugin_api::javy::quickjs::{Ctx, Error as JsError, Value};
+use javy_plugin_api::javy::quickjs::{Ctx, Error as JsError, Object, Value};
 use serde_json::{Value as Json, json};
 
 /// A failure inside the guest, before it is serialized for the host.
@@ -14,6 +14,7 @@ pub struct GuestError {
     message: String,
     stack: Option<String>,
     methods: Option<Vec<String>>,
+    cause: Option<Json>,
 }
 
 impl GuestError {
@@ -24,6 +25,7 @@ impl GuestError {
             message: message.into(),
             stack: None,
             methods: None,
+            cause: None,
         }
     }
 
@@ -110,6 +112,9 @@ impl GuestError {
         };
         let mut error = Self::new(kind, &name, message);
         error.stack = stack.filter(|s| !s.is_empty());
+        if name == "RpcError" {
+            error.cause = rpc_cause(&value);
+        }
         error
     }
 
@@ -137,8 +142,43 @@ impl GuestError {
         if let Some(methods) = &self.methods {
             object["methods"] = Json::from(methods.clone());
         }
+        if let Some(cause) = &self.cause {
+            object["cause"] = cause.clone();
+        }
         object.to_string().into_bytes()
     }
+}
+
+/// The `code` and the plain fields of `data` (its `kind`, limits, name and
+/// message; not its stack) of a failed sub-call's `RpcError`, so the host
+/// can tell which error the function let escape.
+fn rpc_cause(value: &Value<'_>) -> Option<Json> {
+    let object = value.as_object()?;
+    let code = object.get::<_, Value>("code").ok()?.as_number()?;
+    let mut cause = json!({});
+    if let Ok(data) = object.get::<_, Object>("data") {
+        for (key, field) in data.props::<String, Value>().flatten() {
+            let plain = if let Some(text) = field.as_string() {
+                text.to_string().ok().map(Json::from)
+            } else if let Some(number) = field.as_int() {
+                Some(Json::from(number))
+            } else {
+                // Limits above 2^31 (fuel) arrive as doubles; keep them whole.
+                field.as_number().map(|n| {
+                    if n.fract() == 0.0 && n.abs() < 9.0e15 {
+                        Json::from(n as i64)
+                    } else {
+                        Json::from(n)
+                    }
+                })
+            };
+            if let Some(plain) = plain.filter(|_| key != "stack") {
+                cause[key] = plain;
+            }
+        }
+    }
+    cause["code"] = Json::from(code as i64);
+    Some(cause)
 }
 
 /// The string form of a thrown non-`Error` value, as `String(value)` gives it.

@@ -50,30 +50,50 @@ const TOP_SLACK: usize = 256;
 
 /// Takes every free block off the allocator's free lists. Call it last,
 /// after everything built during initialization has been dropped.
-pub fn seal() {
+///
+/// Returns whether the heap ended up sealed: the last round reached the top
+/// chunk, and a small allocation now comes from it, above every block taken
+/// out. `false` means the allocator no longer lays out chunks as described
+/// above (a toolchain update): calls would quietly get slower and the build
+/// could reserve up to twice the memory, so the build must fail instead.
+pub fn seal() -> bool {
     // SAFETY: sbrk(0) only reads the current break.
     let heap_end = unsafe { sbrk(0) } as usize;
     // Never take more than the heap holds: if the layout assumptions were
     // wrong, this bounds the waste.
     let mut budget = heap_end;
+    let mut highest_taken = 0;
+    let mut reached_top = false;
     for size in ROUNDS {
+        reached_top = false;
         while budget >= size {
             // SAFETY: plain allocation; the block is checked before use.
             let block = unsafe { malloc(size) };
             if block.is_null() {
-                return;
+                return false;
             }
             if comes_from_top(block) {
                 // SAFETY: `block` was just allocated and is freed once.
                 unsafe { free(block) };
+                reached_top = true;
                 break;
             }
             // SAFETY: `block` holds `malloc_usable_size(block)` bytes, and
             // it is never freed: it stays out of circulation.
             unsafe { ptr::write_bytes(block, 0, malloc_usable_size(block)) };
+            highest_taken = highest_taken.max(block as usize);
             budget -= size;
         }
     }
+    // SAFETY: plain allocation, freed at once.
+    let probe = unsafe { malloc(8) };
+    if probe.is_null() {
+        return false;
+    }
+    let sealed = reached_top && comes_from_top(probe) && probe as usize > highest_taken;
+    // SAFETY: `probe` was just allocated and is freed once.
+    unsafe { free(probe) };
+    sealed
 }
 
 /// Whether `block` was carved from the top chunk: the chunk after it is

@@ -81,7 +81,14 @@ pub extern "C" fn madrpc_init() {
             let _ = std::io::stdout().write_all(manifest.as_bytes());
             let _ = std::io::stdout().flush();
             drop((manifest, methods));
-            heap::seal();
+            if !heap::seal() {
+                let error = GuestError::internal(
+                    "the heap could not be sealed: wasi-libc's allocator no longer lays out chunks as guest-sdk/src/heap.rs expects; calls would be slower and modules larger, so fix heap.rs for this toolchain",
+                );
+                let _ = std::io::stderr().write_all(&error.to_json());
+                let _ = std::io::stderr().flush();
+                std::process::exit(1);
+            }
         }
         Err(error) => {
             let _ = std::io::stderr().write_all(&error.to_json());

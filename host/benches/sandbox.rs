@@ -109,21 +109,61 @@ fn run() {
     );
 
     // A call that allocates a few megabytes leaves its memory slot with
-    // many written pages; the runtime moves later calls to clean slots.
-    let heavy = build_source("heavy.js", HEAVY).expect("build");
-    let heavy = runtime.load(&heavy.wasm).expect("load");
+    // many written pages; the runtime moves later calls to clean slots
+    // (at most four times a second). Every call is timed from the heavy
+    // call on: the slow ones before the move, then the cheap ones after.
+    let heavy_wasm = build_source("heavy.js", HEAVY).expect("build").wasm;
+    let heavy = runtime.load(&heavy_wasm).expect("load");
     let (before, _) = call_latency(&runtime, &heavy, "noop", "", 5_000);
-    runtime
-        .call(&heavy, "allocate", b"[4]")
-        .result
-        .expect("allocation succeeds");
-    std::thread::sleep(Duration::from_millis(300));
+    let refreshes = heavy.slot_refreshes();
+    allocate(&runtime, &heavy);
+    let mut until_move = Vec::new();
+    let started = Instant::now();
+    while heavy.slot_refreshes() == refreshes && started.elapsed() < Duration::from_secs(5) {
+        until_move.push(timed(|| noop(&runtime, &heavy)).1);
+    }
+    let moved_after = started.elapsed();
+    until_move.sort();
     let (after, _) = call_latency(&runtime, &heavy, "noop", "", 5_000);
     println!(
-        "{:<52} {} / {}",
-        "noop before / after a call allocating 4 MB, median",
-        us(before),
+        "{:<52} {}",
+        "noop before a call allocating 4 MB, median",
+        us(before)
+    );
+    if heavy.slot_refreshes() == refreshes {
+        println!(
+            "{:<52} none within 5 s",
+            "move to clean slots after that call"
+        );
+    } else {
+        println!(
+            "{:<52} {} calls in {}, median {}",
+            "noop after it, until calls move to clean slots",
+            until_move.len(),
+            ms(moved_after),
+            us(until_move[until_move.len() / 2])
+        );
+    }
+    println!(
+        "{:<52} {}",
+        "noop after the move to clean slots, median",
         us(after)
+    );
+    // Without the move: every later call stays in the heavy call's slot.
+    let unmoved = Runtime::new(RuntimeConfig {
+        cache: Some(ModuleCache::new(cache_dir.path())),
+        move_slow_slots: false,
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime");
+    let stuck = unmoved.load(&heavy_wasm).expect("load");
+    allocate(&unmoved, &stuck);
+    let (stuck_median, _) = call_latency(&unmoved, &stuck, "noop", "", 5_000);
+    println!(
+        "{:<52} {} ({} moves)",
+        "noop after it, never moving to clean slots, median",
+        us(stuck_median),
+        stuck.slot_refreshes()
     );
 
     let per_second = throughput(&runtime, &small_module, Duration::from_secs(3));
@@ -141,7 +181,11 @@ fn run() {
     let mut runs: Vec<Duration> = (0..5)
         .map(|_| {
             let report = runtime.call(&monte_carlo, "estimate_single", br#"{"samples": 1000000}"#);
-            report.result.expect("monte carlo succeeds");
+            let result = report.result.expect("monte carlo succeeds");
+            let pi = serde_json::from_slice::<serde_json::Value>(&result).expect("JSON")["pi"]
+                .as_f64()
+                .expect("a number");
+            assert!((pi - std::f64::consts::PI).abs() < 0.01, "pi = {pi}");
             report.elapsed
         })
         .collect();
@@ -160,28 +204,48 @@ fn call_latency(
     params: &str,
     n: usize,
 ) -> (Duration, Duration) {
+    let expected: &[u8] = match method {
+        "noop" => b"null",
+        "add" => b"3",
+        other => panic!("no expected reply for {other}"),
+    };
     let mut samples: Vec<Duration> = (0..n)
         .map(|_| {
             let started = Instant::now();
-            runtime
+            let result = runtime
                 .call(module, method, params.as_bytes())
                 .result
                 .expect("call succeeds");
-            started.elapsed()
+            let elapsed = started.elapsed();
+            assert_eq!(result, expected, "{method}'s reply");
+            elapsed
         })
         .collect();
     samples.sort();
     (samples[n / 2], samples[n * 99 / 100])
 }
 
+fn allocate(runtime: &Runtime, module: &LoadedModule) {
+    let result = runtime
+        .call(module, "allocate", b"[4]")
+        .result
+        .expect("allocation succeeds");
+    assert_eq!(result, b"4000", "the allocating call's reply");
+}
+
+fn noop(runtime: &Runtime, module: &LoadedModule) {
+    let result = runtime
+        .call(module, "noop", b"")
+        .result
+        .expect("call succeeds");
+    assert_eq!(result, b"null", "the noop call's reply");
+}
+
 fn throughput(runtime: &Runtime, module: &LoadedModule, window: Duration) -> f64 {
     let started = Instant::now();
     let mut calls = 0u64;
     while started.elapsed() < window {
-        runtime
-            .call(module, "noop", b"")
-            .result
-            .expect("call succeeds");
+        noop(runtime, module);
         calls += 1;
     }
     calls as f64 / started.elapsed().as_secs_f64()

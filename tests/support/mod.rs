@@ -2,7 +2,9 @@
 
 #![allow(dead_code)]
 
+pub mod fake_node;
 pub mod grid;
+pub mod logged;
 
 use madrpc::runtime::{LoadedModule, Runtime, RuntimeConfig};
 use std::path::{Path, PathBuf};

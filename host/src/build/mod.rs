@@ -8,6 +8,7 @@ mod location;
 
 use crate::manifest::{ABI_VERSION, Manifest};
 use crate::plugin::PLUGIN_WASM;
+pub use crate::runtime::BuildLimits;
 use crate::runtime::{self, ConsoleOutput, PreinitError};
 use serde::Deserialize;
 use std::path::Path;
@@ -99,6 +100,11 @@ pub fn is_script(path: &Path) -> bool {
 
 /// Builds the script at `path`; messages name it by its file name.
 pub fn build_file(path: &Path) -> Result<BuiltModule, BuildError> {
+    build_file_with(path, &BuildLimits::default())
+}
+
+/// [`build_file`] with the top level's fuel and memory limits given.
+pub fn build_file_with(path: &Path, limits: &BuildLimits) -> Result<BuiltModule, BuildError> {
     let bytes = std::fs::read(path).map_err(|source| BuildError::Io {
         path: path.display().to_string(),
         source,
@@ -110,14 +116,23 @@ pub fn build_file(path: &Path) -> Result<BuiltModule, BuildError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "script.js".to_owned());
-    build_source(&name, &source)
+    build_source_with(&name, &source, limits)
 }
 
 /// Builds `source`, naming it `script_name` in stacks and messages.
 pub fn build_source(script_name: &str, source: &str) -> Result<BuiltModule, BuildError> {
+    build_source_with(script_name, source, &BuildLimits::default())
+}
+
+/// [`build_source`] with the top level's fuel and memory limits given.
+pub fn build_source_with(
+    script_name: &str,
+    source: &str,
+    limits: &BuildLimits,
+) -> Result<BuiltModule, BuildError> {
     let script_name = script_name.replace('\n', " ");
-    let preinitialized =
-        runtime::preinitialize(PLUGIN_WASM, &script_name, source).map_err(|error| match error {
+    let preinitialized = runtime::preinitialize(PLUGIN_WASM, &script_name, source, limits)
+        .map_err(|error| match error {
             PreinitError::Guest { report, .. } => from_report(&script_name, &report),
             PreinitError::Limit(_) => BuildError::Limit {
                 script: script_name.clone(),

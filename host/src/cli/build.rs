@@ -15,13 +15,27 @@ pub struct BuildArgs {
     /// Where to write the module (default: the script's path with `.wasm`).
     #[arg(short, long)]
     output: Option<PathBuf>,
+    /// CPU budget of the script's top level, in fuel units
+    /// (default 50,000,000,000, a few seconds).
+    #[arg(long, value_name = "UNITS")]
+    fuel: Option<u64>,
+    /// Memory cap of the script's top level, e.g. 512MiB (default 1GiB).
+    #[arg(long, value_name = "SIZE")]
+    memory: Option<bytesize::ByteSize>,
 }
 
 /// Builds the script, writes the module and prints its path, size and
 /// methods.
 pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let built = build::build_file(&args.script)?;
+    let defaults = build::BuildLimits::default();
+    let limits = build::BuildLimits {
+        fuel: args.fuel.unwrap_or(defaults.fuel),
+        memory_bytes: args.memory.map_or(defaults.memory_bytes, |size| {
+            usize::try_from(size.as_u64()).unwrap_or(usize::MAX)
+        }),
+    };
+    let built = build::build_file_with(&args.script, &limits)?;
     let output = args
         .output
         .unwrap_or_else(|| args.script.with_extension("wasm"));

@@ -14,7 +14,7 @@ pub use membership::{NodePolicy, NodeUrlError};
 pub use registry::{NodeStatus, Registry};
 
 use crate::cluster::ClusterToken;
-use crate::http;
+use crate::http::{self, HttpError};
 use crate::rpc::{self, CallRequest, Dispatch, EndpointLimits, RpcError, codes};
 use bytes::Bytes;
 use forward::{ForwardError, NodeClient};
@@ -89,12 +89,20 @@ impl Dispatch for Balancer {
         }
         let mut tried = Vec::new();
         let mut last_error = None;
-        // One try, and one retry on another node when the first could not
-        // have run the call.
-        for _ in 0..2 {
+        // One try, and one retry on another node only when the first node
+        // failed before replying: it cannot have answered, and a call has no
+        // effects outside its sandbox. Everything else is final: a guest
+        // error or a limit breach would fail the same way elsewhere, an
+        // overloaded node's `Retry-After` reaches the client, and a call
+        // that timed out may still be running, so it is neither sent again
+        // nor held against its node.
+        for attempt in 0..2 {
             let Some(node) = balance::pick(&nodes, &tried) else {
                 break;
             };
+            if attempt > 0 {
+                tracing::warn!(node = %node.url, failed = %tried[0].url, method = %request.method, "retrying the call on another node");
+            }
             let _in_flight = node.begin_call();
             match forward::forward(
                 &self.client,
@@ -106,9 +114,25 @@ impl Dispatch for Balancer {
             )
             .await
             {
-                Ok(result) => return Ok(result),
-                Err(ForwardError::Call(error)) => return Err(error),
-                Err(ForwardError::Overloaded(error)) => last_error = Some(error),
+                Ok(result) => {
+                    node.record_success();
+                    return Ok(result);
+                }
+                Err(ForwardError::Call(error) | ForwardError::Overloaded(error)) => {
+                    return Err(error);
+                }
+                Err(ForwardError::Unreachable(HttpError::Timeout { timeout, .. })) => {
+                    return Err(RpcError::new(
+                        codes::DEADLINE_EXCEEDED,
+                        "deadline_exceeded",
+                        format!(
+                            "node {} did not answer within the gateway's call timeout of {} ms; raise --call-timeout or do less work per call",
+                            node.url,
+                            timeout.as_millis()
+                        ),
+                    )
+                    .with("limit_ms", timeout.as_millis() as u64));
+                }
                 Err(ForwardError::Unreachable(error)) => {
                     node.eject();
                     last_error = Some(RpcError::new(
@@ -234,5 +258,46 @@ impl Gateway {
         health.abort();
         tracing::info!("gateway stopped");
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Registry;
+    use crate::node::Announcement;
+    use std::time::{Duration, Instant};
+
+    /// How long a node stays out after `eject` (until its next health check
+    /// is due), to within 10 ms.
+    fn backoff(node: &super::registry::NodeEntry) -> Duration {
+        let start = Instant::now();
+        node.eject();
+        let mut low = Duration::ZERO;
+        let mut high = Duration::from_secs(60);
+        while high - low > Duration::from_millis(10) {
+            let mid = (low + high) / 2;
+            if node.due_for_check(start + mid) {
+                high = mid;
+            } else {
+                low = mid;
+            }
+        }
+        high
+    }
+
+    #[test]
+    fn ejection_backs_off_from_one_to_thirty_seconds_and_resets_on_success() {
+        let registry = Registry::new(&[]);
+        registry.heartbeat(Announcement {
+            url: "http://a".into(),
+            methods: vec!["m".into()],
+        });
+        let node = registry.nodes()[0].clone();
+        let seconds: Vec<u64> = (0..8)
+            .map(|_| (backoff(&node).as_millis() as u64 + 500) / 1000)
+            .collect();
+        assert_eq!(seconds, [1, 2, 4, 8, 16, 30, 30, 30]);
+        node.record_success();
+        assert_eq!((backoff(&node).as_millis() + 500) / 1000, 1);
     }
 }

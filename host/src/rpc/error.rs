@@ -113,6 +113,8 @@ impl From<&CallError> for RpcError {
             }
             CallError::GuestCrashed(_) => codes::GUEST_CRASHED,
             CallError::TreeBudgetExceeded(_) => codes::TREE_BUDGET_EXCEEDED,
+            CallError::CallDepthExceeded { .. } => codes::CALL_DEPTH_EXCEEDED,
+            CallError::TooManySubcalls { .. } => codes::TOO_MANY_SUBCALLS,
             CallError::Cancelled | CallError::Internal(_) => codes::INTERNAL_ERROR,
         };
         let message = match error {

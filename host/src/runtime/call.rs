@@ -26,6 +26,9 @@ pub struct CallReport {
     pub fuel_used: u64,
     /// Wall-clock time from instantiation to result.
     pub elapsed: Duration,
+    /// Time spent afterwards restoring the memory pages the call's slot
+    /// holds written, so the next call there starts from the snapshot.
+    pub reset: Duration,
 }
 
 /// The guest's error object (see `guest-sdk/src/error.rs`).
@@ -38,6 +41,9 @@ struct GuestErrorJson {
     stack: Option<String>,
     #[serde(default)]
     methods: Vec<String>,
+    /// The code and data of a sub-call's `RpcError` the function let escape.
+    #[serde(default)]
+    cause: Option<serde_json::Value>,
 }
 
 pub(crate) fn run(
@@ -126,6 +132,7 @@ pub(crate) fn run(
         console,
         fuel_used,
         elapsed,
+        reset,
     };
     (report, reset)
 }
@@ -302,6 +309,7 @@ fn invoke(
                 limits.max_result_bytes
             ),
             stack: None,
+            cause: None,
         }));
     }
     let payload = read(&memory, store, ptr, len as usize)?;
@@ -389,12 +397,29 @@ fn guest_error(
         _ if store.data().limiter.hit => CallError::MemoryExceeded {
             limit: limits.memory_bytes,
         },
-        "threw" => CallError::Threw(GuestException {
-            name: error.name,
-            message: error.message,
-            stack: error.stack,
-        }),
+        "threw" => {
+            escaped_limit(error.cause.as_ref()).unwrap_or(CallError::Threw(GuestException {
+                name: error.name,
+                message: error.message,
+                stack: error.stack,
+                cause: error.cause.map(Box::new),
+            }))
+        }
         _ => CallError::GuestCrashed(error.message),
+    }
+}
+
+/// A sub-call refused for the depth or sub-call limit stops the whole chain
+/// of calls: when the function lets that `RpcError` escape, the call fails
+/// with the same limit rather than as a thrown error.
+fn escaped_limit(cause: Option<&serde_json::Value>) -> Option<CallError> {
+    let cause = cause?;
+    let limit = cause.get("limit").and_then(serde_json::Value::as_u64);
+    let limit = u32::try_from(limit?).ok()?;
+    match cause.get("kind")?.as_str()? {
+        "call_depth_exceeded" => Some(CallError::CallDepthExceeded { limit }),
+        "too_many_subcalls" => Some(CallError::TooManySubcalls { limit }),
+        _ => None,
     }
 }
 

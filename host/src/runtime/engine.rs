@@ -20,6 +20,11 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// a few dozen pages; 64 MiB covers the heap of large scripts too.
 const KEEP_RESIDENT_BYTES: usize = 64 << 20;
 
+/// Unused slots that stay affine to their module. Enough for the workers of
+/// a node to find their own warm slots again; few enough that the slots of
+/// replaced module copies are soon taken over and their memory let go.
+const MAX_UNUSED_WARM_SLOTS: u32 = 8;
+
 /// Builds the engine. `max_instances` bounds how many calls can be in flight
 /// at once (each holds one pooled slot); `max_memory_bytes` is the largest
 /// linear memory any call may use.
@@ -28,7 +33,13 @@ pub fn build(max_instances: u32, max_memory_bytes: usize) -> wasmtime::Result<En
     pool.total_core_instances(max_instances)
         .total_memories(max_instances)
         .total_tables(max_instances)
-        .max_memory_size(max_memory_bytes);
+        .max_memory_size(max_memory_bytes)
+        // A module copy loaded to move calls to clean slots (see
+        // `Runtime::refresh_if_slow`) takes over the slots the old copies
+        // left once more than this many sit unused, instead of warming yet
+        // another slot: each warm slot keeps up to KEEP_RESIDENT_BYTES of its
+        // last calls' pages resident, so memory would grow with every move.
+        .max_unused_warm_slots(MAX_UNUSED_WARM_SLOTS);
     // Without PAGEMAP_SCAN (Linux < 6.7), keeping memory resident would reset
     // it with a full memset on every call (hundreds of µs for a large heap):
     // leave the default madvise reset in place there.

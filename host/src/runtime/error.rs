@@ -45,6 +45,10 @@ pub struct GuestException {
     /// The JS stack with `file:line:column` frames, when there was one.
     #[serde(default)]
     pub stack: Option<String>,
+    /// For an `RpcError` from a sub-call that the function let escape: that
+    /// error's `code` and `data` (its `kind` and limits), without a stack.
+    #[serde(default)]
+    pub cause: Option<Box<Value>>,
 }
 
 /// Why a call did not produce a result. Each limit has its own variant so a
@@ -110,6 +114,24 @@ pub enum CallError {
     /// The returned Promise can never settle.
     #[error("the function returned a Promise that can never settle")]
     NeverSettled,
+    /// A `madrpc.call` chain went deeper than allowed, and the function let
+    /// the refused sub-call's error escape.
+    #[error(
+        "call depth limit of {limit} reached: a chain of madrpc.call went deeper; look for unbounded recursion through madrpc.call"
+    )]
+    CallDepthExceeded {
+        /// The depth limit.
+        limit: u32,
+    },
+    /// The call (or one below it) made more sub-calls than allowed, and the
+    /// function let the refused sub-call's error escape.
+    #[error(
+        "sub-call limit of {limit} per call reached; make fewer madrpc.call per call or raise --max-subcalls"
+    )]
+    TooManySubcalls {
+        /// The sub-call limit.
+        limit: u32,
+    },
     /// Whoever waited for the result went away, so the call was stopped.
     #[error("the call was cancelled: its caller went away")]
     Cancelled,
@@ -141,6 +163,8 @@ impl CallError {
             CallError::ResultTooLarge { .. } => "result_too_large",
             CallError::NotSerializable(_) => "not_serializable",
             CallError::NeverSettled => "never_settled",
+            CallError::CallDepthExceeded { .. } => "call_depth_exceeded",
+            CallError::TooManySubcalls { .. } => "too_many_subcalls",
             CallError::Cancelled => "cancelled",
             CallError::TreeBudgetExceeded(_) => "tree_budget_exceeded",
             CallError::GuestCrashed(_) => "guest_crashed",
@@ -160,10 +184,16 @@ impl CallError {
                 if let Some(stack) = &exception.stack {
                     data["stack"] = json!(stack);
                 }
+                if let Some(cause) = &exception.cause {
+                    data["cause"] = cause.as_ref().clone();
+                }
             }
             CallError::FuelExhausted { limit } => data["limit"] = json!(limit),
             CallError::MemoryExceeded { limit } => data["limit_bytes"] = json!(limit),
             CallError::DeadlineExceeded { limit } => data["limit_ms"] = json!(limit.as_millis()),
+            CallError::CallDepthExceeded { limit } | CallError::TooManySubcalls { limit } => {
+                data["limit"] = json!(limit)
+            }
             CallError::ParamsTooLarge { size, limit }
             | CallError::ResultTooLarge { size, limit } => {
                 data["size"] = json!(size);

@@ -24,7 +24,7 @@ pub use error::{CallError, GuestException, LoadError};
 pub use limits::Limits;
 pub use local::LocalSubcalls;
 pub use module::LoadedModule;
-pub use preinit::{PreinitError, Preinitialized, preinitialize};
+pub use preinit::{BuildLimits, PreinitError, Preinitialized, preinitialize};
 pub use stack::CALL_THREAD_STACK_BYTES;
 pub use subcall::{Budget, CallContext, Subcall, SubcallHandler};
 pub use tree::{TreeBudget, TreeLimit, TreeRef, Trees};
@@ -56,6 +56,10 @@ pub struct RuntimeConfig {
     pub max_instances: u32,
     /// Where compiled modules are cached; `None` compiles on every load.
     pub cache: Option<ModuleCache>,
+    /// Whether a module whose memory resets turn slow is loaded again from
+    /// its cache entry so its calls move to clean slots (default). Off only
+    /// to measure what the move saves.
+    pub move_slow_slots: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -64,6 +68,7 @@ impl Default for RuntimeConfig {
             limits: Limits::default(),
             max_instances: 256,
             cache: ModuleCache::default_location().map(ModuleCache::new),
+            move_slow_slots: true,
         }
     }
 }
@@ -151,6 +156,9 @@ impl Runtime {
     /// `reset`, when that is slow (see `module::Slots`); at most once per
     /// [`REFRESH_INTERVAL`].
     fn refresh_if_slow(&self, module: &LoadedModule, reset: Duration) {
+        if !self.config.move_slow_slots {
+            return;
+        }
         let Some(path) = module.slots.cached_at() else {
             return;
         };
@@ -255,6 +263,10 @@ fn log_report(call_id: u64, method: &str, report: &CallReport) {
             elapsed_us = report.elapsed.as_micros() as u64,
             "call ok"
         ),
+        // Nobody receives a cancelled call's error: the log is where it shows.
+        Err(error @ CallError::Cancelled) => {
+            tracing::info!(call = call_id, method, kind = error.kind(), %error, "call stopped")
+        }
         Err(error) => {
             tracing::debug!(call = call_id, method, kind = error.kind(), %error, "call failed")
         }

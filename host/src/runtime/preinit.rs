@@ -15,10 +15,25 @@ use wasmtime::{Config, Engine, Linker, Store, Trap};
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtxBuilder};
 
-/// CPU budget for a script's top level, in fuel units.
-const TOP_LEVEL_FUEL: u64 = 50_000_000_000;
-/// Memory cap for a script's top level.
-const TOP_LEVEL_MEMORY: usize = 1 << 30;
+/// How much a script's top level may use at build time (`madrpc build
+/// --fuel --memory`).
+#[derive(Debug, Clone, Copy)]
+pub struct BuildLimits {
+    /// CPU budget, in fuel units. Default 50,000,000,000 (a few seconds):
+    /// far more than building lookup tables takes, far less than forever.
+    pub fuel: u64,
+    /// Memory cap. Default 1 GiB, the most a build should snapshot.
+    pub memory_bytes: usize,
+}
+
+impl Default for BuildLimits {
+    fn default() -> Self {
+        Self {
+            fuel: 50_000_000_000,
+            memory_bytes: 1 << 30,
+        }
+    }
+}
 /// Cap on what the init function may print (manifest, error, console).
 const OUTPUT_LIMIT: usize = 4 << 20;
 /// The wall clock a script's top level sees: 2025-01-01T00:00:00Z.
@@ -46,11 +61,24 @@ pub enum PreinitError {
         console: super::ConsoleOutput,
     },
     /// The top level hit a resource limit.
-    #[error("its top level stopped: {0}")]
+    #[error("{}", limit_message(.0))]
     Limit(CallError),
     /// Wasmtime or Wizer failed.
     #[error("pre-initialization failed: {0}")]
     Internal(String),
+}
+
+/// What to tell the user about a build-time limit, and which flag raises it.
+fn limit_message(error: &CallError) -> String {
+    match error {
+        CallError::FuelExhausted { limit } => format!(
+            "its top level used up the build's fuel ({limit} units); look for an endless loop, do less work at the top level, or raise it with `madrpc build --fuel UNITS`"
+        ),
+        CallError::MemoryExceeded { limit } => format!(
+            "its top level exceeded the build's memory limit of {limit} bytes; allocate less at the top level, or raise it with `madrpc build --memory SIZE`"
+        ),
+        other => format!("its top level stopped: {other}"),
+    }
 }
 
 /// Runs `plugin`'s `madrpc_init` over `source` and snapshots the result.
@@ -61,12 +89,13 @@ pub fn preinitialize(
     plugin: &[u8],
     script_name: &str,
     source: &str,
+    limits: &BuildLimits,
 ) -> Result<Preinitialized, PreinitError> {
     std::thread::scope(|scope| {
         std::thread::Builder::new()
             .name("madrpc-build".into())
             .stack_size(super::stack::CALL_THREAD_STACK_BYTES)
-            .spawn_scoped(scope, || run_init(plugin, script_name, source))
+            .spawn_scoped(scope, || run_init(plugin, script_name, source, limits))
             .map_err(|e| PreinitError::Internal(format!("cannot start the build thread: {e}")))?
             .join()
             .map_err(|_| PreinitError::Internal("the build thread panicked".into()))?
@@ -77,6 +106,7 @@ fn run_init(
     plugin: &[u8],
     script_name: &str,
     source: &str,
+    build_limits: &BuildLimits,
 ) -> Result<Preinitialized, PreinitError> {
     let internal = |e: wasmtime::Error| PreinitError::Internal(format!("{e:#}"));
     let mut config = Config::new();
@@ -89,7 +119,7 @@ fn run_init(
     let stdout = MemoryOutputPipe::new(OUTPUT_LIMIT);
     let stderr = MemoryOutputPipe::new(OUTPUT_LIMIT);
     let limits = super::Limits {
-        memory_bytes: TOP_LEVEL_MEMORY,
+        memory_bytes: build_limits.memory_bytes,
         max_console_bytes: OUTPUT_LIMIT,
         ..super::Limits::default()
     };
@@ -110,7 +140,7 @@ fn run_init(
         .build_p1();
     let mut store = Store::new(&engine, state);
     store.limiter(|state| &mut state.limiter);
-    store.set_fuel(TOP_LEVEL_FUEL).map_err(internal)?;
+    store.set_fuel(build_limits.fuel).map_err(internal)?;
 
     let mut linker = Linker::new(&engine);
     wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut CallState| &mut state.wasi)
@@ -139,7 +169,7 @@ fn run_init(
             match error.downcast_ref::<Trap>() {
                 Some(Trap::OutOfFuel) => {
                     return Err(PreinitError::Limit(CallError::FuelExhausted {
-                        limit: TOP_LEVEL_FUEL,
+                        limit: build_limits.fuel,
                     }));
                 }
                 Some(Trap::StackOverflow) => {
@@ -149,7 +179,7 @@ fn run_init(
             }
             if limit_hit {
                 return Err(PreinitError::Limit(CallError::MemoryExceeded {
-                    limit: TOP_LEVEL_MEMORY,
+                    limit: build_limits.memory_bytes,
                 }));
             }
             if !report.is_empty() {

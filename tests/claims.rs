@@ -1,0 +1,506 @@
+//! The README's promises that no other test file covers, each through the
+//! interface a user has: the JavaScript API in a real sandbox, the `madrpc`
+//! command, and HTTP to real processes on 127.0.0.1.
+
+mod support;
+
+use madrpc::runtime::{CallError, ConsoleStream};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use support::fake_node::{FakeNode, Reply};
+use support::grid::{
+    Grid, Process, client, eventually, get_json, nodes_become_available, rpc, spawn_rpc,
+};
+use support::logged::Logged;
+use support::{load_script, run_cli, runtime, texts};
+
+fn request(method: &str, params: Value) -> String {
+    json!({"jsonrpc": "2.0", "method": method, "params": params, "id": 1}).to_string()
+}
+
+async fn call(url: &str, method: &str, params: Value) -> Value {
+    rpc(&client(), &format!("{url}/"), &request(method, params))
+        .await
+        .json()
+}
+
+fn ok(module: &madrpc::runtime::LoadedModule, method: &str) -> Value {
+    let report = runtime().call(module, method, b"");
+    let result = report.result.unwrap_or_else(|e| panic!("{method}: {e}"));
+    serde_json::from_slice(&result).expect("JSON")
+}
+
+#[test]
+fn functions_nested_in_results_are_left_out() {
+    let module = load_script("claims.js");
+    assert_eq!(
+        ok(&module, "nested_functions"),
+        json!({"a": 1, "list": [1, null], "inner": {"b": "kept"}})
+    );
+}
+
+#[test]
+fn there_are_no_timers_and_waiting_on_one_is_an_error() {
+    let module = load_script("claims.js");
+    assert_eq!(
+        ok(&module, "timers"),
+        json!({"setTimeout": "undefined", "setInterval": "undefined", "setImmediate": "undefined"})
+    );
+    let report = runtime().call(&module, "wait_for_timer", b"");
+    assert!(
+        matches!(report.result, Err(CallError::NeverSettled)),
+        "{:?}",
+        report.result
+    );
+}
+
+#[test]
+fn every_console_method_is_captured() {
+    let module = load_script("claims.js");
+    let report = runtime().call(&module, "console_levels", b"");
+    assert_eq!(
+        report.result.expect("console_levels succeeds"),
+        br#""logged""#
+    );
+    let lines: Vec<_> = report
+        .console
+        .lines
+        .iter()
+        .map(|l| (l.stream, l.text.as_str()))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            (ConsoleStream::Log, r#"via log {"n":1}"#),
+            (ConsoleStream::Log, "via info"),
+            (ConsoleStream::Log, "via debug"),
+            (ConsoleStream::Error, "via warn"),
+            (ConsoleStream::Error, "via error"),
+        ]
+    );
+}
+
+#[test]
+fn builds_are_bounded_by_fuel_and_memory_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, source: &str| std::fs::write(dir.path().join(name), source).unwrap();
+    write("loop.js", "for (;;) {}\nmadrpc.register('a', () => 1);\n");
+    write(
+        "hoard.js",
+        "const h = [];\nfor (;;) h.push(new Array(1 << 16).fill(1.5));\nmadrpc.register('a', () => 1);\n",
+    );
+    write(
+        "table.js",
+        "const t = Array.from({ length: 1000 }, (_, i) => i * i);\nmadrpc.register('a', (i) => t[i]);\n",
+    );
+
+    let output = run_cli(dir.path(), &["build", "loop.js", "--fuel", "100000000"]);
+    let (_, stderr) = texts(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("loop.js: its top level used up the build's fuel (100000000 units)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("madrpc build --fuel"), "{stderr}");
+    assert!(!dir.path().join("loop.wasm").exists());
+
+    let output = run_cli(dir.path(), &["build", "hoard.js", "--memory", "32MiB"]);
+    let (_, stderr) = texts(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("memory limit of 33554432 bytes"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("madrpc build --memory"), "{stderr}");
+
+    let output = run_cli(
+        dir.path(),
+        &[
+            "build",
+            "table.js",
+            "--fuel",
+            "1000000000",
+            "--memory",
+            "64MiB",
+        ],
+    );
+    let (stdout, stderr) = texts(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("methods: a"), "{stdout}");
+    let output = run_cli(dir.path(), &["run", "table.wasm", "a", "[30]"]);
+    assert_eq!(texts(&output).0.trim(), "900");
+}
+
+#[test]
+fn the_console_limit_flag_drops_and_counts_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = support::script("sandbox.js");
+    let output = run_cli(
+        dir.path(),
+        &[
+            "run",
+            sandbox.to_str().unwrap(),
+            "chatty",
+            "[500]",
+            "--max-console",
+            "100",
+        ],
+    );
+    let (stdout, stderr) = texts(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(stdout.trim(), "500");
+    let kept = stderr.lines().filter(|l| l.contains("line ")).count();
+    assert!((1..=10).contains(&kept), "kept {kept} lines:\n{stderr}");
+    let dropped = stderr
+        .split("dropped_bytes=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no count of dropped bytes:\n{stderr}"));
+    assert!(dropped > 5_000, "{dropped}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_names_its_local_nodes_and_stops_on_ctrl_c() {
+    let script = support::script("claims.js");
+    let mut serve = Logged::start(
+        &[
+            "serve",
+            script.to_str().unwrap(),
+            "--nodes",
+            "2",
+            "--workers",
+            "1",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+        "madrpc is serving at ",
+    );
+    let http = client();
+    let nodes = get_json(&http, &format!("{}/v1/nodes", serve.url)).await;
+    let names: Vec<&str> = nodes["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["url"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["local:0", "local:1"], "{nodes}");
+    assert!(
+        nodes["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["origin"] == "local")
+    );
+
+    let in_flight = spawn_rpc(
+        &http,
+        &format!("{}/", serve.url),
+        &request("busy", json!([700])),
+    );
+    let started = eventually(Duration::from_secs(10), || async {
+        let nodes = get_json(&http, &format!("{}/v1/nodes", serve.url)).await;
+        nodes["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["in_flight"] == 1)
+    })
+    .await;
+    assert!(started);
+    serve.signal(libc::SIGINT);
+    serve
+        .wait_for(|l| l.contains("shutting down"), Duration::from_secs(5))
+        .expect("the shutdown is logged");
+    // No new calls: the listener is closed.
+    let refused = madrpc::http::post_json(
+        &http,
+        &format!("{}/", serve.url),
+        bytes::Bytes::from(request("add", json!([1, 2]))),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(madrpc::http::HttpError::Unreachable { .. })),
+        "a call was taken after Ctrl-C: {refused:?}"
+    );
+    // The call in flight still gets its answer, then serve exits cleanly.
+    assert_eq!(in_flight.await.unwrap().json()["result"], 700);
+    let status = tokio::task::spawn_blocking(move || serve.wait_exit(Duration::from_secs(10)))
+        .await
+        .unwrap()
+        .expect("serve exits");
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_static_node_list_serves_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = support::build_into(dir.path(), "claims.js");
+    let node = Process::node(&module, &[]);
+    let gateway = Process::gateway(&["--node", &node.url]);
+    let http = client();
+    assert!(nodes_become_available(&http, &gateway.url, 1, Duration::from_secs(30)).await);
+    let nodes = get_json(&http, &format!("{}/v1/nodes", gateway.url)).await;
+    assert_eq!(nodes["nodes"][0]["origin"], "static", "{nodes}");
+    assert_eq!(nodes["nodes"][0]["url"], node.url.as_str(), "{nodes}");
+    assert_eq!(
+        call(&gateway.url, "add", json!([40, 2])).await["result"],
+        42
+    );
+    assert_eq!(
+        get_json(&http, &format!("{}/health", node.url)).await["served"],
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_environment_variables_stand_in_for_their_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = support::build_into(dir.path(), "claims.js");
+    let module = module.to_str().unwrap();
+    let token = [("MADRPC_JOIN_TOKEN", "s3cret")];
+    let gateway = Logged::start(
+        &[
+            "gateway",
+            "--listen",
+            "127.0.0.1:0",
+            "--health-interval",
+            "200ms",
+        ],
+        &token,
+        "madrpc gateway listening on ",
+    );
+    let node_args = [
+        "node",
+        "--module",
+        module,
+        "--listen",
+        "127.0.0.1:0",
+        "--heartbeat",
+        "200ms",
+        "--join",
+        &gateway.url,
+    ];
+    let intruder = Logged::start(
+        &node_args,
+        &[("MADRPC_JOIN_TOKEN", "wrong")],
+        "madrpc node listening on ",
+    );
+    let member = Logged::start(&node_args, &token, "madrpc node listening on ");
+    let http = client();
+    assert!(nodes_become_available(&http, &gateway.url, 1, Duration::from_secs(30)).await);
+    intruder
+        .wait_for(|l| l.contains("401"), Duration::from_secs(10))
+        .expect("the intruder is refused");
+    let nodes = get_json(&http, &format!("{}/v1/nodes", gateway.url)).await;
+    assert_eq!(nodes["nodes"].as_array().unwrap().len(), 1, "{nodes}");
+    assert_eq!(nodes["nodes"][0]["url"], member.url.as_str(), "{nodes}");
+
+    // `madrpc call` finds the gateway through MADRPC_URL.
+    let output = support::madrpc()
+        .args(["call", "add", "[20, 22]"])
+        .env("MADRPC_URL", format!("{}/", gateway.url))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(stdout.trim(), "42");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn batches_run_64_entries_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = support::build_into(dir.path(), "claims.js");
+    let node = Process::node(
+        &module,
+        &[
+            "--workers",
+            "2",
+            "--queue",
+            "512",
+            "--insecure-public-calls",
+        ],
+    );
+    let http = client();
+    let batch: Vec<Value> = (0..150)
+        .map(|id| json!({"jsonrpc": "2.0", "method": "busy", "params": [20], "id": id}))
+        .collect();
+    let reply = spawn_rpc(
+        &http,
+        &format!("{}/", node.url),
+        &Value::Array(batch).to_string(),
+    );
+    // The node admits every call it is given; the endpoint gives it 64.
+    let mut most = 0;
+    let started = Instant::now();
+    while !reply.is_finished() && started.elapsed() < Duration::from_secs(30) {
+        let in_flight = get_json(&http, &format!("{}/health", node.url)).await["in_flight"]
+            .as_u64()
+            .unwrap();
+        most = most.max(in_flight);
+    }
+    let replies = reply.await.unwrap().json();
+    assert_eq!(replies.as_array().unwrap().len(), 150);
+    assert!(
+        replies
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["result"] == 20)
+    );
+    assert_eq!(most, 64, "calls in flight at once");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sub_calls_never_awaited_are_dropped() {
+    let grid = Grid::start("claims.js", 1, &[]).await;
+    assert_eq!(
+        call(&grid.gateway.url, "fire_and_forget", json!([])).await["result"],
+        "returned"
+    );
+    assert_eq!(
+        call(&grid.gateway.url, "add", json!([1, 1])).await["result"],
+        2
+    );
+    // Two calls ran, not three: the queued sub-call was never sent.
+    let health = get_json(&client(), &format!("{}/health", grid.nodes[0].url)).await;
+    assert_eq!(health["served"], 2, "{health}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_reports_its_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = support::build_into(dir.path(), "claims.js");
+    let node = Process::node(&module, &["--workers", "3", "--insecure-public-calls"]);
+    let http = client();
+    let health = get_json(&http, &format!("{}/health", node.url)).await;
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["workers"], 3);
+    assert_eq!(health["in_flight"], 0);
+    assert_eq!(health["served"], 0);
+    let methods = health["methods"].as_array().unwrap();
+    assert!(
+        methods.contains(&json!("add")) && methods.contains(&json!("fire_and_forget")),
+        "{health}"
+    );
+    let slow = spawn_rpc(
+        &http,
+        &format!("{}/", node.url),
+        &request("busy", json!([500])),
+    );
+    let running = eventually(Duration::from_secs(10), || async {
+        get_json(&http, &format!("{}/health", node.url)).await["in_flight"] == 1
+    })
+    .await;
+    assert!(running);
+    assert_eq!(slow.await.unwrap().json()["result"], 500);
+    assert_eq!(
+        get_json(&http, &format!("{}/health", node.url)).await["served"],
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gateway_checks_each_node_every_second() {
+    let fake = FakeNode::start(&["add"], vec![], Reply::Close).await;
+    let _gateway = Process::start(
+        &["gateway", "--listen", "127.0.0.1:0", "--node", &fake.url],
+        "madrpc gateway listening on ",
+    );
+    let checked = eventually(Duration::from_secs(10), || async {
+        fake.health_checks().len() >= 4
+    })
+    .await;
+    assert!(checked);
+    let checks = fake.health_checks();
+    let span = checks[3] - checks[0];
+    assert!(
+        span >= Duration::from_millis(2700) && span <= Duration::from_millis(4200),
+        "three intervals took {span:?}"
+    );
+}
+
+/// `madrpc build` seals the snapshot's heap (guest-sdk/src/heap.rs) and
+/// fails when the allocator's layout defeats it. A large script leaves the
+/// most gaps to seal; it must build, and its calls must work.
+#[test]
+fn a_large_script_builds_with_its_heap_sealed() {
+    let source: String = (0..20_000)
+        .map(|i| format!("function f{i}(x) {{ return x + {i}; }}\n"))
+        .chain(std::iter::once(
+            "madrpc.register('last', (x) => f19999(x));\n".to_owned(),
+        ))
+        .collect();
+    let module = support::load_source("large.js", &source);
+    let report = runtime().call(&module, "last", b"[1]");
+    assert_eq!(report.result.expect("last succeeds"), b"20000");
+}
+
+/// Resident memory of a process, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS");
+    kib * 1024
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_does_not_grow_as_calls_move_to_clean_slots() {
+    let script = support::script("heavy.js");
+    let serve = Logged::start(
+        &[
+            "serve",
+            script.to_str().unwrap(),
+            "--nodes",
+            "1",
+            "--workers",
+            "1",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[("RUST_LOG", "info,madrpc::runtime=debug")],
+        "madrpc is serving at ",
+    );
+    let moves = || {
+        serve
+            .matching(|l| l.contains("moved calls to clean memory slots"))
+            .len()
+    };
+    let mut samples = Vec::new();
+    for cycle in 0..24 {
+        let before = moves();
+        assert_eq!(
+            call(&serve.url, "allocate", json!([8])).await["result"],
+            8000
+        );
+        let started = Instant::now();
+        while moves() == before {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "cycle {cycle}: calls never moved"
+            );
+            assert_eq!(call(&serve.url, "count", json!([])).await["result"], 1);
+        }
+        samples.push(rss(serve.child.id()));
+    }
+    // Each move leaves the heavy call's pages (about 7 MiB) in a slot that
+    // stays warm; once eight unused slots are warm, a move takes one of them
+    // over and lets its memory go. Growing with every move would add about
+    // 84 MiB over the last twelve.
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    let (settled, last) = (samples[11], samples[23]);
+    assert!(
+        last <= settled + (24 << 20),
+        "RSS kept growing, from {:.1} MiB after 12 moves to {:.1} MiB after 24: {:?}",
+        mib(settled),
+        mib(last),
+        samples
+            .iter()
+            .map(|b| format!("{:.1}", mib(*b)))
+            .collect::<Vec<_>>()
+    );
+}
