@@ -43,8 +43,11 @@ const INVALID: &[&str] = &[
 fn params() -> impl Strategy<Value = Value> {
     let scalar = prop_oneof![
         any::<i32>().prop_map(Value::from),
-        prop::collection::vec(prop::sample::select(vec!['a', 'é', ' ', '"', '\\', '\u{1F600}']), 0..8)
-            .prop_map(|chars| Value::from(String::from_iter(chars))),
+        prop::collection::vec(
+            prop::sample::select(vec!['a', 'é', ' ', '"', '\\', '\u{1F600}']),
+            0..8
+        )
+        .prop_map(|chars| Value::from(String::from_iter(chars))),
         any::<bool>().prop_map(Value::from),
         Just(Value::Null),
     ];
@@ -74,7 +77,9 @@ fn with_ids(mut members: Vec<Member>, forms: Vec<u8>) -> Vec<Member> {
             2 => format!("{i}.50"),
             _ => format!("-{i}e0"),
         };
-        if let Member::Echo { id, .. } | Member::Unknown { id } | Member::ScalarParams { id } = member {
+        if let Member::Echo { id, .. } | Member::Unknown { id } | Member::ScalarParams { id } =
+            member
+        {
             *id = text;
         }
     }
@@ -90,10 +95,18 @@ fn batch() -> impl Strategy<Value = Vec<Member>> {
 
 fn entry_text(member: &Member) -> String {
     match member {
-        Member::Echo { id, params } => format!(r#"{{"jsonrpc":"2.0","method":"echo","params":{params},"id":{id}}}"#),
-        Member::Unknown { id } => format!(r#"{{"jsonrpc":"2.0","method":"no_such_function","id":{id}}}"#),
-        Member::ScalarParams { id } => format!(r#"{{"jsonrpc":"2.0","method":"echo","params":3,"id":{id}}}"#),
-        Member::Notification { params } => format!(r#"{{"jsonrpc":"2.0","method":"echo","params":{params}}}"#),
+        Member::Echo { id, params } => {
+            format!(r#"{{"jsonrpc":"2.0","method":"echo","params":{params},"id":{id}}}"#)
+        }
+        Member::Unknown { id } => {
+            format!(r#"{{"jsonrpc":"2.0","method":"no_such_function","id":{id}}}"#)
+        }
+        Member::ScalarParams { id } => {
+            format!(r#"{{"jsonrpc":"2.0","method":"echo","params":3,"id":{id}}}"#)
+        }
+        Member::Notification { params } => {
+            format!(r#"{{"jsonrpc":"2.0","method":"echo","params":{params}}}"#)
+        }
         Member::Invalid(text) => (*text).to_owned(),
     }
 }
@@ -110,12 +123,22 @@ fn echoed(params: &Value) -> Value {
 struct Response<'a> {
     #[serde(borrow)]
     id: &'a RawValue,
+    #[serde(default, deserialize_with = "present")]
     result: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     error: Option<Value>,
 }
 
+/// `Some` for a member that is present, even when it is `null`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    <Value as serde::Deserialize>::deserialize(d).map(Some)
+}
+
 fn check(members: &[Member], status: u16, body: &[u8]) -> Result<(), TestCaseError> {
-    let answered = members.iter().filter(|m| !matches!(m, Member::Notification { .. })).count();
+    let answered = members
+        .iter()
+        .filter(|m| !matches!(m, Member::Notification { .. }))
+        .count();
     if answered == 0 {
         prop_assert_eq!(status, 204);
         prop_assert!(body.is_empty());
@@ -131,12 +154,22 @@ fn check(members: &[Member], status: u16, body: &[u8]) -> Result<(), TestCaseErr
         prop_assert!(response.result.is_some() != response.error.is_some());
         if response.id.get() == "null" {
             null_ids += 1;
-            prop_assert_eq!(&response.error.as_ref().map(|e| e["code"].clone()), &Some(json!(-32600)));
+            prop_assert_eq!(
+                &response.error.as_ref().map(|e| e["code"].clone()),
+                &Some(json!(-32600))
+            );
         } else {
-            prop_assert!(by_id.insert(response.id.get(), response).is_none(), "id {} answered twice", response.id.get());
+            prop_assert!(
+                by_id.insert(response.id.get(), response).is_none(),
+                "id {} answered twice",
+                response.id.get()
+            );
         }
     }
-    let invalid = members.iter().filter(|m| matches!(m, Member::Invalid(_))).count();
+    let invalid = members
+        .iter()
+        .filter(|m| matches!(m, Member::Invalid(_)))
+        .count();
     prop_assert_eq!(null_ids, invalid);
     for member in members {
         let (id, expected_result, expected_code) = match member {
@@ -145,9 +178,16 @@ fn check(members: &[Member], status: u16, body: &[u8]) -> Result<(), TestCaseErr
             Member::ScalarParams { id } => (id, None, Some(-32602)),
             _ => continue,
         };
-        let response = by_id.get(id.as_str()).ok_or_else(|| TestCaseError::fail(format!("no response with id {id}")))?;
+        let response = by_id
+            .get(id.as_str())
+            .ok_or_else(|| TestCaseError::fail(format!("no response with id {id}")))?;
         prop_assert_eq!(&response.result, &expected_result, "id {}", id);
-        prop_assert_eq!(response.error.as_ref().map(|e| e["code"].clone()), expected_code.map(Value::from), "id {}", id);
+        prop_assert_eq!(
+            response.error.as_ref().map(|e| e["code"].clone()),
+            expected_code.map(Value::from),
+            "id {}",
+            id
+        );
     }
     Ok(())
 }
@@ -156,15 +196,29 @@ fn check(members: &[Member], status: u16, body: &[u8]) -> Result<(), TestCaseErr
 fn batch_responses_match_the_requests_one_to_one() {
     let script = support::script("sandbox.js");
     let serve = Process::start(
-        &["serve", script.to_str().expect("UTF-8"), "--nodes", "1", "--listen", "127.0.0.1:0"],
+        &[
+            "serve",
+            script.to_str().expect("UTF-8"),
+            "--nodes",
+            "1",
+            "--listen",
+            "127.0.0.1:0",
+        ],
         "madrpc is serving at ",
     );
     let url = format!("{}/", serve.url);
     let tokio = tokio::runtime::Runtime::new().expect("a tokio runtime");
     let http = client();
-    let mut runner = TestRunner::new(ProptestConfig { cases: 128, ..ProptestConfig::default() });
+    let mut runner = TestRunner::new(ProptestConfig {
+        cases: 128,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
     let outcome = runner.run(&batch(), |members| {
-        let body = format!("[{}]", members.iter().map(entry_text).collect::<Vec<_>>().join(","));
+        let body = format!(
+            "[{}]",
+            members.iter().map(entry_text).collect::<Vec<_>>().join(",")
+        );
         let reply = tokio.block_on(rpc(&http, &url, &body));
         check(&members, reply.status, &reply.body)
     });

@@ -75,8 +75,23 @@ fn entry_text(tape: &mut Tape) -> String {
     let mut members = Vec::new();
     for _ in 0..tape.below(6) + 1 {
         let member = match tape.below(6) {
-            0 => format!(r#""jsonrpc":{}"#, tape.pick(&[r#""2.0""#, r#""1.0""#, "2", "null", r#""2.0\u0000""#])),
-            1 => format!(r#""method":{}"#, tape.pick(&[r#""add""#, r#""rpc.discover""#, r#""rpc.x""#, r#""""#, r#""\u00e9\ud83d\ude00""#, "1", "null", "[]"])),
+            0 => format!(
+                r#""jsonrpc":{}"#,
+                tape.pick(&[r#""2.0""#, r#""1.0""#, "2", "null", r#""2.0\u0000""#])
+            ),
+            1 => format!(
+                r#""method":{}"#,
+                tape.pick(&[
+                    r#""add""#,
+                    r#""rpc.discover""#,
+                    r#""rpc.x""#,
+                    r#""""#,
+                    r#""\u00e9\ud83d\ude00""#,
+                    "1",
+                    "null",
+                    "[]"
+                ])
+            ),
             2 => format!(r#""params":{}"#, value(tape, 3)),
             3 => format!(r#""id":{}"#, value(tape, 2)),
             4 => format!("{}:{}", string(tape), value(tape, 2)),
@@ -107,7 +122,15 @@ fn scalar(tape: &mut Tape) -> String {
     match tape.below(4) {
         0 => string(tape),
         1 => tape
-            .pick(&["0", "-1", "1.0", "1e400", "-0", "12345678901234567890123", "0.5e-3"])
+            .pick(&[
+                "0",
+                "-1",
+                "1.0",
+                "1e400",
+                "-0",
+                "12345678901234567890123",
+                "0.5e-3",
+            ])
             .to_owned(),
         2 => tape.pick(&["null", "true", "false"]).to_owned(),
         _ => format!("{}", tape.below(100_000)),
@@ -130,7 +153,10 @@ impl<'de> serde::Deserialize<'de> for Members<'de> {
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("an object")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
                 let mut members = Vec::new();
                 while let Some(entry) = map.next_entry::<Cow<'de, str>, &'de RawValue>()? {
                     members.push(entry);
@@ -160,14 +186,22 @@ fn verdict(raw: &RawValue) -> Verdict {
     if ["jsonrpc", "method", "params", "id"].into_iter().any(twice) {
         return Verdict::InvalidRequest;
     }
-    let get = |name: &str| members.iter().find(|(n, _)| n == name).map(|(_, v)| v.get());
+    let get = |name: &str| {
+        members
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.get())
+    };
     let string = |json: Option<&str>| json.and_then(|j| serde_json::from_str::<String>(j).ok());
     if string(get("jsonrpc")).as_deref() != Some("2.0") {
         return Verdict::InvalidRequest;
     }
     let id = get("id");
     let id_ok = id.is_none_or(|id| {
-        id == "null" || id.starts_with('"') || id.starts_with('-') || id.starts_with(|c: char| c.is_ascii_digit())
+        id == "null"
+            || id.starts_with('"')
+            || id.starts_with('-')
+            || id.starts_with(|c: char| c.is_ascii_digit())
     });
     if !id_ok {
         return Verdict::InvalidRequest;
@@ -188,12 +222,17 @@ fn parsed_verdict(entry: &Entry) -> Verdict {
             id: call.id.map(|id| id.get().to_owned()),
             method: call.method.clone().into_owned(),
         },
-        Entry::Invalid { error, id } if error.code == codes::INVALID_PARAMS => Verdict::InvalidParams {
-            id: id.map(|id| id.get().to_owned()),
-        },
+        Entry::Invalid { error, id } if error.code == codes::INVALID_PARAMS => {
+            Verdict::InvalidParams {
+                id: id.map(|id| id.get().to_owned()),
+            }
+        }
         Entry::Invalid { error, id } => {
             assert_eq!(error.code, codes::INVALID_REQUEST, "{error:?}");
-            assert!(id.is_none(), "an invalid request is answered with a null id");
+            assert!(
+                id.is_none(),
+                "an invalid request is answered with a null id"
+            );
             Verdict::InvalidRequest
         }
     }
@@ -217,7 +256,8 @@ fn check_parse(body: &[u8]) {
             assert_eq!(parsed_verdict(&entry), expected, "{}", root.get());
         }
         (Ok(Incoming::Batch(entries)), Some(root)) => {
-            let members: Vec<&RawValue> = serde_json::from_str(root.get()).expect("a batch is an array");
+            let members: Vec<&RawValue> =
+                serde_json::from_str(root.get()).expect("a batch is an array");
             assert_eq!(entries.len(), members.len());
             for (entry, member) in entries.iter().zip(members) {
                 assert_eq!(parsed_verdict(entry), verdict(member), "{}", member.get());
@@ -311,7 +351,10 @@ fn damaged_module(tape: &mut Tape) -> Vec<u8> {
                 r#"{{"abi":{},"script":{},"methods":[{}]}}"#,
                 tape.pick(&["1", "0", "2", "-1", "4294967296", "1.5", "null"]),
                 string(tape),
-                (0..tape.below(3)).map(|_| string(tape)).collect::<Vec<_>>().join(",")
+                (0..tape.below(3))
+                    .map(|_| string(tape))
+                    .collect::<Vec<_>>()
+                    .join(",")
             );
             with_custom_section(madrpc::manifest::SECTION_NAME, manifest.as_bytes())
         }
@@ -350,13 +393,23 @@ fn a_node_given_a_broken_module_exits_with_an_error() {
         ("text.wasm", b"console.log(1)".to_vec()),
         ("truncated.wasm", real[..real.len() / 2].to_vec()),
         ("bare.wasm", EMPTY_MODULE.to_vec()),
-        ("manifest.wasm", with_custom_section(madrpc::manifest::SECTION_NAME, b"{\"abi\":")),
+        (
+            "manifest.wasm",
+            with_custom_section(madrpc::manifest::SECTION_NAME, b"{\"abi\":"),
+        ),
     ] {
         let path = dir.path().join(name);
         std::fs::write(&path, bytes).expect("the module is written");
         let output = support::run_cli(
             dir.path(),
-            &["node", "--module", path.to_str().expect("UTF-8"), "--listen", "127.0.0.1:0", "--insecure-public-calls"],
+            &[
+                "node",
+                "--module",
+                path.to_str().expect("UTF-8"),
+                "--listen",
+                "127.0.0.1:0",
+                "--insecure-public-calls",
+            ],
         );
         let (_, stderr) = support::texts(&output);
         assert_eq!(output.status.code(), Some(1), "{name}: {stderr}");
@@ -369,11 +422,29 @@ fn a_node_given_a_broken_module_exits_with_an_error() {
 
 /// The data kinds the error table names.
 const KINDS: &[&str] = &[
-    "parse_error", "invalid_request", "method_not_found", "invalid_params", "internal",
-    "guest_threw", "fuel_exhausted", "memory_exceeded", "deadline_exceeded", "stack_overflow",
-    "not_serializable", "never_settled", "guest_crashed", "params_too_large", "result_too_large",
-    "body_too_large", "batch_too_large", "overloaded", "no_healthy_node", "node_failed",
-    "call_depth_exceeded", "too_many_subcalls", "unauthorized",
+    "parse_error",
+    "invalid_request",
+    "method_not_found",
+    "invalid_params",
+    "internal",
+    "guest_threw",
+    "fuel_exhausted",
+    "memory_exceeded",
+    "deadline_exceeded",
+    "stack_overflow",
+    "not_serializable",
+    "never_settled",
+    "guest_crashed",
+    "params_too_large",
+    "result_too_large",
+    "body_too_large",
+    "batch_too_large",
+    "overloaded",
+    "no_healthy_node",
+    "node_failed",
+    "call_depth_exceeded",
+    "too_many_subcalls",
+    "unauthorized",
 ];
 
 fn fuzz_tokio() -> &'static tokio::runtime::Runtime {
@@ -387,7 +458,16 @@ fn fuzz_http() -> &'static madrpc::http::HttpClient {
     HTTP.get_or_init(support::grid::client)
 }
 
-const NODE_LIMITS: &[&str] = &["--fuel", "50000000", "--deadline", "1s", "--max-params", "64KiB", "--max-body", "128KiB"];
+const NODE_LIMITS: &[&str] = &[
+    "--fuel",
+    "50000000",
+    "--deadline",
+    "1s",
+    "--max-params",
+    "64KiB",
+    "--max-body",
+    "128KiB",
+];
 
 fn percent_encode(bytes: &[u8]) -> String {
     bytes
@@ -406,9 +486,28 @@ fn percent_encode(bytes: &[u8]) -> String {
 fn header_value(tape: &mut Tape) -> Option<String> {
     match tape.below(6) {
         0 => None,
-        1 => Some(tape.pick(&["0", "1", "8", "4294967295", "4294967296", "18446744073709551615", "99999999999999999999", "-1", " 3 ", "1e3"]).to_owned()),
+        1 => Some(
+            tape.pick(&[
+                "0",
+                "1",
+                "8",
+                "4294967295",
+                "4294967296",
+                "18446744073709551615",
+                "99999999999999999999",
+                "-1",
+                " 3 ",
+                "1e3",
+            ])
+            .to_owned(),
+        ),
         2 => Some(tape.below(20_000).to_string()),
-        _ => Some(String::from_utf8_lossy(tape.take(16)).chars().filter(|c| c.is_ascii_graphic()).collect()),
+        _ => Some(
+            String::from_utf8_lossy(tape.take(16))
+                .chars()
+                .filter(|c| c.is_ascii_graphic())
+                .collect(),
+        ),
     }
 }
 
@@ -424,10 +523,16 @@ fn check_node_reply(status: u16, headers: &hyper::HeaderMap, body: &[u8]) -> Res
             .map(|_| ())
             .map_err(|e| format!("a result that is not JSON ({e}): {text}")),
         401 | 413 | 422 | 503 => {
-            let error: Value = serde_json::from_slice(body).map_err(|e| format!("HTTP {status}, not JSON ({e}): {text}"))?;
+            let error: Value = serde_json::from_slice(body)
+                .map_err(|e| format!("HTTP {status}, not JSON ({e}): {text}"))?;
             let kind = error["data"]["kind"].as_str().unwrap_or_default();
-            if error["code"].as_i64().is_none() || !error["message"].is_string() || (status != 401 && !KINDS.contains(&kind)) {
-                return Err(format!("HTTP {status} without a JSON-RPC error object: {text}"));
+            if error["code"].as_i64().is_none()
+                || !error["message"].is_string()
+                || (status != 401 && !KINDS.contains(&kind))
+            {
+                return Err(format!(
+                    "HTTP {status} without a JSON-RPC error object: {text}"
+                ));
             }
             Ok(())
         }
@@ -446,7 +551,23 @@ fn node_call_route_answers_arbitrary_requests_in_protocol() {
         let http = fuzz_http();
         let mut tape = Tape::new(input);
         let method: Vec<u8> = match tape.below(3) {
-            0 => tape.pick(&["add", "echo", "throws", "throws_string", "spin_for", "big_result", "never_settles", "returns_cycle", "nope", "rpc.discover", "%", ".."]).as_bytes().to_vec(),
+            0 => tape
+                .pick(&[
+                    "add",
+                    "echo",
+                    "throws",
+                    "throws_string",
+                    "spin_for",
+                    "big_result",
+                    "never_settles",
+                    "returns_cycle",
+                    "nope",
+                    "rpc.discover",
+                    "%",
+                    "..",
+                ])
+                .as_bytes()
+                .to_vec(),
             // The route needs a segment: `/v1/call/` is no call at all.
             _ => [tape.take(24), b"_"].concat(),
         };
@@ -454,8 +575,9 @@ fn node_call_route_answers_arbitrary_requests_in_protocol() {
             0 => tape.take(256).to_vec(),
             _ => value(&mut tape, 3).into_bytes(),
         };
-        let mut request = hyper::Request::post(format!("{url}/v1/call/{}", percent_encode(&method)))
-            .header("content-type", "application/json");
+        let mut request =
+            hyper::Request::post(format!("{url}/v1/call/{}", percent_encode(&method)))
+                .header("content-type", "application/json");
         match tape.below(6) {
             0 => {}
             1 => request = request.header("authorization", "Bearer wrong"),
@@ -475,14 +597,20 @@ fn node_call_route_answers_arbitrary_requests_in_protocol() {
                 .expect("the node answers within 10 s")
                 .expect("the node is reachable");
             let (parts, body) = response.into_parts();
-            let body = http_body_util::BodyExt::collect(body).await.expect("a body").to_bytes();
+            let body = http_body_util::BodyExt::collect(body)
+                .await
+                .expect("a body")
+                .to_bytes();
             (parts.status.as_u16(), parts.headers, body)
         });
         if let Err(problem) = check_node_reply(status, &headers, &reply) {
             panic!("POST /v1/call/{}: {problem}", percent_encode(&method));
         }
     });
-    let health = fuzz_tokio().block_on(support::grid::get_json(fuzz_http(), &format!("{url}/health")));
+    let health = fuzz_tokio().block_on(support::grid::get_json(
+        fuzz_http(),
+        &format!("{url}/health"),
+    ));
     assert_eq!(health["status"], "ok", "{health}");
 }
 
@@ -505,9 +633,10 @@ fn client_requests_never_take_a_node_out_of_rotation() {
             if let Some(value) = &depth {
                 headers.push(("x-madrpc-depth", value.as_str()));
             }
-            let reply = support::grid::post_with(http, &url, "application/json", &headers, body.clone())
-                .await
-                .unwrap_or_else(|e| panic!("{body}: {e}"));
+            let reply =
+                support::grid::post_with(http, &url, "application/json", &headers, body.clone())
+                    .await
+                    .unwrap_or_else(|e| panic!("{body}: {e}"));
             if reply.status != 204 {
                 // Ids are echoed byte for byte, so read them as raw JSON.
                 #[derive(serde::Deserialize)]
@@ -528,7 +657,10 @@ fn client_requests_never_take_a_node_out_of_rotation() {
                 for response in replies {
                     let kind = response.error.as_ref().map(|e| e["data"]["kind"].clone());
                     assert!(
-                        !matches!(kind.as_ref().and_then(Value::as_str), Some("node_failed" | "no_healthy_node" | "internal")),
+                        !matches!(
+                            kind.as_ref().and_then(Value::as_str),
+                            Some("node_failed" | "no_healthy_node" | "internal")
+                        ),
                         "{body} -> {text}"
                     );
                 }

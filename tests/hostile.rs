@@ -135,7 +135,10 @@ fn honest_call(round: u64) -> (Value, u64) {
         (json!({"method": "fan_sum", "params": [count]}), expected)
     } else {
         let n = (round * 7919) % 2000;
-        (json!({"method": "sum_squares", "params": [n]}), sum_squares(n))
+        (
+            json!({"method": "sum_squares", "params": [n]}),
+            sum_squares(n),
+        )
     }
 }
 
@@ -224,7 +227,13 @@ async fn hostile_scripts_end_with_their_documented_errors_while_honest_calls_suc
     let stop = Arc::new(AtomicBool::new(false));
     let honest_done = Arc::new(AtomicUsize::new(0));
     let honest: Vec<_> = (0..2)
-        .map(|_| tokio::spawn(honest_client(url.clone(), stop.clone(), honest_done.clone())))
+        .map(|_| {
+            tokio::spawn(honest_client(
+                url.clone(),
+                stop.clone(),
+                honest_done.clone(),
+            ))
+        })
         .collect();
 
     let mut failures = Vec::new();
