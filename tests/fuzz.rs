@@ -337,7 +337,7 @@ fn damaged_module(tape: &mut Tape) -> Vec<u8> {
             // A few bytes overwritten, mostly in the sections' headers.
             let mut wasm = real_module().to_vec();
             for _ in 0..tape.below(4) + 1 {
-                let at = if tape.byte() % 4 == 0 {
+                let at = if tape.byte().is_multiple_of(4) {
                     tape.below(wasm.len())
                 } else {
                     tape.below(wasm.len().min(4096))
