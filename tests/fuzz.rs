@@ -884,3 +884,32 @@ fn gateway_passes_on_only_node_protocol_replies() {
         "results passed on: {results}, call errors: {errors}, the gateway's own errors: {refusals}"
     );
 }
+
+#[test]
+fn a_method_name_that_is_not_utf8_gets_a_node_protocol_error() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let node = Process::node(&support::build_into(dir.path(), "sandbox.js"), NODE_LIMITS);
+    let request = hyper::Request::post(format!("{}/v1/call/%FF%FE", node.url))
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {TEST_TOKEN}"))
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(b"[]")))
+        .expect("a request");
+    let (status, headers, body) = fuzz_tokio().block_on(async {
+        let response = fuzz_http()
+            .request(request)
+            .await
+            .expect("the node answers");
+        let (parts, body) = response.into_parts();
+        let body = http_body_util::BodyExt::collect(body)
+            .await
+            .expect("a body")
+            .to_bytes();
+        (parts.status.as_u16(), parts.headers, body)
+    });
+    check_node_reply(status, &headers, &body).unwrap_or_else(|problem| panic!("{problem}"));
+    let error: Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(
+        (status, &error["data"]["kind"]),
+        (422, &Value::from("method_not_found"))
+    );
+}
