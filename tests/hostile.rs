@@ -4,7 +4,9 @@
 //! expressions, thrown non-Errors, cyclic results, fan-out bombs, reaching
 //! for WASI) and names on its first line the error it must end with:
 //! `// expect: KIND`, a `data.kind` of the README's error table, and
-//! optionally on its second what the message must say: `// message: TEXT`.
+//! optionally on the next lines what the message must say
+//! (`// message: TEXT`) and a tighter deadline the call is sent with
+//! (`// deadline-ms: N`, as the `x-madrpc-deadline-ms` header).
 //! A sub-call refused for a limit rejects with an `RpcError` carrying the
 //! limit's code; a function that lets it escape ends with `guest_threw`
 //! naming that error, as any uncaught error does. They run
@@ -18,7 +20,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use support::grid::{HttpReply, Process, available_nodes, client, rpc};
+use support::grid::{HttpReply, Process, available_nodes, client, post_with, rpc};
 
 /// Tight limits keep the suite fast: a loop ends after about a tenth of a
 /// second of fuel, a memory bomb at 32 MiB.
@@ -62,6 +64,7 @@ struct Hostile {
     method: String,
     expect: String,
     message: Option<String>,
+    deadline_ms: Option<String>,
     source: String,
 }
 
@@ -79,19 +82,18 @@ fn hostile_scripts() -> Vec<Hostile> {
 
 fn read_hostile(path: &Path) -> Hostile {
     let source = std::fs::read_to_string(path).expect("a readable script");
-    let expect = source
-        .lines()
-        .next()
-        .and_then(|line| line.strip_prefix("// expect: "))
-        .unwrap_or_else(|| panic!("{} does not start with '// expect: KIND'", path.display()))
-        .trim()
-        .to_owned();
+    let header = |key: &str| {
+        source
+            .lines()
+            .take_while(|line| line.starts_with("//"))
+            .find_map(|line| line.strip_prefix(&format!("// {key}: ")))
+            .map(|value| value.trim().to_owned())
+    };
+    let expect = header("expect")
+        .unwrap_or_else(|| panic!("{} does not start with '// expect: KIND'", path.display()));
     code_of(&expect);
-    let message = source
-        .lines()
-        .nth(1)
-        .and_then(|line| line.strip_prefix("// message: "))
-        .map(|text| text.trim().to_owned());
+    let message = header("message");
+    let deadline_ms = header("deadline-ms");
     let method = path
         .file_stem()
         .and_then(|s| s.to_str())
@@ -106,6 +108,7 @@ fn read_hostile(path: &Path) -> Hostile {
         method,
         expect,
         message,
+        deadline_ms,
         source,
     }
 }
@@ -242,7 +245,14 @@ async fn hostile_scripts_end_with_their_documented_errors_while_honest_calls_suc
         let before = honest_done.load(Ordering::Relaxed);
         let body = json!({"jsonrpc": "2.0", "method": script.method, "id": script.method});
         let started = Instant::now();
-        let reply = rpc(&http, &url, &body.to_string()).await;
+        let headers: Vec<(&str, &str)> = script
+            .deadline_ms
+            .iter()
+            .map(|ms| ("x-madrpc-deadline-ms", ms.as_str()))
+            .collect();
+        let reply = post_with(&http, &url, "application/json", &headers, body.to_string())
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", script.method));
         let took = started.elapsed();
         if took > slowest.1 {
             slowest = (script.method.clone(), took);
