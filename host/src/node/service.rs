@@ -8,6 +8,7 @@ use crate::cluster::{ClusterToken, NODE_REPLY_HEADER};
 use crate::rpc::{self, CallBudget, CallRequest, Dispatch, EndpointLimits, RpcError, codes};
 use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -115,10 +116,19 @@ async fn mark_reply(mut response: Response) -> Response {
 /// JSON-RPC error object, or 503 with one when overloaded.
 async fn call(
     State(state): State<Arc<NodeState>>,
-    Path(method): Path<String>,
+    method: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    // A name that is not UTF-8 names no function; answer in the protocol.
+    let Ok(Path(method)) = method else {
+        let error = RpcError::new(
+            codes::METHOD_NOT_FOUND,
+            "method_not_found",
+            "Method not found: the method name in the path is not UTF-8",
+        );
+        return error_reply(StatusCode::UNPROCESSABLE_ENTITY, &error);
+    };
     // This route serves the gateway only (it checks the cluster token), so
     // the key name it forwards is believed.
     let budget = match CallBudget::from_headers(&headers) {

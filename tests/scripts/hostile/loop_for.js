@@ -1,0 +1,5 @@
+// expect: fuel_exhausted
+// The plainest endless loop.
+madrpc.register('loop_for', () => {
+  for (;;) {}
+});

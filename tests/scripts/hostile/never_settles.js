@@ -1,0 +1,3 @@
+// expect: never_settled
+// A Promise nothing can settle.
+madrpc.register('never_settles', () => new Promise(() => {}));
