@@ -220,7 +220,7 @@ async fn client_loop(url: String, seed: u64, stop: Arc<AtomicBool>, tally: Arc<T
     let mut id = seed * 1_000_000;
     while !stop.load(Ordering::Relaxed) {
         id += 1;
-        let (body, expected): (Value, Value) = if id % 2 == 0 {
+        let (body, expected): (Value, Value) = if id.is_multiple_of(2) {
             let n = 1 + id % 10;
             (
                 json!({"jsonrpc": "2.0", "method": "sum_squares", "params": [n], "id": id}),
