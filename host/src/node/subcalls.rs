@@ -8,6 +8,7 @@ use crate::http::{self, HttpClient};
 use crate::rpc::{CallBudget, RpcError, codes};
 use crate::runtime::{Budget, Subcall, SubcallHandler};
 use bytes::Bytes;
+use futures::StreamExt;
 use futures::future::BoxFuture;
 use serde_json::Value;
 use std::sync::{Arc, Mutex, Weak};
@@ -17,6 +18,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Most sub-calls sent to the gateway in one batch.
 const GATEWAY_BATCH: usize = 250;
+
+/// Most sub-calls of one call in flight at once in this process: enough
+/// to keep every local worker busy, fewer than a pool's queue holds.
+const IN_PROCESS_WINDOW: usize = 128;
 
 /// Where a node sends sub-calls.
 #[derive(Clone)]
@@ -127,12 +132,18 @@ impl NodeSubcalls {
                 .collect()
             }
             SubcallRoute::InProcess(dispatch) => {
-                let runs = calls.into_iter().map(|call| {
-                    retry_overloaded(budget, move || {
-                        dispatch.call(call.method.clone(), call.params.clone(), budget)
+                // A window rather than all at once: a 1,000-way fan-out
+                // would otherwise overflow the pools' queues and spend its
+                // time in overload pauses.
+                futures::stream::iter(calls)
+                    .map(|call| {
+                        retry_overloaded(budget, move || {
+                            dispatch.call(call.method.clone(), call.params.clone(), budget)
+                        })
                     })
-                });
-                futures::future::join_all(runs).await
+                    .buffered(IN_PROCESS_WINDOW)
+                    .collect()
+                    .await
             }
             SubcallRoute::Local => {
                 let Some(pool) = self.pool.upgrade() else {
