@@ -198,6 +198,16 @@ async fn a_draining_node_leaves_the_rotation_and_finishes_its_call() {
     })
     .await;
     assert!(left, "the draining node stayed in rotation");
+    // Gateways that list it with --node see it fail its health check.
+    let (status, _, health) =
+        madrpc::http::get(&http, &format!("{busy_url}/health"), Duration::from_secs(5))
+            .await
+            .expect("the draining node still answers");
+    assert_eq!(status.as_u16(), 503);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&health).unwrap()["status"],
+        "draining"
+    );
     let other = rpc(&http, &url, &body("square", json!([9]), 2)).await;
     assert_eq!(other.json()["result"], 81);
     // ...which still gets its answer, and then the node exits.
