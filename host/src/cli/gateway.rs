@@ -66,6 +66,10 @@ pub struct GatewayFlags {
     /// Longest the gateway waits for a node to answer one call.
     #[arg(long, default_value = "60s", value_name = "DURATION")]
     pub call_timeout: humantime::Duration,
+    /// On Ctrl-C or SIGTERM, longest to wait for the calls in flight (and
+    /// their sub-calls) before exiting; a second signal exits at once.
+    #[arg(long, default_value = "30s", value_name = "DURATION")]
+    pub drain_timeout: humantime::Duration,
 }
 
 impl GatewayArgs {
@@ -84,6 +88,7 @@ impl GatewayArgs {
             node_networks: self.node_networks.clone(),
             max_result_bytes: usize::try_from(self.max_result.as_u64()).unwrap_or(usize::MAX),
             edge,
+            drain_timeout: self.gateway.drain_timeout.into(),
         })
     }
 }

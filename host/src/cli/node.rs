@@ -47,6 +47,10 @@ pub struct NodeArgs {
     /// How often to heartbeat the gateway.
     #[arg(long, default_value = "1s", value_name = "DURATION")]
     heartbeat: humantime::Duration,
+    /// On Ctrl-C or SIGTERM, longest to wait for the calls in flight
+    /// before exiting; a second signal exits at once.
+    #[arg(long, default_value = "30s", value_name = "DURATION")]
+    drain_timeout: humantime::Duration,
     #[command(flatten)]
     limits: LimitArgs,
     #[command(flatten)]
@@ -90,6 +94,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
             heartbeat: args.heartbeat.into(),
             endpoint: args.endpoint.to_limits(),
             edge,
+            drain_timeout: args.drain_timeout.into(),
         },
         pool,
     )

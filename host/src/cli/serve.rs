@@ -3,8 +3,10 @@
 //! N local nodes: worker pools in this process, which the gateway balances
 //! over exactly as it does remote nodes but without a network hop. Every
 //! call still runs in its own sandbox; a separate process per node would
-//! only add an HTTP exchange per call on the same cores. On Ctrl-C or
-//! SIGTERM the gateway stops taking calls and finishes those in flight.
+//! only add an HTTP exchange per call on the same cores. Sub-calls go from
+//! a local node straight into the balancer, without a socket. On Ctrl-C or
+//! SIGTERM the gateway stops taking calls and finishes those in flight,
+//! with all their sub-calls.
 
 use super::edge::{ListenerArgs, PolicyArgs};
 use super::endpoint::EndpointArgs;
@@ -14,7 +16,7 @@ use super::signal::shutdown_requested;
 use anyhow::Context;
 use clap::Args;
 use madrpc::gateway::{Gateway, GatewayConfig};
-use madrpc::node::{SubcallRoute, WorkerPool};
+use madrpc::node::WorkerPool;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -62,7 +64,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
     // The local nodes run in this process, so no other node needs to join:
     // a random token nobody knows keeps the join route closed.
-    // The local pools present it on their sub-calls, as member nodes do.
     let join_token = madrpc::cluster::random_token();
     let endpoint = args.endpoint.to_limits();
     let edge = args
@@ -76,22 +77,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         health_interval: args.gateway.health_interval.into(),
         call_timeout: args.gateway.call_timeout.into(),
         endpoint,
-        join_token: Some(join_token.clone()),
+        join_token: Some(join_token),
         node_networks: Vec::new(),
         max_result_bytes: limits.max_result_bytes,
         edge,
+        drain_timeout: args.gateway.drain_timeout.into(),
     })
     .await?;
     let url = format!("{scheme}://{}", gateway.local_addr());
     let registry = gateway.registry();
     for _ in 0..nodes {
-        // Sub-calls go back through the gateway, which balances them over
-        // all the local nodes.
-        let route = SubcallRoute::Gateway {
-            url: format!("{url}/"),
-            client: madrpc::http::client(),
-            token: Some(join_token.clone()),
-        };
+        // Sub-calls go straight into the gateway's balancer, which spreads
+        // them over all the local nodes without a socket.
+        let route = gateway.subcall_route();
         registry.add_local(Arc::new(WorkerPool::new(
             runtime.clone(),
             loaded.clone(),

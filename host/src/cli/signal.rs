@@ -1,7 +1,22 @@
-//! Waiting for Ctrl-C or SIGTERM.
+//! Waiting for Ctrl-C or SIGTERM: the first one starts a drain, a second
+//! one ends the process at once.
 
-/// Completes on the first SIGINT (Ctrl-C) or SIGTERM.
+/// Completes on the first SIGINT (Ctrl-C) or SIGTERM, and from then on
+/// exits the process on the next one.
 pub async fn shutdown_requested() {
+    signalled().await;
+    tracing::info!(
+        "shutting down: no new calls; letting calls in flight finish (signal again to exit at once)"
+    );
+    tokio::spawn(async {
+        signalled().await;
+        tracing::warn!("second signal: exiting without waiting for calls in flight");
+        std::process::exit(130);
+    });
+}
+
+/// Completes on the next SIGINT or SIGTERM.
+async fn signalled() {
     let interrupt = async {
         if let Err(error) = tokio::signal::ctrl_c().await {
             tracing::error!(%error, "cannot listen for Ctrl-C");
@@ -26,5 +41,4 @@ pub async fn shutdown_requested() {
         _ = interrupt => {}
         _ = terminate => {}
     }
-    tracing::info!("shutting down: no new calls; letting calls in flight finish");
 }

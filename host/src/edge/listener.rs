@@ -127,6 +127,53 @@ pub async fn serve(
     Ok(())
 }
 
+/// Serves like [`serve`], but drains before it closes. When `shutdown`
+/// completes, the listener stays open while `drain` runs (calls in flight
+/// may still need it, e.g. for their sub-calls); then it stops accepting
+/// and waits for its connections to close. All of it is bounded by
+/// `timeout` from the signal: past it, the server returns with whatever
+/// is still in flight.
+pub async fn serve_draining<D>(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<Arc<TlsServer>>,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    drain: impl FnOnce() -> D + Send + 'static,
+    timeout: Duration,
+) -> std::io::Result<()>
+where
+    D: Future<Output = ()> + Send,
+{
+    let (deadline_tx, deadline_rx) = tokio::sync::oneshot::channel();
+    let phases = async move {
+        shutdown.await;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let _ = deadline_tx.send(deadline);
+        if tokio::time::timeout_at(deadline, drain()).await.is_err() {
+            tracing::warn!(
+                timeout_ms = timeout.as_millis() as u64,
+                "the drain timeout passed with calls still in flight; closing"
+            );
+        }
+    };
+    let server = serve(listener, router, tls, limits, phases);
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => result,
+        deadline = deadline_rx => match deadline {
+            Ok(deadline) => match tokio::time::timeout_at(deadline, &mut server).await {
+                Ok(result) => result,
+                Err(_) => {
+                    tracing::warn!("the drain timeout passed with connections still open; closing");
+                    Ok(())
+                }
+            },
+            Err(_) => server.await,
+        },
+    }
+}
+
 /// Answers a connection over the cap and closes it, without waiting on it.
 fn refuse(stream: TcpStream, peer: SocketAddr, cap: usize) {
     let _ = stream.try_write(OVER_CAPACITY);

@@ -160,17 +160,21 @@ pub async fn forward(
         .remaining()
         .map_or(timeout, |left| timeout.min(left + Duration::from_secs(1)));
     let limit = client.max_reply_bytes;
-    let (parts, body) = match client
-        .send(
-            Method::POST,
-            &url,
-            params,
-            &budget.to_headers(),
-            limit,
-            timeout,
-        )
-        .await
-    {
+    // Health checks may find the node failed while the call waits on it:
+    // then the call is given up here and sent elsewhere.
+    let failure = node.failure();
+    let headers = budget.to_headers();
+    let send = client.send(Method::POST, &url, params, &headers, limit, timeout);
+    let reply = tokio::select! {
+        reply = send => reply,
+        _ = failure => {
+            return Err(ForwardError::Unreachable(HttpError::Unreachable {
+                url: url.clone(),
+                detail: "the node was found failed while the call was in flight".into(),
+            }));
+        }
+    };
+    let (parts, body) = match reply {
         Ok(reply) => reply,
         Err(SendError::Http(error)) => return Err(ForwardError::Unreachable(error)),
         Err(SendError::TooLarge(limit)) => {

@@ -4,6 +4,7 @@
 //! guest code.
 
 mod balance;
+mod drain;
 mod forward;
 mod health;
 mod membership;
@@ -15,12 +16,14 @@ pub use registry::{NodeStatus, Registry};
 
 use crate::cluster::ClusterToken;
 use crate::http::{self, HttpError};
-use crate::rpc::{self, CallRequest, Dispatch, EndpointLimits, RpcError, codes};
+use crate::node::{SubcallDispatch, SubcallRoute};
+use crate::rpc::{self, CallBudget, CallRequest, Dispatch, EndpointLimits, RpcError, codes};
 use bytes::Bytes;
 use forward::{ForwardError, NodeClient};
+use futures::future::BoxFuture;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::net::TcpListener;
 
@@ -49,6 +52,8 @@ pub struct GatewayConfig {
     pub max_result_bytes: usize,
     /// TLS, connection limits, API keys, rate limits and CORS.
     pub edge: crate::edge::Edge,
+    /// Longest a shutdown waits for calls in flight (`--drain-timeout`).
+    pub drain_timeout: Duration,
 }
 
 /// Why a gateway could not run.
@@ -160,11 +165,43 @@ impl Dispatch for Balancer {
     }
 }
 
+/// Sub-calls of the worker pools in the gateway's own process: straight
+/// into the balancer, as a client call would go after the endpoint. It
+/// holds the balancer weakly, since the balancer holds the pools.
+struct InProcess(Weak<Balancer>);
+
+impl SubcallDispatch for InProcess {
+    fn call(
+        &self,
+        method: String,
+        params: Bytes,
+        budget: CallBudget,
+    ) -> BoxFuture<'static, Result<Bytes, RpcError>> {
+        let balancer = self.0.upgrade();
+        Box::pin(async move {
+            match balancer {
+                Some(balancer) => {
+                    balancer
+                        .call(CallRequest {
+                            method,
+                            params,
+                            budget,
+                        })
+                        .await
+                }
+                None => Err(RpcError::internal("the grid is shutting down")),
+            }
+        })
+    }
+}
+
 /// A bound gateway, ready to serve.
 pub struct Gateway {
     listener: TcpListener,
     registry: Arc<Registry>,
     token: Arc<ClusterToken>,
+    balancer: Arc<Balancer>,
+    client: NodeClient,
     config: GatewayConfig,
 }
 
@@ -186,12 +223,21 @@ impl Gateway {
                     addr: config.listen,
                     source,
                 })?;
+        let registry =
+            Arc::new(Registry::new(&nodes).with_heartbeat_expiry(config.health_interval * 3));
+        let token = Arc::new(ClusterToken::new(config.join_token.clone()));
+        let client = NodeClient::new(http::client(), token.clone(), config.max_result_bytes);
+        let balancer = Arc::new(Balancer {
+            registry: registry.clone(),
+            client: client.clone(),
+            call_timeout: config.call_timeout,
+        });
         Ok(Self {
             listener,
-            registry: Arc::new(
-                Registry::new(&nodes).with_heartbeat_expiry(config.health_interval * 3),
-            ),
-            token: Arc::new(ClusterToken::new(config.join_token.clone())),
+            registry,
+            token,
+            balancer,
+            client,
             config,
         })
     }
@@ -206,36 +252,38 @@ impl Gateway {
         self.registry.clone()
     }
 
+    /// Where the worker pools of this process send their sub-calls: into
+    /// this gateway's balancer, without a socket.
+    pub fn subcall_route(&self) -> SubcallRoute {
+        SubcallRoute::InProcess(Arc::new(InProcess(Arc::downgrade(&self.balancer))))
+    }
+
     /// The cluster credential, shared with the routes that check it; set a
     /// new token on it to revoke the old one.
     pub fn cluster_token(&self) -> Arc<ClusterToken> {
         self.token.clone()
     }
 
-    /// Serves until `shutdown` completes, then stops taking calls and lets
-    /// the ones in flight finish.
+    /// Serves until `shutdown` completes, then drains: new client calls
+    /// are refused, while the calls in flight finish with every round of
+    /// their sub-calls (within the drain timeout); then it stops.
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), GatewayError> {
-        let client = NodeClient::new(
-            http::client(),
-            self.token.clone(),
-            self.config.max_result_bytes,
-        );
-        let balancer = Arc::new(Balancer {
-            registry: self.registry.clone(),
-            client: client.clone(),
-            call_timeout: self.config.call_timeout,
-        });
         let health = tokio::spawn(health::run(
             self.registry.clone(),
-            client,
+            self.client.clone(),
             self.config.health_interval,
         ));
         let edge = &self.config.edge;
-        let calls = edge.guard(
-            rpc::router(balancer, self.config.endpoint.clone()),
+        let drain = Arc::new(drain::Drain::default());
+        let calls = drain::layer(
+            edge.guard(
+                rpc::router(self.balancer.clone(), self.config.endpoint.clone()),
+                self.token.clone(),
+            ),
+            drain.clone(),
             self.token.clone(),
         );
         let router = edge.wrap(calls.merge(service::router(
@@ -246,12 +294,18 @@ impl Gateway {
             },
         )))?;
         tracing::info!(addr = %self.local_addr(), scheme = edge.scheme(), "gateway serving");
-        let result = crate::edge::serve(
+        let result = crate::edge::serve_draining(
             self.listener,
             router,
             edge.tls.clone(),
             edge.connections.clone(),
             shutdown,
+            move || async move {
+                drain.start();
+                tracing::info!("draining: refusing new calls; waiting for the calls in flight");
+                drain.idle().await;
+            },
+            self.config.drain_timeout,
         )
         .await
         .map_err(GatewayError::Serve);

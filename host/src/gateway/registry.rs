@@ -7,6 +7,8 @@ use std::sync::Mutex;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tokio::sync::futures::Notified;
 
 /// Longest a node stays ejected after repeated failures.
 const MAX_EJECTION: Duration = Duration::from_secs(30);
@@ -41,6 +43,9 @@ pub struct NodeEntry {
     heartbeat_expiry: Duration,
     in_flight: AtomicUsize,
     state: Mutex<Health>,
+    /// Wakes the calls in flight on the node when it is found failed, so
+    /// they are sent elsewhere at once rather than at their timeout.
+    failed: Notify,
 }
 
 #[derive(Debug)]
@@ -75,6 +80,7 @@ impl NodeEntry {
             pool: None,
             heartbeat_expiry: DEFAULT_HEARTBEAT_EXPIRY,
             in_flight: AtomicUsize::new(0),
+            failed: Notify::new(),
             state: Mutex::new(Health {
                 healthy,
                 ejected_until: None,
@@ -102,6 +108,21 @@ impl NodeEntry {
         InFlight(self.clone())
     }
 
+    /// Completes when the node is found failed (ejected, failing its health
+    /// check, or silent past its heartbeat expiry). Create it before
+    /// sending the call: a failure found after that wakes it.
+    pub fn failure(&self) -> Notified<'_> {
+        self.failed.notified()
+    }
+
+    /// Wakes every call waiting on [`NodeEntry::failure`].
+    fn fail_calls_in_flight(&self) {
+        if self.in_flight() > 0 {
+            tracing::warn!(node = %self.url, calls = self.in_flight(), "sending the calls in flight on a failed node elsewhere");
+        }
+        self.failed.notify_waiters();
+    }
+
     /// Whether the node may take a call now. A joined node also needs a
     /// recent accepted heartbeat: membership comes from the heartbeats
     /// alone, never from a passing health check.
@@ -122,14 +143,25 @@ impl NodeEntry {
     }
 
     /// The node failed to answer: take it out of rotation for a backoff
-    /// that doubles with each consecutive ejection (1 s, 2 s, ... 30 s).
+    /// that doubles with each consecutive ejection (1 s, 2 s, ... 30 s),
+    /// and send the calls in flight on it elsewhere.
     pub fn eject(&self) {
         let mut health = self.health();
+        // Calls that fail together, e.g. all those in flight when the node
+        // dropped off, are one failure, not one each.
+        if health
+            .ejected_until
+            .is_some_and(|until| Instant::now() < until)
+        {
+            return;
+        }
         let backoff = Duration::from_secs(1 << health.ejections.min(5)).min(MAX_EJECTION);
         health.ejections += 1;
         health.healthy = false;
         health.ejected_until = Some(Instant::now() + backoff);
+        drop(health);
         tracing::warn!(node = %self.url, backoff_ms = backoff.as_millis() as u64, "node ejected");
+        self.fail_calls_in_flight();
     }
 
     /// Whether a health check is due (not while an ejection lasts; never
@@ -157,10 +189,13 @@ impl NodeEntry {
                 health.methods = methods;
             }
             None => {
-                if health.healthy {
+                let was_healthy = health.healthy;
+                health.healthy = false;
+                drop(health);
+                if was_healthy {
                     tracing::warn!(node = %self.url, "node failed its health check");
                 }
-                health.healthy = false;
+                self.fail_calls_in_flight();
             }
         }
     }
@@ -313,6 +348,7 @@ impl Registry {
                 node.origin != Origin::Joined || now.duration_since(node.last_seen()) < expiry;
             if !keep {
                 tracing::warn!(node = %node.url, "node stopped heartbeating; removed");
+                node.fail_calls_in_flight();
             }
             keep
         });
@@ -378,6 +414,32 @@ mod tests {
         joined(&registry, "http://a:1").record_check(Some(vec!["m".into()]));
         registry.expire();
         assert!(registry.nodes().is_empty());
+    }
+
+    #[test]
+    fn failures_during_an_ejection_do_not_lengthen_it() {
+        let registry = Registry::new(&[]);
+        let node = joined(&registry, "http://a:1");
+        for _ in 0..5 {
+            node.eject();
+        }
+        let later = Instant::now() + Duration::from_millis(1100);
+        assert!(
+            node.health()
+                .ejected_until
+                .is_some_and(|until| until < later)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_health_check_wakes_the_calls_in_flight() {
+        let registry = Registry::new(&[]);
+        let node = joined(&registry, "http://a:1");
+        let failure = node.failure();
+        node.record_check(None);
+        tokio::time::timeout(Duration::from_secs(1), failure)
+            .await
+            .expect("the call waiting on the node was woken");
     }
 
     #[test]

@@ -10,7 +10,7 @@ mod subcalls;
 
 pub use join::Announcement;
 pub use pool::WorkerPool;
-pub use subcalls::SubcallRoute;
+pub use subcalls::{SubcallDispatch, SubcallRoute};
 
 use crate::cluster::ClusterToken;
 use crate::http;
@@ -18,6 +18,7 @@ use crate::rpc::EndpointLimits;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 
@@ -47,6 +48,8 @@ pub struct NodeConfig {
     pub endpoint: EndpointLimits,
     /// TLS and connection limits of the listener.
     pub edge: crate::edge::Edge,
+    /// Longest a shutdown waits for calls in flight (`--drain-timeout`).
+    pub drain_timeout: Duration,
 }
 
 /// Why a node could not run.
@@ -120,8 +123,10 @@ impl Node {
         &self.url
     }
 
-    /// Serves until `shutdown` completes, then stops taking calls, lets
-    /// the ones in flight finish and leaves the gateway.
+    /// Serves until `shutdown` completes, then drains: it tells the
+    /// gateway it is leaving (and answers health checks with `draining`),
+    /// so no new calls are routed to it, lets the calls in flight finish
+    /// within the drain timeout, and stops.
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -132,12 +137,17 @@ impl Node {
                 "--insecure-public-calls: anyone who can reach this node's port may call its functions"
             );
         }
+        let draining = Arc::new(AtomicBool::new(false));
         let router = service::router(
             self.pool.clone(),
             self.config.endpoint.clone(),
             token,
             self.config.public_calls,
-        );
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            draining.clone(),
+            health_while_draining,
+        ));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let heartbeat = self.config.join.clone().map(|gateway| {
             let announcement = Announcement {
@@ -155,22 +165,50 @@ impl Node {
         });
         tracing::info!(url = %self.url, workers = self.pool.workers(), methods = ?self.pool.methods(), "node serving");
         let edge = &self.config.edge;
-        let result = crate::edge::serve(
+        let pool = self.pool.clone();
+        let url = self.url.clone();
+        let result = crate::edge::serve_draining(
             self.listener,
             router,
             edge.tls.clone(),
             edge.connections.clone(),
-            async move {
-                shutdown.await;
+            shutdown,
+            move || async move {
+                draining.store(true, Ordering::Release);
+                // Leave first: the gateway stops routing here while the
+                // listener still takes the calls already on their way.
                 let _ = stop_tx.send(true);
+                if let Some(heartbeat) = heartbeat {
+                    let _ = heartbeat.await;
+                }
+                tracing::info!(url = %url, in_flight = pool.in_flight(), "draining: waiting for the calls in flight");
+                while pool.in_flight() > 0 {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
             },
+            self.config.drain_timeout,
         )
         .await
         .map_err(NodeError::Serve);
-        if let Some(heartbeat) = heartbeat {
-            let _ = heartbeat.await;
-        }
         tracing::info!(url = %self.url, "node stopped");
         result
     }
+}
+
+/// While the node drains, `/health` answers 503 `draining`, so a gateway
+/// that lists the node with `--node` takes it out of rotation.
+async fn health_while_draining(
+    axum::extract::State(draining): axum::extract::State<Arc<AtomicBool>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if draining.load(Ordering::Acquire) && request.uri().path() == "/health" {
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"status": "draining"})),
+        )
+            .into_response();
+    }
+    next.run(request).await
 }

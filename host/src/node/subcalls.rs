@@ -1,12 +1,15 @@
 //! Running a call's `madrpc.call`s from a node: through the gateway when the
 //! node joined one (so sub-calls are balanced across the grid like any
-//! call), else on the node's own pool.
+//! call), straight into the gateway's balancer when the node runs in the
+//! gateway's process (`madrpc serve`), else on the node's own pool.
 
 use super::pool::WorkerPool;
 use crate::http::{self, HttpClient};
 use crate::rpc::{CallBudget, KeyName, RpcError, codes};
 use crate::runtime::{Budget, Subcall, SubcallHandler};
 use bytes::Bytes;
+use futures::StreamExt;
+use futures::future::BoxFuture;
 use serde_json::Value;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -15,6 +18,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Most sub-calls sent to the gateway in one batch.
 const GATEWAY_BATCH: usize = 250;
+
+/// Most sub-calls of one call in flight at once in this process: enough
+/// to keep every local worker busy, fewer than a pool's queue holds.
+const IN_PROCESS_WINDOW: usize = 128;
 
 /// Where a node sends sub-calls.
 #[derive(Clone)]
@@ -29,8 +36,25 @@ pub enum SubcallRoute {
         /// tells the gateway the batch is a member node's sub-calls.
         token: Option<String>,
     },
+    /// The balancer of a gateway in this process: sub-calls are routed like
+    /// client calls, without a socket, so the listener's drain and
+    /// connection limits never touch them.
+    InProcess(Arc<dyn SubcallDispatch>),
     /// This node's own pool.
     Local,
+}
+
+/// Runs one sub-call in this process the way a client call is run. The
+/// gateway implements it with its balancer; the trait keeps the node from
+/// depending on the gateway.
+pub trait SubcallDispatch: Send + Sync {
+    /// Runs `method(params)` within `budget`.
+    fn call(
+        &self,
+        method: String,
+        params: Bytes,
+        budget: CallBudget,
+    ) -> BoxFuture<'static, Result<Bytes, RpcError>>;
 }
 
 /// The sub-call handler of one running call. It holds the call's worker
@@ -112,6 +136,20 @@ impl NodeSubcalls {
                 .into_iter()
                 .flatten()
                 .collect()
+            }
+            SubcallRoute::InProcess(dispatch) => {
+                // A window rather than all at once: a 1,000-way fan-out
+                // would otherwise overflow the pools' queues and spend its
+                // time in overload pauses.
+                futures::stream::iter(calls)
+                    .map(|call| {
+                        retry_overloaded(budget, move || {
+                            dispatch.call(call.method.clone(), call.params.clone(), budget)
+                        })
+                    })
+                    .buffered(IN_PROCESS_WINDOW)
+                    .collect()
+                    .await
             }
             SubcallRoute::Local => {
                 let Some(pool) = self.pool.upgrade() else {
