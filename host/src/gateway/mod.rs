@@ -324,6 +324,8 @@ mod tests {
     /// How long a node stays out after `eject` (until its next health check
     /// is due), to within 10 ms.
     fn backoff(node: &super::registry::NodeEntry) -> Duration {
+        // The previous ejection has run out: this failure is a new one.
+        node.end_ejection();
         let start = Instant::now();
         node.eject();
         let mut low = Duration::ZERO;

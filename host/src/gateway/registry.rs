@@ -164,6 +164,16 @@ impl NodeEntry {
         self.fail_calls_in_flight();
     }
 
+    /// Ends the current ejection as if its time had run out, keeping the
+    /// count of ejections (tests of the backoff sequence).
+    #[cfg(test)]
+    pub(crate) fn end_ejection(&self) {
+        let mut health = self.health();
+        if health.ejected_until.is_some() {
+            health.ejected_until = Some(Instant::now());
+        }
+    }
+
     /// Whether a health check is due (not while an ejection lasts; never
     /// for a local node).
     pub fn due_for_check(&self, now: Instant) -> bool {

@@ -3,7 +3,7 @@
 //! refused at once as overloaded rather than queued without bound.
 
 use super::subcalls::{NodeSubcalls, SubcallRoute};
-use crate::rpc::{CallBudget, RpcError};
+use crate::rpc::{CallBudget, KeyName, RpcError};
 use crate::runtime::{CallContext, Limits, LoadedModule, Runtime};
 use bytes::Bytes;
 use std::sync::Arc;
@@ -144,6 +144,9 @@ impl WorkerPool {
             cancelled: Some(cancel.flag.clone()),
             tree: Some(self.runtime.trees().join(budget.tree, &self.limits)),
         };
+        // Every call run here, a sub-call as much as a client's, is logged
+        // with the key its tree is attributed to.
+        let logged = tracing::enabled!(tracing::Level::DEBUG).then(|| method.clone());
         let report = tokio::task::spawn_blocking(move || {
             runtime.call_in_context(&module, &method, &params, &limits, context)
         })
@@ -151,6 +154,15 @@ impl WorkerPool {
         .map_err(|e| RpcError::internal(format!("a worker failed: {e}")))?;
         cancel.disarm();
         self.served.fetch_add(1, Ordering::Relaxed);
+        if let Some(method) = logged {
+            tracing::debug!(
+                %method,
+                depth = budget.depth,
+                key = %budget.key.map_or("-", KeyName::as_str),
+                outcome = %report.result.as_ref().err().map_or("ok", |e| e.kind()),
+                "call"
+            );
+        }
         match report.result {
             Ok(result) => Ok(Bytes::from(result)),
             Err(error) => Err(RpcError::from(&error)),

@@ -219,22 +219,14 @@ async fn run<'a, D: Dispatch>(
             .params
             .map(|params| Bytes::copy_from_slice(params.get().as_bytes()))
             .unwrap_or_default();
-        let outcome = endpoint
+        endpoint
             .dispatch
             .call(CallRequest {
                 method: call.method.to_string(),
                 params,
                 budget,
             })
-            .await;
-        tracing::debug!(
-            method = %call.method,
-            depth = budget.depth,
-            key = %budget.key.map_or("-", super::KeyName::as_str),
-            outcome = %outcome.as_ref().err().and_then(RpcError::kind).unwrap_or("ok"),
-            "call"
-        );
-        outcome
+            .await
     };
     call.id.map(|id| Reply {
         id: Some(id),

@@ -1,4 +1,4 @@
-// expect: guest_threw
+// expect: call_depth_exceeded
 // message: call depth limit of 4 reached
 // Every call spawns four more of itself.
 madrpc.register('fanout_exponential', async () => {

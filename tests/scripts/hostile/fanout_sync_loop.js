@@ -1,4 +1,4 @@
-// expect: guest_threw
+// expect: too_many_subcalls
 // message: sub-call limit of 64 per call reached
 // Blocking sub-calls in an endless loop.
 madrpc.register('fanout_sync_loop', () => {

@@ -1,4 +1,4 @@
-// expect: guest_threw
+// expect: too_many_subcalls
 // message: sub-call limit of 64 per call reached
 // A thousand sub-calls at once, far over --max-subcalls.
 madrpc.register('fanout_wide', async () => {
