@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::time::Duration;
 use support::grid::{Process, client, rpc};
 
 fn serve(dir: &std::path::Path, extra: &[&str]) -> Process {
@@ -167,4 +168,44 @@ async fn budget_headers_cannot_be_forged_past_their_range() {
         assert_eq!(reply.status, 400, "{name}: {value}");
         assert_eq!(error_of(&reply)["data"]["kind"], "invalid_request");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_whose_deadline_passes_in_the_queue_never_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let grid = serve(dir.path(), &["--workers", "1"]);
+    let url = format!("{}/", grid.url);
+    let http = client();
+    let first = support::grid::spawn_rpc(
+        &http,
+        &url,
+        r#"{"jsonrpc":"2.0","method":"busy","params":[800],"id":1}"#,
+    );
+    // The one worker is taken; a call that may wait only 200 ms queues
+    // behind it and is dropped when its deadline passes.
+    let running = support::grid::eventually(Duration::from_secs(10), || async {
+        let nodes = support::grid::get_json(&http, &format!("{}/v1/nodes", grid.url)).await;
+        nodes["nodes"][0]["in_flight"] == 1
+    })
+    .await;
+    assert!(running);
+    let queued = support::grid::post_with(
+        &http,
+        &url,
+        "application/json",
+        &[("x-madrpc-deadline-ms", "200")],
+        r#"{"jsonrpc":"2.0","method":"busy","params":[10],"id":2}"#,
+    )
+    .await
+    .unwrap();
+    let error = error_of(&queued);
+    assert_eq!(error["code"], -32003, "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("it did not run"),
+        "{error}"
+    );
+    assert_eq!(first.await.unwrap().json()["result"], 800);
 }

@@ -20,3 +20,9 @@ madrpc.register('burn_many', async (count, n) => {
   const parts = await Promise.all(Array.from({ length: count }, () => madrpc.call('burn', [n])));
   return parts.length;
 });
+// Busy for `ms` milliseconds of wall-clock time.
+madrpc.register('busy', (ms) => {
+  const end = Date.now() + ms;
+  while (Date.now() < end);
+  return ms;
+});

@@ -11,12 +11,16 @@ use rand::RngExt;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Picks a node for a call, never one of `exclude`.
-pub fn pick(nodes: &[Arc<NodeEntry>], exclude: &[Arc<NodeEntry>]) -> Option<Arc<NodeEntry>> {
+/// Picks a node that serves `method` for a call, never one of `exclude`.
+pub fn pick(
+    nodes: &[Arc<NodeEntry>],
+    method: &str,
+    exclude: &[Arc<NodeEntry>],
+) -> Option<Arc<NodeEntry>> {
     let now = Instant::now();
     let candidates: Vec<&Arc<NodeEntry>> = nodes
         .iter()
-        .filter(|node| node.is_available(now) && !exclude.iter().any(|x| Arc::ptr_eq(x, node)))
+        .filter(|node| node.can_take(method, now) && !exclude.iter().any(|x| Arc::ptr_eq(x, node)))
         .collect();
     match candidates.len() {
         0 => None,
@@ -57,7 +61,7 @@ mod tests {
         let nodes = registry.nodes();
         let _busy: Vec<_> = (0..5).map(|_| nodes[0].begin_call()).collect();
         for _ in 0..100 {
-            assert_eq!(pick(&nodes, &[]).unwrap().url, "http://b");
+            assert_eq!(pick(&nodes, "m", &[]).unwrap().url, "http://b");
         }
     }
 
@@ -67,10 +71,10 @@ mod tests {
         let nodes = registry.nodes();
         nodes[1].eject();
         for _ in 0..100 {
-            let picked = pick(&nodes, &[nodes[0].clone()]).unwrap();
+            let picked = pick(&nodes, "m", &[nodes[0].clone()]).unwrap();
             assert_eq!(picked.url, "http://c");
         }
-        assert!(pick(&nodes, &[nodes[0].clone(), nodes[2].clone()]).is_none());
+        assert!(pick(&nodes, "m", &[nodes[0].clone(), nodes[2].clone()]).is_none());
     }
 
     #[test]
@@ -79,8 +83,22 @@ mod tests {
         let nodes = registry.nodes();
         let mut seen = std::collections::HashSet::new();
         for _ in 0..200 {
-            seen.insert(pick(&nodes, &[]).unwrap().url.clone());
+            seen.insert(pick(&nodes, "m", &[]).unwrap().url.clone());
         }
         assert_eq!(seen.len(), 3);
+    }
+
+    #[test]
+    fn calls_go_only_to_nodes_that_serve_the_method() {
+        let registry = registry(&["http://a", "http://b"]);
+        registry.heartbeat(Announcement {
+            url: "http://b".into(),
+            methods: vec!["m".into(), "only_b".into()],
+        });
+        let nodes = registry.nodes();
+        for _ in 0..100 {
+            assert_eq!(pick(&nodes, "only_b", &[]).unwrap().url, "http://b");
+        }
+        assert!(pick(&nodes, "nowhere", &[]).is_none());
     }
 }

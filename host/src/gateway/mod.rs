@@ -102,7 +102,7 @@ impl Dispatch for Balancer {
         // that timed out may still be running, so it is neither sent again
         // nor held against its node.
         for attempt in 0..2 {
-            let Some(node) = balance::pick(&nodes, &tried) else {
+            let Some(node) = balance::pick(&nodes, &request.method, &tried) else {
                 break;
             };
             if attempt > 0 {

@@ -128,6 +128,18 @@ impl NodeEntry {
     /// alone, never from a passing health check.
     pub fn is_available(&self, now: Instant) -> bool {
         let health = self.health();
+        self.available(&health, now)
+    }
+
+    /// Whether the node may take a call of `method` now: it is available
+    /// and serves the method (a node that reported no methods yet is not
+    /// asked).
+    pub fn can_take(&self, method: &str, now: Instant) -> bool {
+        let health = self.health();
+        self.available(&health, now) && health.methods.iter().any(|m| m == method)
+    }
+
+    fn available(&self, health: &Health, now: Instant) -> bool {
         health.healthy
             && health.ejected_until.is_none_or(|until| now >= until)
             && (self.origin != Origin::Joined

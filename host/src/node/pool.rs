@@ -118,12 +118,28 @@ impl WorkerPool {
             return Err(RpcError::overloaded(1));
         }
         let _admission = Admission(&self.admitted);
+        // The deadline runs from admission: time spent waiting for a worker
+        // counts, and a call whose deadline passed in the queue never runs.
+        let admitted_at = std::time::Instant::now();
+        let own = admitted_at + self.limits.deadline;
+        let deadline = budget.deadline.map_or(own, |inherited| inherited.min(own));
         let permit = self
             .slots
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| RpcError::internal("the worker pool is shut down"))?;
+        if std::time::Instant::now() >= deadline {
+            let limit_ms = deadline.saturating_duration_since(admitted_at).as_millis();
+            return Err(RpcError::new(
+                crate::rpc::codes::DEADLINE_EXCEEDED,
+                "deadline_exceeded",
+                format!(
+                    "the call's deadline passed while it waited for a worker ({limit_ms} ms); it did not run. Retry later or add nodes"
+                ),
+            )
+            .with("limit_ms", limit_ms as u64));
+        }
         let runtime = self.runtime.clone();
         let module = self.module.clone();
         let limits = self.limits.clone();
@@ -139,7 +155,7 @@ impl WorkerPool {
         let cancel = CancelOnDrop::new();
         let context = CallContext {
             depth: budget.depth,
-            deadline: budget.deadline,
+            deadline: Some(deadline),
             handler: Some(handler),
             cancelled: Some(cancel.flag.clone()),
             tree: Some(self.runtime.trees().join(budget.tree, &self.limits)),
