@@ -3,13 +3,22 @@
 //! notes when bytes arrive; the service notes when a request starts and
 //! ends.
 
-use super::listener::ConnectionLimits;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// How long a client may take to send a request head, and to leave a
+/// keep-alive connection idle.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// For a request head (from accept, or from its first byte).
+    pub head: Duration,
+    /// For an idle spell between requests.
+    pub idle: Duration,
+}
 
 /// Marks "no request head pending".
 const NONE: u64 = u64::MAX;
@@ -62,23 +71,24 @@ impl Activity {
         }
     }
 
-    /// When the connection should next be looked at.
-    pub fn deadline(&self, limits: &ConnectionLimits) -> Instant {
+    /// When the connection should next be looked at, given how long a
+    /// request head and an idle spell may take.
+    pub fn deadline(&self, timeouts: Timeouts) -> Instant {
         if self.running.load(Ordering::Acquire) > 0 {
             // A request runs; its own deadline bounds it. Look again later.
-            return Instant::now() + limits.header_timeout;
+            return Instant::now() + timeouts.head;
         }
         let head = self.head_since.load(Ordering::Acquire);
         if head != NONE {
-            return self.at(head) + limits.header_timeout;
+            return self.at(head) + timeouts.head;
         }
-        self.at(self.idle_since.load(Ordering::Acquire)) + limits.idle_timeout
+        self.at(self.idle_since.load(Ordering::Acquire)) + timeouts.idle
     }
 
     /// Whether the client took too long: to send a request head, or to
     /// use an idle keep-alive connection.
-    pub fn expired(&self, limits: &ConnectionLimits) -> bool {
-        self.running.load(Ordering::Acquire) == 0 && Instant::now() >= self.deadline(limits)
+    pub fn expired(&self, timeouts: Timeouts) -> bool {
+        self.running.load(Ordering::Acquire) == 0 && Instant::now() >= self.deadline(timeouts)
     }
 }
 
@@ -162,30 +172,29 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    fn limits() -> ConnectionLimits {
-        ConnectionLimits {
-            header_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(100),
-            ..ConnectionLimits::default()
+    fn limits() -> Timeouts {
+        Timeouts {
+            head: Duration::from_secs(10),
+            idle: Duration::from_secs(100),
         }
     }
 
     #[test]
     fn a_new_connection_owes_a_head_within_the_header_timeout() {
         let activity = Activity::new();
-        let deadline = activity.deadline(&limits());
+        let deadline = activity.deadline(limits());
         assert_eq!(deadline, activity.opened + Duration::from_secs(10));
-        assert!(!activity.expired(&limits()));
+        assert!(!activity.expired(limits()));
     }
 
     #[test]
     fn after_a_request_the_idle_timeout_applies_until_bytes_arrive() {
         let activity = Arc::new(Activity::new());
         drop(activity.begin_request());
-        let idle = activity.deadline(&limits());
+        let idle = activity.deadline(limits());
         assert!(idle >= activity.opened + Duration::from_secs(100));
         activity.bytes_arrived();
-        let head = activity.deadline(&limits());
+        let head = activity.deadline(limits());
         assert!(head < activity.opened + Duration::from_secs(11));
     }
 
@@ -193,11 +202,10 @@ mod tests {
     fn a_running_request_never_expires() {
         let activity = Arc::new(Activity::new());
         let _running = activity.begin_request();
-        let zero = ConnectionLimits {
-            header_timeout: Duration::ZERO,
-            idle_timeout: Duration::ZERO,
-            ..ConnectionLimits::default()
+        let zero = Timeouts {
+            head: Duration::ZERO,
+            idle: Duration::ZERO,
         };
-        assert!(!activity.expired(&zero));
+        assert!(!activity.expired(zero));
     }
 }

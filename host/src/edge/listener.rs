@@ -6,7 +6,7 @@
 //! Each connection gets its own task; the accept loop never awaits a
 //! handshake or a read, so one slow client cannot hold up the others.
 
-use super::conn::{Activity, Watched};
+use super::conn::{Activity, Timeouts, Watched};
 use super::tls::TlsServer;
 use axum::Router;
 use axum::extract::ConnectInfo;
@@ -215,7 +215,11 @@ async fn connection<S>(
         conn.as_mut().graceful_shutdown();
     }
     loop {
-        let deadline = activity.deadline(limits);
+        let timeouts = Timeouts {
+            head: limits.header_timeout,
+            idle: limits.idle_timeout,
+        };
+        let deadline = activity.deadline(timeouts);
         tokio::select! {
             outcome = conn.as_mut() => {
                 if let Err(error) = outcome {
@@ -224,7 +228,7 @@ async fn connection<S>(
                 return;
             }
             _ = tokio::time::sleep_until(deadline.into()) => {
-                if activity.expired(limits) {
+                if activity.expired(timeouts) {
                     tracing::debug!(%peer, "closed a connection that timed out");
                     return;
                 }
