@@ -368,6 +368,36 @@ async fn tls_round_trip_with_call_and_curl_and_reload() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn serve_over_tls_fans_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificates(dir.path(), "fanout");
+    let module = support::build_into(dir.path(), "fanout.js");
+    let grid = Process::start(
+        &[
+            "serve",
+            module.to_str().unwrap(),
+            "--nodes",
+            "2",
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ],
+        "madrpc is serving at ",
+    );
+    // Sub-calls stay inside the process, so they need no certificate.
+    let url = format!("{}/", grid.url);
+    let call = support::run_cli(
+        dir.path(),
+        &["call", "--url", &url, "--ca", &ca, "tree", "[2, 4]"],
+    );
+    assert!(call.status.success(), "{call:?}");
+    assert_eq!(String::from_utf8_lossy(&call.stdout).trim(), "16");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_gateway_calls_https_nodes_it_trusts() {
     let dir = tempfile::tempdir().unwrap();
     let (ca, cert, key) = certificates(dir.path(), "node");
