@@ -9,6 +9,7 @@ mod forward;
 mod health;
 mod membership;
 mod registry;
+mod retry_budget;
 mod service;
 
 pub use membership::{NodePolicy, NodeUrlError};
@@ -83,6 +84,7 @@ pub struct Balancer {
     registry: Arc<Registry>,
     client: NodeClient,
     call_timeout: Duration,
+    retries: retry_budget::RetryBudget,
 }
 
 impl Dispatch for Balancer {
@@ -105,7 +107,14 @@ impl Dispatch for Balancer {
             let Some(node) = balance::pick(&nodes, &request.method, &tried) else {
                 break;
             };
-            if attempt > 0 {
+            if attempt == 0 {
+                self.retries.deposit();
+            } else if !self.retries.withdraw() {
+                // Re-sends are spent: many nodes are failing at once, and
+                // sending every call twice would only double the load.
+                tracing::warn!(failed = %tried[0].url, method = %request.method, "not retrying: the retry budget is spent");
+                break;
+            } else {
                 tracing::warn!(node = %node.url, failed = %tried[0].url, method = %request.method, "retrying the call on another node");
             }
             let _in_flight = node.begin_call();
@@ -231,6 +240,7 @@ impl Gateway {
             registry: registry.clone(),
             client: client.clone(),
             call_timeout: config.call_timeout,
+            retries: retry_budget::RetryBudget::default(),
         });
         Ok(Self {
             listener,
