@@ -74,6 +74,17 @@ fn new_key(file: &Path, name: &str, extra: &[&str]) -> String {
     lines[0].to_owned()
 }
 
+/// The result of a reply that must be HTTP 200.
+fn result_of(reply: &HttpReply) -> serde_json::Value {
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    reply.json()["result"].clone()
+}
+
 fn assert_error(reply: &HttpReply, status: u16, code: i64, kind: &str) {
     assert_eq!(
         reply.status,
@@ -188,14 +199,7 @@ async fn api_keys_missing_wrong_right_and_reloaded() {
         -32030,
         "unauthorized",
     );
-    let finished = in_flight.await.unwrap();
-    assert_eq!(
-        finished.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&finished.body)
-    );
-    assert_eq!(finished.json()["result"], 1500);
+    assert_eq!(result_of(&in_flight.await.unwrap()), 1500);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -232,14 +236,7 @@ async fn rate_limits_answer_429_then_recover() {
 
     // After waiting as told, calls go through again.
     tokio::time::sleep(Duration::from_secs(retry_after)).await;
-    let recovered = post(&url, ADD, &headers).await;
-    assert_eq!(
-        recovered.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&recovered.body)
-    );
-    assert_eq!(recovered.json()["result"], 42);
+    assert_eq!(result_of(&post(&url, ADD, &headers).await), 42);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -563,15 +560,9 @@ async fn sub_calls_pass_as_the_cluster_and_never_spend_the_callers_rate() {
     let url = format!("{}/", grid.url);
     let auth = format!("Bearer {key}");
     let tree = r#"{"jsonrpc":"2.0","method":"tree","params":[2,3],"id":1}"#;
-    let reply = post(&url, tree, &[("authorization", &auth)]).await;
-    assert_eq!(
-        reply.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
     // A 2-level, 3-wide tree: 3 + 9 = 12 sub-calls, each leaf counting 1.
-    assert_eq!(reply.json()["result"], 9, "{}", reply.json());
+    let reply = post(&url, tree, &[("authorization", &auth)]).await;
+    assert_eq!(result_of(&reply), 9, "{}", reply.json());
     // The key itself is spent: its next call is refused.
     assert_error(
         &post(&url, tree, &[("authorization", &auth)]).await,

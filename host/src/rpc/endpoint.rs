@@ -222,7 +222,7 @@ async fn run<'a, D: Dispatch>(
         endpoint
             .dispatch
             .call(CallRequest {
-                method: call.method.to_string(),
+                method: call.method.into_owned(),
                 params,
                 budget,
             })
