@@ -44,9 +44,15 @@ async fn served(nodes: &[&Process]) -> u64 {
 }
 
 /// The `backoff_ms` of every ejection the gateway logged, in order.
-fn ejections(gateway: &Logged) -> Vec<u64> {
+/// The backoffs logged at ejection, once at least `expected` were logged: a
+/// reply can reach the client before the gateway's log line reaches us.
+fn ejections(gateway: &Logged, expected: usize) -> Vec<u64> {
     gateway
-        .matching(|l| l.contains("node ejected"))
+        .wait_for_count(
+            |l| l.contains("node ejected"),
+            expected,
+            Duration::from_secs(10),
+        )
         .iter()
         .filter_map(|l| l.split("backoff_ms=").nth(1))
         .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
@@ -79,7 +85,7 @@ async fn a_node_failing_before_its_reply_is_retried_once_elsewhere() {
         .expect("the retry is logged");
     assert!(retry.contains(&format!("failed={}", fake.url)), "{retry}");
     assert!(retry.contains(&format!("node={}", real.url)), "{retry}");
-    assert_eq!(ejections(&gateway), [1000]);
+    assert_eq!(ejections(&gateway, 1), [1000]);
     // Every call ran exactly once on the real node.
     assert_eq!(served(&[&real]).await, calls as u64);
 }
@@ -112,7 +118,7 @@ async fn guest_errors_and_limit_breaches_are_never_retried() {
         "{}",
         gateway.output()
     );
-    assert_eq!(ejections(&gateway), Vec::<u64>::new());
+    assert_eq!(ejections(&gateway, 0), Vec::<u64>::new());
     assert_eq!(support::grid::available_nodes(&http, &gateway.url).await, 2);
 }
 
@@ -166,7 +172,7 @@ async fn a_call_timeout_is_neither_retried_nor_held_against_the_node() {
         "{}",
         gateway.output()
     );
-    assert_eq!(ejections(&gateway), Vec::<u64>::new());
+    assert_eq!(ejections(&gateway, 0), Vec::<u64>::new());
     assert_eq!(call(&gateway.url, "add", json!([1, 2])).await["result"], 3);
     assert_eq!(served(&nodes).await, 1);
 }
@@ -193,13 +199,13 @@ async fn ejection_backs_off_from_one_second_and_resets_after_a_success() {
     assert!(available().await);
     let out = ejected.elapsed();
     assert!(out >= Duration::from_millis(2000), "back after {out:?}");
-    assert_eq!(ejections(&gateway), [1000, 2000]);
+    assert_eq!(ejections(&gateway, 2), [1000, 2000]);
 
     // One success clears the history: the next failure backs off 1 s again.
     fake.plan(vec![Reply::Http(200, "3")], Reply::Close);
     assert_eq!(call(&gateway.url, "add", json!([1, 2])).await["result"], 3);
     let reply = call(&gateway.url, "add", json!([1, 2])).await;
     assert_eq!(reply["error"]["code"], -32012, "{reply}");
-    assert_eq!(ejections(&gateway), [1000, 2000, 1000]);
+    assert_eq!(ejections(&gateway, 3), [1000, 2000, 1000]);
     assert_eq!(fake.calls(), 4);
 }

@@ -92,6 +92,33 @@ impl Logged {
         }
     }
 
+    /// Waits until at least `count` lines match `predicate`, then returns
+    /// every match; what matched so far if the timeout passes first.
+    pub fn wait_for_count(
+        &self,
+        predicate: impl Fn(&str) -> bool,
+        count: usize,
+        timeout: Duration,
+    ) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        let mut lines = self.lines.lines.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let found: Vec<String> = lines.iter().filter(|l| predicate(l)).cloned().collect();
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return found;
+            };
+            if found.len() >= count {
+                return found;
+            }
+            lines = self
+                .lines
+                .added
+                .wait_timeout(lines, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
     /// The lines printed so far that match `predicate`.
     pub fn matching(&self, predicate: impl Fn(&str) -> bool) -> Vec<String> {
         let lines = self.lines.lines.lock().unwrap_or_else(|p| p.into_inner());
