@@ -55,6 +55,8 @@ pub struct GatewayArgs {
     policy: PolicyArgs,
     #[command(flatten)]
     trust: TrustArgs,
+    #[command(flatten)]
+    jobs: super::jobs::JobArgs,
 }
 
 /// Gateway tuning flags shared with `serve`.
@@ -135,7 +137,9 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     let config = args.config(token.clone())?;
     super::edge::reload_on_hangup(&config.edge);
     let scheme = config.edge.scheme();
+    let max_body_bytes = config.endpoint.max_body_bytes;
     let gateway = Gateway::bind(config).await?;
+    let (gateway, _jobs) = args.jobs.start(gateway, max_body_bytes).await?;
     let addr = gateway.local_addr();
     println!("madrpc gateway listening on {scheme}://{addr}");
     match source {

@@ -5,12 +5,15 @@ mod call;
 mod edge;
 mod endpoint;
 mod gateway;
+mod job;
+mod jobs;
 mod keys;
 mod limits;
 mod node;
 mod run;
 mod serve;
 mod signal;
+mod submit;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -43,6 +46,10 @@ enum Command {
     Call(call::CallArgs),
     /// Manage the API keys of `serve --keys` and `gateway --keys`.
     Keys(keys::KeysArgs),
+    /// Submit a durable job and print its id (with --wait, its result).
+    Submit(submit::SubmitArgs),
+    /// Show a job (with --wait, once it has finished).
+    Job(job::JobArgs),
 }
 
 /// Runs the chosen subcommand.
@@ -55,6 +62,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gateway(args) => async_runtime()?.block_on(gateway::run(args)),
         Command::Call(args) => async_runtime()?.block_on(call::run(args)),
         Command::Keys(args) => keys::run(args),
+        Command::Submit(args) => async_runtime()?.block_on(submit::run(args)),
+        Command::Job(args) => async_runtime()?.block_on(job::run(args)),
     }
 }
 

@@ -132,7 +132,7 @@ async fn call(
     // This route serves the gateway only (it checks the cluster token), so
     // the key name it forwards is believed.
     let budget = match CallBudget::from_headers(&headers) {
-        Ok(budget) => budget.with_key_from(&headers),
+        Ok(budget) => budget.with_key_from(&headers).with_grant_from(&headers),
         Err(error) => return error_reply(StatusCode::UNPROCESSABLE_ENTITY, &error),
     };
     let max = state.limits.max_body_bytes;
