@@ -35,9 +35,21 @@ impl Store {
     }
 }
 
-/// `madrpc serve tests/scripts/jobs.js` with the store's flags and `extra`.
+/// `tests/scripts/jobs.js`, built once for every test of this binary.
+fn module() -> &'static std::path::Path {
+    static MODULE: std::sync::OnceLock<(tempfile::TempDir, std::path::PathBuf)> =
+        std::sync::OnceLock::new();
+    let (_, path) = MODULE.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = support::build_into(dir.path(), "jobs.js");
+        (dir, path)
+    });
+    path
+}
+
+/// `madrpc serve jobs.wasm` with the store's flags and `extra`.
 fn serve(store: &Store, dir: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> Logged {
-    let script = support::script("jobs.js").display().to_string();
+    let script = module().display().to_string();
     let mut args: Vec<String> = vec![
         "serve".into(),
         script,
@@ -418,4 +430,100 @@ async fn the_submit_and_job_commands() {
     let out = tokio::task::block_in_place(|| run(&["submit", "fail", "--wait"]));
     assert!(!out.status.success());
     assert!(support::texts(&out).1.contains("no luck"));
+}
+
+/// `madrpc keys new NAME --file FILE`, returning the secret.
+fn new_key(file: &std::path::Path, name: &str) -> String {
+    let file = file.to_str().expect("UTF-8 path");
+    let output = support::run_cli(
+        std::path::Path::new("."),
+        &["keys", "new", name, "--file", file],
+    );
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// With API keys, the job API wants one; each key sees only its own jobs,
+/// and idempotency keys are scoped per API key.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_api_key_sees_only_its_own_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.toml");
+    let alice = format!("Bearer {}", new_key(&keys, "alice"));
+    let bob = format!("Bearer {}", new_key(&keys, "bob"));
+    let grid = serve(
+        &Store::Embedded,
+        dir.path(),
+        &["--keys", keys.to_str().unwrap()],
+        &[],
+    );
+    let url = format!("{}/v1/jobs", grid.url);
+    let body = json!({"method": "add", "params": [20, 22]});
+    let anonymous = request(hyper::Method::POST, &url, &[], Some(body.clone())).await;
+    assert_eq!(anonymous.status, 401);
+
+    let submit_as = |who: &str| {
+        let headers = [
+            ("authorization", who.to_owned()),
+            ("idempotency-key", "same".to_owned()),
+        ];
+        let (url, body) = (url.clone(), body.clone());
+        async move {
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let reply = request(hyper::Method::POST, &url, &headers, Some(body)).await;
+            assert_eq!(
+                reply.status,
+                202,
+                "{}",
+                String::from_utf8_lossy(&reply.body)
+            );
+            reply.json()["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let alices = submit_as(&alice).await;
+    let bobs = submit_as(&bob).await;
+    assert_ne!(
+        alices, bobs,
+        "the same idempotency key of two API keys names two jobs"
+    );
+
+    let as_bob = [("authorization", bob.as_str())];
+    let peek = request(
+        hyper::Method::GET,
+        &format!("{url}/{alices}"),
+        &as_bob,
+        None,
+    )
+    .await;
+    assert_eq!(peek.status, 404);
+    let stop = request(
+        hyper::Method::DELETE,
+        &format!("{url}/{alices}"),
+        &as_bob,
+        None,
+    )
+    .await;
+    assert_eq!(stop.status, 404);
+    let listed = request(hyper::Method::GET, &url, &as_bob, None)
+        .await
+        .json();
+    let ids: Vec<&str> = listed["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [bobs.as_str()]);
+
+    let as_alice = [("authorization", alice.as_str())];
+    let own = request(
+        hyper::Method::GET,
+        &format!("{url}/{alices}?wait=30s"),
+        &as_alice,
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(own["result"], 42, "{own}");
 }
