@@ -157,7 +157,7 @@ async fn submit(State(jobs): State<Arc<Jobs>>, request: axum::extract::Request) 
     }
     let key = match idempotency_key(&parts.headers) {
         Ok(key) => key,
-        Err(refusal) => return refusal,
+        Err(error) => return problem(StatusCode::BAD_REQUEST, error),
     };
     let params = submission
         .params
@@ -234,7 +234,7 @@ fn check(jobs: &Jobs, submission: &Submission) -> Option<Response> {
     })
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Response> {
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, RpcError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
@@ -242,12 +242,9 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Response> {
         Ok(key) if !key.trim().is_empty() && key.len() <= MAX_KEY_BYTES => {
             Ok(Some(key.trim().to_owned()))
         }
-        _ => Err(problem(
-            StatusCode::BAD_REQUEST,
-            RpcError::invalid_request(format!(
-                "the Idempotency-Key header must be 1 to {MAX_KEY_BYTES} visible ASCII characters"
-            )),
-        )),
+        _ => Err(RpcError::invalid_request(format!(
+            "the Idempotency-Key header must be 1 to {MAX_KEY_BYTES} visible ASCII characters"
+        ))),
     }
 }
 
