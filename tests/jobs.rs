@@ -527,3 +527,73 @@ async fn each_api_key_sees_only_its_own_jobs() {
     .json();
     assert_eq!(own["result"], 42, "{own}");
 }
+
+/// A gateway with two node processes whose calls get one second: a job
+/// that fans out in rounds for longer runs on a node under its granted
+/// deadline, and its sub-calls are balanced over both nodes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_fans_out_across_the_nodes_of_a_gateway() {
+    use support::grid::Process;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().display().to_string();
+    let gateway = Process::gateway(&["--data-dir", &data]);
+    let node_args = [
+        "--join",
+        gateway.url.as_str(),
+        "--deadline",
+        "1s",
+        "--workers",
+        "2",
+    ];
+    let nodes: Vec<Process> = (0..2)
+        .map(|_| Process::node(module(), &node_args))
+        .collect();
+    let http = client();
+    assert!(
+        support::grid::nodes_become_available(&http, &gateway.url, 2, Duration::from_secs(30))
+            .await,
+        "the nodes never became available"
+    );
+    let call = support::grid::rpc(
+        &http,
+        &format!("{}/", gateway.url),
+        r#"{"jsonrpc":"2.0","method":"relay","params":[3,3,450],"id":1}"#,
+    )
+    .await;
+    assert_eq!(call.json()["error"]["data"]["kind"], "deadline_exceeded");
+
+    let served = |url: String| {
+        let http = http.clone();
+        async move {
+            support::grid::get_json(&http, &format!("{url}/health")).await["served"]
+                .as_u64()
+                .unwrap()
+        }
+    };
+    let before = [
+        served(nodes[0].url.clone()).await,
+        served(nodes[1].url.clone()).await,
+    ];
+    let id = submit(
+        &gateway.url,
+        json!({"method": "relay", "params": [3, 3, 450]}),
+    )
+    .await;
+    let job = finished(&gateway.url, &id).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["result"], 9);
+    let after = [
+        served(nodes[0].url.clone()).await,
+        served(nodes[1].url.clone()).await,
+    ];
+    let runs: Vec<u64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
+    assert_eq!(
+        runs.iter().sum::<u64>(),
+        10,
+        "the job's call and its nine sub-calls: {runs:?}"
+    );
+    assert!(
+        runs.iter().all(|&n| n >= 3),
+        "sub-calls were not spread: {runs:?}"
+    );
+}

@@ -14,3 +14,13 @@ madrpc.register('fail', () => {
   throw new Error('no luck');
 });
 madrpc.register('add', (a, b) => a + b);
+// `rounds` rounds, one after the other, of `width` busy sub-calls of `ms`
+// each; returns how many ran.
+madrpc.register('relay', async (rounds, width, ms) => {
+  let ran = 0;
+  for (let r = 0; r < rounds; r++) {
+    const parts = await Promise.all(Array.from({ length: width }, () => madrpc.call('busy', [ms, 1])));
+    ran += parts.reduce((a, b) => a + b, 0);
+  }
+  return ran;
+});
