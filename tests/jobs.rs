@@ -597,3 +597,35 @@ async fn a_job_fans_out_across_the_nodes_of_a_gateway() {
         "sub-calls were not spread: {runs:?}"
     );
 }
+
+/// A job submitted while the gateway has no node fails in the grid, not in
+/// the guest: it waits out a backoff and runs again, and succeeds once a
+/// node has joined. With one attempt allowed, the same failure is final.
+#[tokio::test(flavor = "multi_thread")]
+async fn grid_failures_are_retried_with_backoff() {
+    use support::grid::Process;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().display().to_string();
+    let gateway = Process::gateway(&["--data-dir", &data]);
+    let id = submit(&gateway.url, json!({"method": "add", "params": [40, 2]})).await;
+    let waiting = support::grid::eventually(Duration::from_secs(20), || async {
+        let job = get_job(&gateway.url, &id, "0s").await.json();
+        job["state"] == "queued" && job["last_error"]["data"]["kind"] == "no_healthy_node"
+    })
+    .await;
+    assert!(waiting, "the job did not wait for a retry");
+    let _node = Process::node(module(), &["--join", gateway.url.as_str()]);
+    let job = finished(&gateway.url, &id).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["result"], 42);
+    assert!(job["attempts"].as_u64().unwrap() >= 2, "{job}");
+
+    let strict_dir = tempfile::tempdir().unwrap();
+    let strict_data = strict_dir.path().display().to_string();
+    let strict = Process::gateway(&["--data-dir", &strict_data, "--job-attempts", "1"]);
+    let id = submit(&strict.url, json!({"method": "add", "params": [1, 1]})).await;
+    let job = finished(&strict.url, &id).await;
+    assert_eq!(job["state"], "failed");
+    assert_eq!(job["attempts"], 1);
+    assert_eq!(job["error"]["data"]["kind"], "no_healthy_node");
+}
