@@ -629,3 +629,41 @@ async fn grid_failures_are_retried_with_backoff() {
     assert_eq!(job["attempts"], 1);
     assert_eq!(job["error"]["data"]["kind"], "no_healthy_node");
 }
+
+/// The PostgreSQL server restarts under a running `serve`: the store
+/// connects again, and jobs go on.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_postgres_store_reconnects_after_a_server_restart() {
+    let mut store = Store::postgres();
+    let dir = tempfile::tempdir().unwrap();
+    let grid = serve(&store, dir.path(), &[], &[]);
+    let id = submit(&grid.url, json!({"method": "add", "params": [1, 2]})).await;
+    assert_eq!(finished(&grid.url, &id).await["result"], 3);
+    if let Store::Postgres(server) = &mut store {
+        tokio::task::block_in_place(|| server.restart());
+    }
+    grid.wait_for(
+        |l| l.contains("connection to the PostgreSQL job store broke"),
+        Duration::from_secs(10),
+    )
+    .expect("the broken connection is noticed");
+    let url = format!("{}/v1/jobs", grid.url);
+    let body = json!({"method": "add", "params": [2, 3]});
+    let mut id = None;
+    for _ in 0..50 {
+        let reply = request(hyper::Method::POST, &url, &[], Some(body.clone())).await;
+        if reply.status == 202 {
+            id = reply.json()["id"].as_str().map(str::to_owned);
+            break;
+        }
+        assert_eq!(
+            reply.status,
+            503,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let id = id.expect("the store took jobs again");
+    assert_eq!(finished(&grid.url, &id).await["result"], 5);
+}

@@ -14,7 +14,8 @@ pub struct Postgres {
     child: Child,
     /// `postgres://postgres@127.0.0.1:PORT/postgres`.
     pub url: String,
-    _dir: tempfile::TempDir,
+    port: u16,
+    dir: tempfile::TempDir,
 }
 
 /// The newest installed server's `bin` directory.
@@ -87,33 +88,36 @@ impl Postgres {
             String::from_utf8_lossy(&output.stderr)
         );
         let port = free_port();
-        let child = command(&bin.join("postgres"))
-            .arg("-D")
-            .arg(&data)
-            .arg("-k")
-            .arg(dir.path())
-            .args(["-p", &port.to_string()])
-            .args(["-c", "listen_addresses=127.0.0.1"])
-            .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("postgres starts");
+        let child = spawn(&bin, dir.path(), port);
         let mut server = Postgres {
             child,
             url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
-            _dir: dir,
+            port,
+            dir,
         };
+        server.wait_ready(&bin);
+        server
+    }
+
+    /// Stops the server and starts it again on the same data and port.
+    pub fn restart(&mut self) {
+        self.stop();
+        let bin = bin_dir();
+        self.child = spawn(&bin, self.dir.path(), self.port);
+        self.wait_ready(&bin);
+    }
+
+    fn wait_ready(&mut self, bin: &Path) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let ready = Command::new(bin.join("pg_isready"))
-                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q"])
+                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-q"])
                 .status()
                 .is_ok_and(|s| s.success());
             if ready {
-                return server;
+                return;
             }
-            if let Ok(Some(status)) = server.child.try_wait() {
+            if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("postgres exited at start: {status}");
             }
             assert!(
@@ -123,12 +127,10 @@ impl Postgres {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-}
 
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        // SIGINT is PostgreSQL's fast shutdown: it ends the sessions and
-        // its own children.
+    /// Fast shutdown (SIGINT ends the sessions and the server's own
+    /// children), then a kill if it takes over 10 s.
+    fn stop(&mut self) {
         // SAFETY: signalling our own child.
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGINT);
@@ -142,5 +144,27 @@ impl Drop for Postgres {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Starts `postgres` on the cluster in `dir`.
+fn spawn(bin: &Path, dir: &Path, port: u16) -> Child {
+    command(&bin.join("postgres"))
+        .arg("-D")
+        .arg(dir.join("data"))
+        .arg("-k")
+        .arg(dir)
+        .args(["-p", &port.to_string()])
+        .args(["-c", "listen_addresses=127.0.0.1"])
+        .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("postgres starts")
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

@@ -7,6 +7,7 @@ use crate::jobs::model::{
     StoreResult, abandoned, cancelled, now_ms,
 };
 use futures::future::BoxFuture;
+use std::sync::Arc;
 use tokio_postgres::{Client, NoTls, Row};
 
 /// The columns a job is read from, in [`from_row`]'s order.
@@ -42,9 +43,11 @@ CREATE INDEX IF NOT EXISTS madrpc_jobs_active ON madrpc_jobs (id)
 COMMIT;
 ";
 
-/// A PostgreSQL connection holding the job table.
+/// A PostgreSQL connection holding the job table. A connection that broke
+/// (the server restarted) is made again on the next use.
 pub struct Postgres {
-    client: Client,
+    url: String,
+    connection: tokio::sync::Mutex<Arc<Client>>,
 }
 
 fn pg(error: tokio_postgres::Error) -> StoreError {
@@ -58,20 +61,38 @@ impl Postgres {
     /// Connects to `url` (`postgres://user@host:port/db`) and creates the
     /// job table if it is missing.
     pub async fn connect(url: &str) -> StoreResult<Self> {
-        let (client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(|e| {
-            StoreError::Postgres(format!(
-                "cannot connect to {} ({e}); check --jobs-store and that the server runs",
-                redact(url)
-            ))
-        })?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::error!(%error, "the connection to the PostgreSQL job store broke");
-            }
-        });
+        let client = open(url).await?;
         client.batch_execute(SCHEMA).await.map_err(pg)?;
-        Ok(Self { client })
+        Ok(Self {
+            url: url.to_owned(),
+            connection: tokio::sync::Mutex::new(Arc::new(client)),
+        })
     }
+
+    /// The connection, made again if it broke.
+    async fn client(&self) -> StoreResult<Arc<Client>> {
+        let mut client = self.connection.lock().await;
+        if client.is_closed() {
+            *client = Arc::new(open(&self.url).await?);
+            tracing::info!("reconnected to the PostgreSQL job store");
+        }
+        Ok(client.clone())
+    }
+}
+
+async fn open(url: &str) -> StoreResult<Client> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(|e| {
+        StoreError::Postgres(format!(
+            "cannot connect to {} ({e}); check --jobs-store and that the server runs",
+            redact(url)
+        ))
+    })?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::error!(%error, "the connection to the PostgreSQL job store broke");
+        }
+    });
+    Ok(client)
 }
 
 /// `url` without its password, for messages.
@@ -123,7 +144,13 @@ impl Postgres {
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> StoreResult<Option<Job>> {
-        match self.client.query_opt(sql, params).await.map_err(pg)? {
+        match self
+            .client()
+            .await?
+            .query_opt(sql, params)
+            .await
+            .map_err(pg)?
+        {
             Some(row) => from_row(&row).map(Some),
             None => Ok(None),
         }
@@ -190,7 +217,8 @@ impl JobStore for Postgres {
         let owner = owner.to_owned();
         Box::pin(async move {
             let (now, until, max) = (now as i64, until as i64, max_attempts as i32);
-            self.client
+            self.client()
+                .await?
                 .execute(
                     "UPDATE madrpc_jobs SET state = 'failed', error = $2, finished = $1,
                          lease_owner = NULL, lease_until = NULL
@@ -218,7 +246,8 @@ impl JobStore for Postgres {
         let (id, owner) = (id.to_owned(), owner.to_owned());
         Box::pin(async move {
             let renewed = self
-                .client
+                .client()
+                .await?
                 .execute(
                     "UPDATE madrpc_jobs SET lease_until = $3
                      WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
@@ -263,9 +292,7 @@ impl JobStore for Postgres {
                     Some(not_before as i64),
                 ),
             };
-            let recorded = self
-                .client
-                .execute(
+            let recorded = self.client().await?.execute(
                     "UPDATE madrpc_jobs SET state = $3, result = $4, error = $5, finished = $6,
                          not_before = COALESCE($7, not_before), lease_owner = NULL, lease_until = NULL
                      WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
@@ -299,7 +326,8 @@ impl JobStore for Postgres {
             let after = query.after.unwrap_or_default();
             let limit = query.limit as i64;
             let rows = self
-                .client
+                .client()
+                .await?
                 .query(&sql, &[&query.scope, &state, &after, &limit])
                 .await
                 .map_err(pg)?;
@@ -327,7 +355,8 @@ impl JobStore for Postgres {
 
     fn purge(&self, before: u64) -> BoxFuture<'_, StoreResult<u64>> {
         Box::pin(async move {
-            self.client
+            self.client()
+                .await?
                 .execute(
                     "DELETE FROM madrpc_jobs
                      WHERE state IN ('succeeded', 'failed', 'cancelled') AND finished < $1",
