@@ -598,23 +598,36 @@ async fn a_job_fans_out_across_the_nodes_of_a_gateway() {
     );
 }
 
-/// A job submitted while the gateway has no node fails in the grid, not in
-/// the guest: it waits out a backoff and runs again, and succeeds once a
-/// node has joined. With one attempt allowed, the same failure is final.
+/// A job submitted while the gateway's only node is stopped fails in the
+/// grid, not in the guest: it waits out a backoff and runs again, and
+/// succeeds once the node is back. With one attempt allowed, the same
+/// failure is final.
 #[tokio::test(flavor = "multi_thread")]
 async fn grid_failures_are_retried_with_backoff() {
     use support::grid::Process;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().display().to_string();
     let gateway = Process::gateway(&["--data-dir", &data]);
+    let node = Process::node(module(), &["--join", gateway.url.as_str()]);
+    let http = client();
+    assert!(
+        support::grid::nodes_become_available(&http, &gateway.url, 1, Duration::from_secs(30))
+            .await
+    );
+    node.signal(libc::SIGSTOP);
+    assert!(
+        support::grid::nodes_become_available(&http, &gateway.url, 0, Duration::from_secs(10))
+            .await,
+        "the stopped node stays in rotation"
+    );
     let id = submit(&gateway.url, json!({"method": "add", "params": [40, 2]})).await;
     let waiting = support::grid::eventually(Duration::from_secs(20), || async {
         let job = get_job(&gateway.url, &id, "0s").await.json();
         job["state"] == "queued" && job["last_error"]["data"]["kind"] == "no_healthy_node"
     })
     .await;
+    node.signal(libc::SIGCONT);
     assert!(waiting, "the job did not wait for a retry");
-    let _node = Process::node(module(), &["--join", gateway.url.as_str()]);
     let job = finished(&gateway.url, &id).await;
     assert_eq!(job["state"], "succeeded", "{job}");
     assert_eq!(job["result"], 42);

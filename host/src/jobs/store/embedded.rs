@@ -109,6 +109,23 @@ impl Embedded {
         Ok(out)
     }
 
+    /// Whether a job could be leased at `now` (or failed for running out
+    /// of attempts).
+    fn has_work(&self, now: u64) -> StoreResult<bool> {
+        let tx = self.db.begin_read().e()?;
+        let jobs = tx.open_table(JOBS).e()?;
+        for id in ids(&tx.open_table(ACTIVE).e()?)? {
+            if let Some(job) = load(&jobs, &id)? {
+                let expired =
+                    job.state == JobState::Running && job.lease_until.is_some_and(|t| t < now);
+                if expired || (job.state == JobState::Queued && job.not_before <= now) {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
     /// Runs `f` on a blocking thread: redb waits on the disk.
     fn blocking<T: Send + 'static>(
         &self,
@@ -208,18 +225,18 @@ impl JobStore for Embedded {
     ) -> BoxFuture<'_, StoreResult<Option<Job>>> {
         let owner = owner.to_owned();
         self.blocking(move |store| {
+            // An idle worker asks twice a second; a read costs no disk write.
+            if !store.has_work(now)? {
+                return Ok(None);
+            }
             store.write(|tx| {
-                let mut candidates = Vec::new();
-                {
-                    let jobs = tx.open_table(JOBS).e()?;
-                    for id in ids(&tx.open_table(ACTIVE).e()?)? {
-                        if let Some(job) = load(&jobs, &id)? {
-                            candidates.push(job);
-                        }
-                    }
-                }
-                candidates.sort_by(|a, b| a.id.cmp(&b.id));
-                for mut job in candidates {
+                // Oldest first: ids sort by creation time, and so does the
+                // active table.
+                let active = ids(&tx.open_table(ACTIVE).e()?)?;
+                for id in active {
+                    let Some(mut job) = get_in(tx, &id)? else {
+                        continue;
+                    };
                     let expired =
                         job.state == JobState::Running && job.lease_until.is_some_and(|t| t < now);
                     let due = job.state == JobState::Queued && job.not_before <= now;
