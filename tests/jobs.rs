@@ -680,3 +680,38 @@ async fn the_postgres_store_reconnects_after_a_server_restart() {
     let id = id.expect("the store took jobs again");
     assert_eq!(finished(&grid.url, &id).await["result"], 5);
 }
+
+/// On a terminal, `job --wait` shows the state and the time waited as it
+/// goes (`script` gives it a pseudo-terminal).
+#[tokio::test(flavor = "multi_thread")]
+async fn waiting_on_a_terminal_shows_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let grid = serve(&Store::Embedded, dir.path(), &[], &[]);
+    let id = submit(
+        &grid.url,
+        json!({"method": "busy", "params": [2500, "shown"]}),
+    )
+    .await;
+    let command = format!(
+        "{} job {id} --wait --url {}",
+        env!("CARGO_BIN_EXE_madrpc"),
+        grid.url
+    );
+    let out = tokio::task::block_in_place(|| {
+        std::process::Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .output()
+            .expect("script runs")
+    });
+    let transcript = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{transcript}");
+    assert!(
+        transcript.contains(&format!("\r\x1b[2K{id}: running, ")),
+        "no progress shown: {transcript:?}"
+    );
+    assert!(
+        transcript.contains(&format!("{id}: succeeded, ")),
+        "{transcript:?}"
+    );
+    assert!(transcript.contains("\"shown\""), "{transcript:?}");
+}
