@@ -178,6 +178,17 @@ async fn a_job_outlasts_the_call_deadline(store: Store) {
     )
     .await;
     assert_eq!(call.json()["error"]["data"]["kind"], "deadline_exceeded");
+    // A client cannot grant itself a job's limits.
+    let call = support::grid::post_with(
+        &client(),
+        &format!("{}/", grid.url),
+        "application/json",
+        &[("x-madrpc-job-grant", "3600000,1000000000000")],
+        r#"{"jsonrpc":"2.0","method":"busy","params":[1500],"id":1}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(call.json()["error"]["data"]["kind"], "deadline_exceeded");
 
     let id = submit(
         &grid.url,
@@ -714,4 +725,56 @@ async fn waiting_on_a_terminal_shows_progress() {
         "{transcript:?}"
     );
     assert!(transcript.contains("\"shown\""), "{transcript:?}");
+}
+
+/// A public node (no cluster token asked) still grants a job's limits only
+/// to a request that carries the token: a client's grant header is ignored.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_public_node_grants_job_limits_only_with_the_cluster_token() {
+    use support::grid::{Process, TEST_TOKEN};
+    let module = module().to_str().unwrap();
+    let node = Process::start_with_env(
+        &[
+            "node",
+            "--module",
+            module,
+            "--listen",
+            "127.0.0.1:0",
+            "--deadline",
+            "1s",
+            "--insecure-public-calls",
+        ],
+        &[("MADRPC_JOIN_TOKEN", TEST_TOKEN)],
+        "madrpc node listening on ",
+    );
+    let url = format!("{}/v1/call/busy", node.url);
+    let grant = ("x-madrpc-job-grant", "10000,1000000000000");
+    let token = format!("Bearer {TEST_TOKEN}");
+    let as_client =
+        support::grid::post_with(&client(), &url, "application/json", &[grant], "[1500]")
+            .await
+            .unwrap();
+    assert_eq!(
+        as_client.status,
+        422,
+        "{}",
+        String::from_utf8_lossy(&as_client.body)
+    );
+    assert_eq!(as_client.json()["data"]["kind"], "deadline_exceeded");
+    let as_gateway = support::grid::post_with(
+        &client(),
+        &url,
+        "application/json",
+        &[grant, ("authorization", &token)],
+        "[1500]",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        as_gateway.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&as_gateway.body)
+    );
+    assert_eq!(as_gateway.json(), 1500);
 }
