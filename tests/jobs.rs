@@ -778,3 +778,60 @@ async fn a_public_node_grants_job_limits_only_with_the_cluster_token() {
     );
     assert_eq!(as_gateway.json(), 1500);
 }
+
+/// Two `serve`s on the default data directory: the first keeps jobs, the
+/// second serves calls with the job API off and says why; one that names
+/// the taken directory does not start.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_taken_default_store_turns_the_job_api_off() {
+    let home = tempfile::tempdir().unwrap();
+    let data_home = home.path().display().to_string();
+    let env = [("XDG_DATA_HOME", data_home.as_str())];
+    let start = || {
+        let module = module().display().to_string();
+        Logged::start(&["serve", &module, "--listen", "127.0.0.1:0"], &env, READY)
+    };
+    let first = start();
+    let second = start();
+    submit(&first.url, json!({"method": "add", "params": [1, 1]})).await;
+    let refused = request(
+        hyper::Method::POST,
+        &format!("{}/v1/jobs", second.url),
+        &[],
+        Some(json!({"method": "add", "params": [1, 1]})),
+    )
+    .await;
+    assert_eq!(refused.status, 503);
+    let message = refused.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(message.contains("in use by another madrpc"), "{message}");
+    let call = support::grid::rpc(
+        &client(),
+        &format!("{}/", second.url),
+        r#"{"jsonrpc":"2.0","method":"add","params":[1,1],"id":1}"#,
+    )
+    .await;
+    assert_eq!(call.json()["result"], 2);
+
+    let taken = home.path().join("madrpc").display().to_string();
+    let module = module().display().to_string();
+    let output = support::run_cli(
+        home.path(),
+        &[
+            "serve",
+            &module,
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &taken,
+        ],
+    );
+    assert!(!output.status.success());
+    assert!(
+        support::texts(&output)
+            .1
+            .contains("in use by another madrpc")
+    );
+}

@@ -3,7 +3,7 @@
 
 use clap::Args;
 use madrpc::gateway::Gateway;
-use madrpc::jobs::{self, JobSettings, Jobs, StoreError, Via, Workers};
+use madrpc::jobs::{self, JobSettings, Jobs, Via, Workers};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -67,8 +67,9 @@ impl JobArgs {
 
     /// Opens the job store and serves the job API on `gateway`; the
     /// workers run until the returned handle is dropped. When the default
-    /// data directory is taken by another process, the job API answers
-    /// 503 and says why; a store the user named must open.
+    /// store cannot be opened (another process has it, or the data
+    /// directory cannot be written), the job API answers 503 and says why;
+    /// a store the user named must open.
     pub async fn start(
         &self,
         gateway: Gateway,
@@ -78,7 +79,9 @@ impl JobArgs {
         let dir = self.data_dir.clone().unwrap_or_else(default_data_dir);
         let store = match jobs::store::open(self.jobs_store.as_deref(), &dir).await {
             Ok(store) => store,
-            Err(error @ StoreError::InUse(_)) if self.data_dir.is_none() => {
+            // Only the default store may be missing: one the user named
+            // must open.
+            Err(error) if self.data_dir.is_none() && self.jobs_store.is_none() => {
                 tracing::warn!("{error}; the job API is off");
                 return Ok((
                     gateway.with_routes(jobs::unavailable(format!(
