@@ -56,7 +56,7 @@ pub struct GatewayArgs {
     #[command(flatten)]
     trust: TrustArgs,
     #[command(flatten)]
-    jobs: super::jobs::JobArgs,
+    jobs: super::job_flags::JobFlags,
 }
 
 /// Gateway tuning flags shared with `serve`.

@@ -6,7 +6,7 @@ mod edge;
 mod endpoint;
 mod gateway;
 mod job;
-mod jobs;
+mod job_flags;
 mod keys;
 mod limits;
 mod node;

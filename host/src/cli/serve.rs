@@ -47,7 +47,7 @@ pub struct ServeArgs {
     #[command(flatten)]
     policy: PolicyArgs,
     #[command(flatten)]
-    jobs: super::jobs::JobArgs,
+    jobs: super::job_flags::JobFlags,
 }
 
 /// Runs the grid until Ctrl-C or SIGTERM.

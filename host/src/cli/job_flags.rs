@@ -9,7 +9,7 @@ use std::time::Duration;
 
 /// Where jobs are kept and how they run.
 #[derive(Debug, Clone, Args)]
-pub struct JobArgs {
+pub struct JobFlags {
     /// Folder of the embedded job store (default: madrpc/ under the user's
     /// data directory, $XDG_DATA_HOME or ~/.local/share).
     #[arg(long, value_name = "DIR")]
@@ -46,7 +46,7 @@ pub struct JobArgs {
     pub job_workers: Option<usize>,
 }
 
-impl JobArgs {
+impl JobFlags {
     fn settings(&self, max_body_bytes: usize) -> anyhow::Result<JobSettings> {
         let lease: Duration = self.job_lease.into();
         anyhow::ensure!(
