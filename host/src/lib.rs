@@ -10,6 +10,7 @@
 //!   connection caps, API keys, rate limits, CORS.
 //! - [`rpc`] is JSON-RPC 2.0 as all of them speak it.
 //! - [`cluster`] is the credential a gateway and its nodes share.
+//! - [`progress`] shows long steps on a terminal.
 
 pub mod build;
 pub mod client;
@@ -20,6 +21,7 @@ pub mod http;
 pub mod manifest;
 pub mod node;
 pub mod plugin;
+pub mod progress;
 pub mod rpc;
 pub mod runtime;
 pub mod trust;
