@@ -21,7 +21,9 @@ pub struct DnsTarget {
 
 /// Why a `--discover` value was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("--discover '{given}': {problem}; write it as dns:NAME:PORT, e.g. dns:madrpc-node.default.svc.cluster.local:9000")]
+#[error(
+    "--discover '{given}': {problem}; write it as dns:NAME:PORT, e.g. dns:madrpc-node.default.svc.cluster.local:9000"
+)]
 pub struct DnsTargetError {
     given: String,
     problem: &'static str,
@@ -123,7 +125,14 @@ mod tests {
                 port: 9000
             })
         );
-        for bad in ["srv:a:1", "dns:a", "dns:a:0", "dns::9000", "dns:a b:1", "dns:a:x"] {
+        for bad in [
+            "srv:a:1",
+            "dns:a",
+            "dns:a:0",
+            "dns::9000",
+            "dns:a b:1",
+            "dns:a:x",
+        ] {
             let error = bad.parse::<DnsTarget>().unwrap_err().to_string();
             assert!(error.contains("dns:NAME:PORT"), "{bad}: {error}");
         }

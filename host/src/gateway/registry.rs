@@ -502,7 +502,11 @@ mod tests {
     fn discovered_nodes_wait_for_a_check_and_leave_with_their_address() {
         let registry = Registry::new(&["http://s:1".into()]);
         registry.set_discovered(&["http://d:1".into(), "http://s:1/".into()]);
-        assert_eq!(registry.nodes().len(), 2, "a --node address is not added twice");
+        assert_eq!(
+            registry.nodes().len(),
+            2,
+            "a --node address is not added twice"
+        );
         let found = registry.nodes()[1].clone();
         assert_eq!(found.origin, Origin::Discovered);
         assert!(!found.is_available(Instant::now()));
