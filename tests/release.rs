@@ -52,7 +52,7 @@ fn completions_cover_every_subcommand_for_bash_zsh_and_fish() {
         let (script, stderr) = texts(&output);
         assert!(output.status.success(), "{shell}: {stderr}");
         assert!(script.contains(marker), "{shell}: no '{marker}'");
-        for word in ["gateway", "join-token", "completions"] {
+        for word in ["gateway", "join-token", "completions", "discover"] {
             assert!(script.contains(word), "{shell} completions lack {word}");
         }
         if shell == "bash" {
