@@ -340,10 +340,15 @@ fn nodes_join_and_leave_as_dns_says_with_no_failed_call() {
 
             // A third address appears: the node joins and takes calls.
             steps.send("add").unwrap();
+            let changed = std::time::Instant::now();
             assert!(
                 available_are(&gateway, &[&n0c, &n1c, &n2c]).await,
                 "the new node never joined: {:?}",
                 nodes(&gateway).await
+            );
+            eprintln!(
+                "a new address took calls {:?} after the hosts file named it",
+                changed.elapsed()
             );
             let before = served(&n2c).await;
             assert!(progress(&tally, 40).await);
@@ -351,12 +356,27 @@ fn nodes_join_and_leave_as_dns_says_with_no_failed_call() {
 
             // The first address vanishes: the node drains out.
             steps.send("remove").unwrap();
+            let changed = std::time::Instant::now();
             assert!(
                 eventually(Duration::from_secs(10), || async {
                     !nodes(&gateway).await.iter().any(|(u, _, _)| *u == n0c)
                 })
                 .await,
                 "the vanished node stayed listed"
+            );
+            eprintln!(
+                "a vanished address left {:?} after the hosts file dropped it",
+                changed.elapsed()
+            );
+            // The calls in flight on it finish (none fails: see the end),
+            // and no new call reaches it.
+            let drained = eventually(Duration::from_secs(10), || async {
+                get_json(&client(), &format!("{n0c}/health")).await["in_flight"] == 0
+            })
+            .await;
+            assert!(
+                drained,
+                "the vanished node's calls in flight never finished"
             );
             let before = served(&n0c).await;
             assert!(
