@@ -22,10 +22,9 @@ pub struct DnsTarget {
 /// Why a `--discover` value was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "--discover '{given}': {problem}; write it as dns:NAME:PORT, e.g. dns:madrpc-node.default.svc.cluster.local:9000"
+    "{problem}; write it as dns:NAME:PORT, e.g. dns:madrpc-node.default.svc.cluster.local:9000"
 )]
 pub struct DnsTargetError {
-    given: String,
     problem: &'static str,
 }
 
@@ -33,10 +32,7 @@ impl FromStr for DnsTarget {
     type Err = DnsTargetError;
 
     fn from_str(given: &str) -> Result<Self, Self::Err> {
-        let refuse = |problem| DnsTargetError {
-            given: given.to_owned(),
-            problem,
-        };
+        let refuse = |problem| DnsTargetError { problem };
         let rest = given
             .strip_prefix("dns:")
             .ok_or_else(|| refuse("only dns: discovery exists"))?;
@@ -72,7 +68,9 @@ impl DnsTarget {
 /// Resolves every target each `interval`, forever, and sets the registry's
 /// discovered nodes to the union of the answers. A name that fails to
 /// resolve keeps its last answer: a resolver hiccup must not drain the
-/// grid. Addresses outside the gateway's node networks are left out.
+/// grid; the failure is logged when it starts and when it ends, not at
+/// every attempt. Addresses outside the gateway's node networks are left
+/// out.
 pub async fn run(
     registry: Arc<Registry>,
     targets: Vec<DnsTarget>,
@@ -80,20 +78,30 @@ pub async fn run(
     policy: NodePolicy,
 ) {
     let mut known: Vec<BTreeSet<String>> = vec![BTreeSet::new(); targets.len()];
+    let mut failing = vec![false; targets.len()];
     let mut current: Option<BTreeSet<String>> = None;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        for (target, last) in targets.iter().zip(known.iter_mut()) {
+        for ((target, last), failing) in targets.iter().zip(&mut known).zip(&mut failing) {
             match target.resolve().await {
-                Ok(urls) => *last = urls,
-                Err(error) => tracing::warn!(
-                    name = %target.name,
-                    %error,
-                    "cannot resolve the --discover name; keeping its last {} addresses",
-                    last.len()
-                ),
+                Ok(urls) => {
+                    if std::mem::take(failing) {
+                        tracing::info!(name = %target.name, addresses = urls.len(), "the --discover name resolves again");
+                    }
+                    *last = urls;
+                }
+                Err(error) if !*failing => {
+                    *failing = true;
+                    tracing::warn!(
+                        name = %target.name,
+                        %error,
+                        "cannot resolve the --discover name; keeping its last {} addresses until it resolves",
+                        last.len()
+                    );
+                }
+                Err(error) => tracing::debug!(name = %target.name, %error, "still cannot resolve"),
             }
         }
         let mut wanted = BTreeSet::new();
