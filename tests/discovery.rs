@@ -61,6 +61,21 @@ fn call_fails_over_to_the_next_url_when_a_gateway_is_down() {
         .expect("madrpc runs");
     assert_eq!(texts(&output).0.trim(), "11", "{}", texts(&output).1);
 
+    // A gateway with no node answers no_healthy_node: the next one may
+    // have nodes.
+    let empty = Process::gateway(&[]);
+    let empty = format!("{}/", empty.url);
+    let output = madrpc()
+        .args(["call", "--url", &empty, "--url", &live, "add", "[1, 1]"])
+        .output()
+        .expect("madrpc runs");
+    let (stdout, stderr) = texts(&output);
+    assert_eq!(stdout.trim(), "2", "{stderr}");
+    assert!(
+        stderr.contains("-32011") || stderr.contains("no node"),
+        "{stderr}"
+    );
+
     // A guest error is the call's answer, not a reason to try elsewhere.
     let output = madrpc()
         .args(["call", "--url", &live, "--url", &dead, "fail"])
