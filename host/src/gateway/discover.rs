@@ -79,7 +79,6 @@ pub async fn run(
 ) {
     let mut known: Vec<BTreeSet<String>> = vec![BTreeSet::new(); targets.len()];
     let mut failing = vec![false; targets.len()];
-    let mut current: Option<BTreeSet<String>> = None;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -113,10 +112,9 @@ pub async fn run(
                 Err(error) => tracing::warn!("{error}; not using this discovered address"),
             }
         }
-        if current.as_ref() != Some(&wanted) {
-            registry.set_discovered(&wanted.iter().cloned().collect::<Vec<_>>());
-            current = Some(wanted);
-        }
+        // Every round, not only on a change: an address that was also a
+        // joined node comes back as discovered once the joined one leaves.
+        registry.set_discovered(&wanted.into_iter().collect::<Vec<_>>());
     }
 }
 

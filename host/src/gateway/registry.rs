@@ -520,6 +520,19 @@ mod tests {
     }
 
     #[test]
+    fn a_joined_node_that_leaves_stays_when_dns_still_names_it() {
+        let registry = Registry::new(&[]);
+        joined(&registry, "http://j:1");
+        registry.set_discovered(&["http://j:1".into()]);
+        assert_eq!(registry.nodes()[0].origin, Origin::Joined);
+        registry.leave("http://j:1");
+        registry.set_discovered(&["http://j:1".into()]);
+        let nodes = registry.nodes();
+        assert_eq!(nodes.len(), 1);
+        assert_eq!(nodes[0].origin, Origin::Discovered);
+    }
+
+    #[test]
     fn a_static_node_stays_while_its_checks_pass() {
         let registry = Registry::new(&["http://s:1".into()]).with_heartbeat_expiry(Duration::ZERO);
         let fixed = registry.nodes()[0].clone();
