@@ -12,6 +12,7 @@
 //! - [`cluster`] is the credential a gateway and its nodes share.
 //! - [`jobs`] keeps long work in a durable store and runs it through the
 //!   gateway's dispatch.
+//! - [`progress`] shows long steps on a terminal.
 
 pub mod build;
 pub mod client;
@@ -23,6 +24,7 @@ pub mod jobs;
 pub mod manifest;
 pub mod node;
 pub mod plugin;
+pub mod progress;
 pub mod rpc;
 pub mod runtime;
 pub mod trust;
