@@ -63,16 +63,18 @@ pub struct Api {
 impl Api {
     /// A client for the gateway `args` names.
     pub fn new(args: &JobClientArgs) -> anyhow::Result<Self> {
-        if !(args.url.starts_with("http://") || args.url.starts_with("https://")) {
+        // MADRPC_URL may list several gateways for `call`; jobs go to the
+        // first, which keeps them (or shares their store).
+        let url = args.url.split(',').next().unwrap_or_default().trim();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
             anyhow::bail!(
-                "--url must be an http:// or https:// URL, for example http://127.0.0.1:8080/ (got '{}')",
-                args.url
+                "--url must be an http:// or https:// URL, for example http://127.0.0.1:8080/ (got '{url}')"
             );
         }
         args.trust.apply()?;
         Ok(Self {
             http: madrpc::http::client(),
-            base: format!("{}/v1/jobs", args.url.trim_end_matches('/')),
+            base: format!("{}/v1/jobs", url.trim_end_matches('/')),
             key: args.key.clone(),
         })
     }
