@@ -159,7 +159,9 @@ async fn a_draining_node_leaves_the_rotation_and_finishes_its_call() {
     let mut grid = Grid::start("drain.js", 2, &["--workers", "1"]).await;
     let http = client();
     let url = grid.url();
-    let call = spawn_rpc(&http, &url, &body("hold", json!([1500, 7]), 1));
+    // Held long enough to still run when the draining node's health is read,
+    // even on a loaded machine.
+    let call = spawn_rpc(&http, &url, &body("hold", json!([5000, 7]), 1));
     let busy = eventually(Duration::from_secs(10), || async {
         let nodes = get_json(&http, &format!("{}/v1/nodes", grid.gateway.url)).await;
         nodes["nodes"]

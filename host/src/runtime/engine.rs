@@ -16,9 +16,15 @@ use wasmtime::{
 /// How often the engine's epoch advances; the granularity of deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
-/// Memory kept resident (and reset in place) per pooled slot. A call dirties
-/// a few dozen pages; 64 MiB covers the heap of large scripts too.
-const KEEP_RESIDENT_BYTES: usize = 64 << 20;
+/// How many of the pages a call wrote are reset in place (and stay
+/// resident) per pooled slot; the kernel's scan stops there and the rest of
+/// the slot is given back (`madvise`), to be faulted in again by the calls
+/// that need it. A trivial call writes 7-25 pages, a call parsing 100 KB of
+/// JSON a few hundred: 1 MiB (256 pages) keeps them resident. More would
+/// let every slot a heavy call once used hold that much for good (64 MiB
+/// per slot left `serve` at gigabytes after bursts of heavy calls), and the
+/// calls that follow a heavy one would restore that much after each call.
+const KEEP_RESIDENT_BYTES: usize = 1 << 20;
 
 /// Unused slots that stay affine to their module. Enough for the workers of
 /// a node to find their own warm slots again; few enough that the slots of
