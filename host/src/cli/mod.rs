@@ -53,7 +53,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => {
             async_runtime_with(args.blocking_threads())?.block_on(serve::run(args))
         }
-        Command::Node(args) => async_runtime_with(args.blocking_threads())?.block_on(node::run(args)),
+        Command::Node(args) => {
+            async_runtime_with(args.blocking_threads())?.block_on(node::run(args))
+        }
         Command::Gateway(args) => async_runtime()?.block_on(gateway::run(args)),
         Command::Call(args) => async_runtime()?.block_on(call::run(args)),
         Command::Keys(args) => keys::run(args),

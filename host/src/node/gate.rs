@@ -157,10 +157,14 @@ mod tests {
     async fn a_waiter_that_gave_up_does_not_lose_the_slot() {
         let gate = Gate::new(1);
         let held = gate.acquire(Priority::Client).await;
-        let gone = tokio::time::timeout(Duration::from_millis(10), gate.acquire(Priority::Admitted));
+        let gone =
+            tokio::time::timeout(Duration::from_millis(10), gate.acquire(Priority::Admitted));
         assert!(gone.await.is_err());
         drop(held);
         let again = tokio::time::timeout(Duration::from_secs(5), gate.acquire(Priority::Client));
-        assert!(again.await.is_ok(), "the slot was lost to a waiter that left");
+        assert!(
+            again.await.is_ok(),
+            "the slot was lost to a waiter that left"
+        );
     }
 }
