@@ -77,15 +77,20 @@ impl LimitArgs {
 /// and blocking threads from admission.
 #[derive(Debug, Clone, Args)]
 pub struct AdmissionArgs {
-    /// Client calls a node admits at once, running or waiting (default: 4
-    /// per worker); past them a client's call is refused at once as
-    /// "overloaded" with Retry-After.
+    /// Client calls a node runs at once, those waiting on their sub-calls
+    /// included (default: 4 per worker).
     #[arg(long, value_name = "N")]
     pub client_calls: Option<usize>,
-    /// Sub-calls a node admits at once, running or waiting (default: 64 per
-    /// worker). Client calls never take this room.
+    /// Client calls that may wait to start before the node answers
+    /// "overloaded" with Retry-After (default: 256 per worker, fewer when
+    /// they would wait more than an eighth of their deadline).
     #[arg(long, value_name = "N")]
     pub queue: Option<usize>,
+    /// Sub-calls a node admits at once, running or waiting (default: 64 per
+    /// worker). Client calls never take this room, and sub-calls get a
+    /// worker before them.
+    #[arg(long, value_name = "N")]
+    pub subcalls: Option<usize>,
     /// Sandbox instance slots of the process (default: one for every call
     /// its nodes admit). Fewer save address space; calls that find no slot
     /// are refused as "overloaded".
@@ -96,7 +101,7 @@ pub struct AdmissionArgs {
 impl AdmissionArgs {
     /// The sizing of a node with `workers` workers.
     pub fn sizing(&self, workers: usize) -> Sizing {
-        Sizing::new(workers, self.client_calls, self.queue)
+        Sizing::new(workers, self.client_calls, self.queue, self.subcalls)
     }
 
     /// The instance slots of a process running `nodes` nodes of `sizing`.

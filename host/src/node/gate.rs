@@ -3,11 +3,17 @@
 //! after its sub-calls) goes before a client's call that has not started:
 //! otherwise a flood of new client calls would take the workers the
 //! admitted trees need to finish, and those trees would run out their
-//! deadlines in the queue.
+//! deadlines in the queue. Only a client call that holds one of the node's
+//! few client-call places waits here, so letting one through after every
+//! [`ADMITTED_RUN`] admitted ones costs the trees little and keeps a stream
+//! of sub-calls from other nodes' trees from starving this node's own.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
+
+/// Admitted waiters served in a row while a client call waits, at most.
+const ADMITTED_RUN: usize = 8;
 
 /// Who is waiting for a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +35,8 @@ struct State {
     free: usize,
     admitted: VecDeque<oneshot::Sender<Slot>>,
     client: VecDeque<oneshot::Sender<Slot>>,
+    /// Admitted waiters served since a client call last was.
+    run: usize,
 }
 
 /// One worker slot; it goes to the next waiter when dropped.
@@ -45,7 +53,19 @@ impl Gate {
                 free: workers,
                 admitted: VecDeque::new(),
                 client: VecDeque::new(),
+                run: 0,
             }),
+        })
+    }
+
+    /// A slot if one is free now.
+    pub(super) fn try_acquire(self: &Arc<Self>) -> Option<Slot> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        (state.free > 0).then(|| {
+            state.free -= 1;
+            Slot {
+                gate: Some(self.clone()),
+            }
         })
     }
 
@@ -82,15 +102,21 @@ impl Gate {
     fn release(self: &Arc<Self>) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            let next = match state.admitted.pop_front() {
-                Some(next) => next,
-                None => match state.client.pop_front() {
-                    Some(next) => next,
-                    None => {
-                        state.free += 1;
-                        return;
-                    }
-                },
+            let client_turn = state.run >= ADMITTED_RUN || state.admitted.is_empty();
+            let next = match (client_turn, state.client.is_empty()) {
+                (true, false) => {
+                    state.run = 0;
+                    state.client.pop_front()
+                }
+                _ => {
+                    state.run += 1;
+                    state.admitted.pop_front()
+                }
+            };
+            let Some(next) = next else {
+                state.free += 1;
+                state.run = 0;
+                return;
             };
             match next.send(Slot {
                 gate: Some(self.clone()),
@@ -117,18 +143,13 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    #[tokio::test]
-    async fn admitted_work_goes_before_client_calls() {
+    /// The order in which waiters queued as `queued` get the one slot.
+    async fn served(queued: &[(&'static str, Priority)]) -> Vec<&'static str> {
         let gate = Gate::new(1);
         let held = gate.acquire(Priority::Client).await;
         let order = Arc::new(Mutex::new(Vec::new()));
         let mut waiters = Vec::new();
-        for (name, priority) in [
-            ("client-1", Priority::Client),
-            ("sub-1", Priority::Admitted),
-            ("client-2", Priority::Client),
-            ("sub-2", Priority::Admitted),
-        ] {
+        for &(name, priority) in queued {
             let (waiter, order) = (gate.clone(), order.clone());
             waiters.push(tokio::spawn(async move {
                 let _slot = waiter.acquire(priority).await;
@@ -147,9 +168,29 @@ mod tests {
         for waiter in waiters {
             waiter.await.unwrap();
         }
+        order.lock().unwrap().clone()
+    }
+
+    #[tokio::test]
+    async fn admitted_work_goes_before_client_calls() {
+        let order = served(&[
+            ("client-1", Priority::Client),
+            ("sub-1", Priority::Admitted),
+            ("client-2", Priority::Client),
+            ("sub-2", Priority::Admitted),
+        ])
+        .await;
+        assert_eq!(order, ["sub-1", "sub-2", "client-1", "client-2"]);
+    }
+
+    #[tokio::test]
+    async fn a_client_call_gets_a_turn_after_a_run_of_admitted_work() {
+        let mut queued = vec![("client", Priority::Client)];
+        queued.extend(std::iter::repeat_n(("sub", Priority::Admitted), 10));
+        let order = served(&queued).await;
         assert_eq!(
-            *order.lock().unwrap(),
-            ["sub-1", "sub-2", "client-1", "client-2"]
+            order.iter().position(|&n| n == "client"),
+            Some(ADMITTED_RUN)
         );
     }
 

@@ -3,6 +3,7 @@
 //! `--join` it registers with a gateway and keeps heartbeating. Calls need
 //! the cluster token unless the node was made public explicitly.
 
+mod admission;
 mod gate;
 mod join;
 mod pool;
@@ -13,8 +14,8 @@ mod subcalls;
 pub use join::Announcement;
 pub use pool::WorkerPool;
 pub use sizing::{
-    DEFAULT_CLIENT_CALLS_PER_WORKER, DEFAULT_SUBCALLS_PER_WORKER, SPARE_BLOCKING_THREADS, Sizing,
-    blocking_threads, instance_slots,
+    DEFAULT_CLIENT_CALLS_PER_WORKER, DEFAULT_QUEUE_PER_WORKER, DEFAULT_SUBCALLS_PER_WORKER,
+    SPARE_BLOCKING_THREADS, Sizing, blocking_threads, instance_slots,
 };
 pub use subcalls::{SubcallDispatch, SubcallRoute};
 

@@ -4,6 +4,7 @@
 //! overloaded and never takes the room the sub-calls of admitted calls
 //! need, and those sub-calls get a worker before any client call waiting.
 
+use super::admission::ClientAdmission;
 use super::gate::{Gate, Priority};
 use super::sizing::Sizing;
 use super::subcalls::{NodeSubcalls, SubcallRoute};
@@ -24,6 +25,7 @@ pub struct WorkerPool {
     /// The process's instance slots, shared by its pools.
     instances: Arc<Semaphore>,
     clients: AtomicUsize,
+    admission: ClientAdmission,
     subcalls: AtomicUsize,
     served: AtomicU64,
     sizing: Sizing,
@@ -85,6 +87,7 @@ impl WorkerPool {
             gate: Gate::new(sizing.workers),
             instances,
             clients: AtomicUsize::new(0),
+            admission: ClientAdmission::new(sizing.client_calls, sizing.queue),
             subcalls: AtomicUsize::new(0),
             served: AtomicU64::new(0),
             sizing,
@@ -117,33 +120,36 @@ impl WorkerPool {
     }
 
     /// Runs a call, or refuses it at once when the pool admits no more of
-    /// its kind. A client's call (depth 0) counts against the client
-    /// calls, a sub-call against the sub-calls, so client calls can never
-    /// take the room of the sub-calls of calls already admitted. While the
-    /// call waits on its own sub-calls it gives its worker slot back, so a
-    /// tree of calls cannot deadlock a small pool.
+    /// its kind. A client's call (depth 0) goes through the client-call
+    /// admission (see [`ClientAdmission`]); a sub-call counts against the
+    /// sub-calls, which client calls never take, and gets a worker before
+    /// any client call waiting. While the call waits on its own sub-calls
+    /// it gives its worker slot back, so a tree of calls cannot deadlock a
+    /// small pool.
     pub async fn execute(
         self: &Arc<Self>,
         method: String,
         params: Bytes,
         budget: CallBudget,
     ) -> Result<Bytes, RpcError> {
-        let (admitted, capacity, priority) = if budget.depth == 0 {
-            (&self.clients, self.sizing.client_calls, Priority::Client)
-        } else {
-            (&self.subcalls, self.sizing.subcalls, Priority::Admitted)
-        };
-        if admitted.fetch_add(1, Ordering::AcqRel) >= capacity {
-            admitted.fetch_sub(1, Ordering::AcqRel);
-            return Err(RpcError::overloaded(1));
-        }
-        let _admission = Admission(admitted);
         // The deadline runs from admission: time spent waiting for a worker
         // counts, and a call whose deadline passed in the queue never runs.
         let admitted_at = std::time::Instant::now();
         let own = admitted_at + self.limits.deadline;
         let deadline = budget.deadline.map_or(own, |inherited| inherited.min(own));
-        let permit = self.gate.acquire(priority).await;
+        let (_admission, _client_call, permit) = if budget.depth == 0 {
+            self.clients.fetch_add(1, Ordering::AcqRel);
+            let admission = Admission(&self.clients);
+            let started = self.admission.admit(&self.gate, deadline).await?;
+            (admission, Some(started.call), started.worker)
+        } else {
+            if self.subcalls.fetch_add(1, Ordering::AcqRel) >= self.sizing.subcalls {
+                self.subcalls.fetch_sub(1, Ordering::AcqRel);
+                return Err(RpcError::overloaded(1));
+            }
+            let admission = Admission(&self.subcalls);
+            (admission, None, self.gate.acquire(Priority::Admitted).await)
+        };
         // Admission leaves an instance slot for every call it lets in; this
         // check holds when the slots were set lower than that.
         let Ok(instance) = self.instances.clone().try_acquire_owned() else {
