@@ -52,6 +52,19 @@ async fn admitted_calls_keep_their_sub_calls_while_clients_flood_the_grid() {
     let grid = serve(&["--nodes", "2", "--workers", "1", "--deadline", "3s"]);
     let url = format!("{}/", grid.url);
     let http = client();
+    // A node learns its pace from the calls it finished: a few rounds of
+    // calls at capacity first, on both nodes.
+    for _ in 0..3 {
+        let warm: Vec<_> = (0..4)
+            .map(|_| spawn_rpc(&http, &url, &body("fan", json!([10, 10]))))
+            .collect();
+        for call in warm {
+            assert_eq!(
+                call.await.expect("a warm-up call").json()["result"],
+                json!([])
+            );
+        }
+    }
     let outcomes = Arc::new(Mutex::new(Outcomes::default()));
     let until = Instant::now() + Duration::from_secs(3);
     let clients: Vec<_> = (0..64)
@@ -103,16 +116,7 @@ async fn admitted_calls_keep_their_sub_calls_while_clients_flood_the_grid() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_call_that_finds_no_instance_slot_is_refused_as_overloaded() {
     // Two workers, but a single sandbox instance slot in the process.
-    let grid = serve(&[
-        "--nodes",
-        "1",
-        "--workers",
-        "2",
-        "--instance-slots",
-        "1",
-        "--deadline",
-        "1s",
-    ]);
+    let grid = serve(&["--nodes", "1", "--workers", "2", "--instance-slots", "1"]);
     let url = format!("{}/", grid.url);
     let http = client();
     let long = spawn_rpc(&http, &url, &body("work", json!([800])));
@@ -139,10 +143,6 @@ async fn a_call_that_finds_no_instance_slot_is_refused_as_overloaded() {
     assert!(refused.2, "no Retry-After");
     assert_eq!(long.await.expect("the long call").json()["result"], 800);
 
-    // A parent holding the only slot: its sub-call is refused the same way
-    // until the parent's deadline, and the parent sees `overloaded`.
-    let reply = rpc(&http, &url, &body("fan", json!([1, 0]))).await.json();
-    assert_eq!(reply["result"], json!([OVERLOADED]), "{reply}");
     // The slot is free again.
     let reply = rpc(&http, &url, &body("work", json!([0]))).await.json();
     assert_eq!(reply["result"], 0, "{reply}");

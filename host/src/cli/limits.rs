@@ -83,7 +83,7 @@ pub struct AdmissionArgs {
     pub client_calls: Option<usize>,
     /// Client calls that may wait to start before the node answers
     /// "overloaded" with Retry-After (default: 256 per worker, fewer when
-    /// they would wait more than an eighth of their deadline).
+    /// they would wait more than a quarter of their deadline).
     #[arg(long, value_name = "N")]
     pub queue: Option<usize>,
     /// Sub-calls a node admits at once, running or waiting (default: 64 per

@@ -141,7 +141,11 @@ impl WorkerPool {
             self.clients.fetch_add(1, Ordering::AcqRel);
             let admission = Admission(&self.clients);
             let started = self.admission.admit(&self.gate, deadline).await?;
-            (admission, Some(started.call), started.worker)
+            (
+                admission,
+                Some((started.call, started.running)),
+                started.worker,
+            )
         } else {
             if self.subcalls.fetch_add(1, Ordering::AcqRel) >= self.sizing.subcalls {
                 self.subcalls.fetch_sub(1, Ordering::AcqRel);

@@ -15,7 +15,7 @@
 //! ```
 //!
 //! A client call waiting to start holds neither a slot nor a thread, and
-//! it waits only while the wait it can expect is an eighth of its deadline
+//! it waits only while the wait it can expect is a quarter of its deadline
 //! (see `admission.rs`).
 
 /// Client calls (depth 0) a node runs at once per worker, counting those
@@ -25,7 +25,7 @@
 pub const DEFAULT_CLIENT_CALLS_PER_WORKER: usize = 4;
 
 /// Client calls a node lets wait to start, per worker, at most; fewer when
-/// the node's pace says they would wait more than an eighth of their
+/// the node's pace says they would wait more than a quarter of their
 /// deadline.
 pub const DEFAULT_QUEUE_PER_WORKER: usize = 256;
 
