@@ -3,8 +3,9 @@
 //! when the call is refused (HTTP 503 or 429) it waits as long as the
 //! reply's `Retry-After` says before it sends the next. The mode reports
 //! goodput (the sum of one numeric field of the results of the calls that
-//! succeeded, per second), how many calls were refused and how fast the
-//! refusals came back, and how many calls ran out their deadline.
+//! succeeded while measuring, per second), how many calls were refused and
+//! how fast the refusals came back, and how many calls ran out their
+//! deadline.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -173,8 +174,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<Report> {
 }
 
 /// One client: a call at a time; after a refusal, the wait it was told.
-/// Calls started before `until` count when they started after
-/// `measure_from`.
+/// A call counts when its reply arrives while measuring, whenever it was
+/// sent: goodput is the work finished in the window. A call still in
+/// flight when the run ends is dropped.
 async fn drive(
     mut client: HttpClient,
     body: Bytes,
@@ -183,13 +185,12 @@ async fn drive(
     until: Instant,
 ) -> Counts {
     let mut counts = Counts::new();
-    loop {
+    while Instant::now() < until {
         let started = Instant::now();
-        if started >= until {
+        let Ok(reply) = tokio::time::timeout_at(until, client.post(body.clone())).await else {
             break;
-        }
-        let measured = started >= measure_from;
-        let reply = client.post(body.clone()).await;
+        };
+        let measured = Instant::now() >= measure_from;
         let micros = u64::try_from(started.elapsed().as_micros())
             .unwrap_or(u64::MAX)
             .max(1);
