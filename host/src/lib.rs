@@ -10,6 +10,9 @@
 //!   connection caps, API keys, rate limits, CORS.
 //! - [`rpc`] is JSON-RPC 2.0 as all of them speak it.
 //! - [`cluster`] is the credential a gateway and its nodes share.
+//! - [`jobs`] keeps long work in a durable store and runs it through the
+//!   gateway's dispatch.
+//! - [`progress`] shows long steps on a terminal.
 
 pub mod build;
 pub mod client;
@@ -17,9 +20,11 @@ pub mod cluster;
 pub mod edge;
 pub mod gateway;
 pub mod http;
+pub mod jobs;
 pub mod manifest;
 pub mod node;
 pub mod plugin;
+pub mod progress;
 pub mod rpc;
 pub mod runtime;
 pub mod trust;

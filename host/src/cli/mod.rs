@@ -2,23 +2,38 @@
 
 mod build;
 mod call;
+mod completions;
 mod edge;
 mod endpoint;
 mod gateway;
+mod job;
+mod job_flags;
 mod keys;
 mod limits;
 mod node;
 mod run;
 mod serve;
 mod signal;
+mod submit;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+/// What `madrpc --version` prints after the name: the release, the commit
+/// it was built from and the Wasmtime that runs the sandboxes.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("MADRPC_GIT_COMMIT"),
+    ", wasmtime ",
+    env!("MADRPC_WASMTIME_VERSION"),
+    ")"
+);
+
 /// madrpc runs plain JavaScript functions in WebAssembly sandboxes, on one
 /// machine or across a grid.
 #[derive(Debug, Parser)]
-#[command(name = "madrpc", version, about)]
+#[command(name = "madrpc", version = VERSION, about)]
 pub struct Cli {
     /// More log output (-v: debug, -vv: trace). RUST_LOG overrides it.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -43,6 +58,12 @@ enum Command {
     Call(call::CallArgs),
     /// Manage the API keys of `serve --keys` and `gateway --keys`.
     Keys(keys::KeysArgs),
+    /// Submit a durable job and print its id (with --wait, its result).
+    Submit(submit::SubmitArgs),
+    /// Show a job (with --wait, once it has finished).
+    Job(job::JobArgs),
+    /// Print shell completions: `madrpc completions bash > /etc/bash_completion.d/madrpc`.
+    Completions(completions::CompletionsArgs),
 }
 
 /// Runs the chosen subcommand.
@@ -59,6 +80,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gateway(args) => async_runtime()?.block_on(gateway::run(args)),
         Command::Call(args) => async_runtime()?.block_on(call::run(args)),
         Command::Keys(args) => keys::run(args),
+        Command::Submit(args) => async_runtime()?.block_on(submit::run(args)),
+        Command::Job(args) => async_runtime()?.block_on(job::run(args)),
+        Command::Completions(args) => completions::run(args),
     }
 }
 

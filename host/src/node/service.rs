@@ -20,6 +20,9 @@ use std::sync::Arc;
 struct NodeState {
     pool: Arc<WorkerPool>,
     limits: EndpointLimits,
+    /// A job's larger limits are granted only to requests that carry it,
+    /// also on a public node.
+    token: Arc<ClusterToken>,
 }
 
 /// The node's JSON-RPC endpoint runs calls on its own pool.
@@ -46,6 +49,7 @@ pub(super) fn router(
     let state = Arc::new(NodeState {
         pool: pool.clone(),
         limits: limits.clone(),
+        token: token.clone(),
     });
     let mut calls = rpc::router(Arc::new(LocalDispatch(pool)), limits).merge(
         Router::new()
@@ -132,6 +136,9 @@ async fn call(
     // This route serves the gateway only (it checks the cluster token), so
     // the key name it forwards is believed.
     let budget = match CallBudget::from_headers(&headers) {
+        Ok(budget) if state.token.presented_in(&headers) => {
+            budget.with_key_from(&headers).with_grant_from(&headers)
+        }
         Ok(budget) => budget.with_key_from(&headers),
         Err(error) => return error_reply(StatusCode::UNPROCESSABLE_ENTITY, &error),
     };

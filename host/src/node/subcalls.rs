@@ -116,6 +116,7 @@ impl NodeSubcalls {
             deadline: Some(budget.deadline),
             key: self.key,
             tree: budget.tree,
+            grant: None,
         };
         match &self.route {
             SubcallRoute::Gateway { url, client, token } => {

@@ -48,7 +48,11 @@ impl ModuleCache {
                 }
             }
         }
-        let module = Module::new(engine, wasm)?;
+        let module = {
+            let _progress =
+                crate::progress::Progress::start("compiling the module (once per machine)");
+            Module::new(engine, wasm)?
+        };
         match self.store(&path, &module) {
             Ok(()) => Ok((module, Some(path))),
             Err(error) => {
