@@ -1,8 +1,10 @@
-//! Command-line flags for the per-call limits, shared by the subcommands
-//! that run calls.
+//! Command-line flags for the per-call limits and for admission, shared by
+//! the subcommands that run calls.
 
 use clap::Args;
-use madrpc::runtime::Limits;
+use madrpc::node::Sizing;
+use madrpc::runtime::{Limits, Runtime, RuntimeConfig};
+use std::sync::Arc;
 
 /// Per-call limit flags; each defaults to [`Limits::default`].
 #[derive(Debug, Clone, Args)]
@@ -68,4 +70,61 @@ impl LimitArgs {
             max_tree_fuel: self.max_tree_fuel.unwrap_or(defaults.max_tree_fuel),
         }
     }
+}
+
+/// Admission flags of the commands that run nodes. Unset, each follows the
+/// one rule of [`madrpc::node::Sizing`]: admission from the workers, slots
+/// and blocking threads from admission.
+#[derive(Debug, Clone, Args)]
+pub struct AdmissionArgs {
+    /// Client calls a node runs at once, those waiting on their sub-calls
+    /// included (default: 4 per worker).
+    #[arg(long, value_name = "N")]
+    pub client_calls: Option<usize>,
+    /// Client calls that may wait to start before the node answers
+    /// "overloaded" with Retry-After (default: 256 per worker, fewer when
+    /// they would wait more than a quarter of their deadline).
+    #[arg(long, value_name = "N")]
+    pub queue: Option<usize>,
+    /// Sub-calls a node admits at once, running or waiting (default: 64 per
+    /// worker). Client calls never take this room, and sub-calls get a
+    /// worker before them.
+    #[arg(long, value_name = "N")]
+    pub subcalls: Option<usize>,
+    /// Sandbox instance slots of the process (default: one for every call
+    /// its nodes admit). Fewer save address space; calls that find no slot
+    /// are refused as "overloaded".
+    #[arg(long, value_name = "N")]
+    pub instance_slots: Option<u32>,
+}
+
+impl AdmissionArgs {
+    /// The sizing of a node with `workers` workers.
+    pub fn sizing(&self, workers: usize) -> Sizing {
+        Sizing::new(workers, self.client_calls, self.queue, self.subcalls)
+    }
+
+    /// The instance slots of a process running `nodes` nodes of `sizing`.
+    pub fn instance_slots(&self, sizing: Sizing, nodes: usize) -> u32 {
+        self.instance_slots.unwrap_or_else(|| {
+            u32::try_from(madrpc::node::instance_slots(sizing, nodes)).unwrap_or(u32::MAX)
+        })
+    }
+
+    /// The blocking threads of a process running `nodes` nodes of `sizing`:
+    /// one for every call they admit, since a call holds its thread while it
+    /// waits on its sub-calls (more slots than that are never used).
+    pub fn blocking_threads(&self, sizing: Sizing, nodes: usize) -> usize {
+        madrpc::node::blocking_threads(madrpc::node::instance_slots(sizing, nodes))
+    }
+}
+
+/// The runtime of a command that runs nodes: its limits, and `slots`
+/// instance slots, as many as the calls its nodes admit.
+pub fn node_runtime(limits: &Limits, slots: u32) -> anyhow::Result<Arc<Runtime>> {
+    Ok(Arc::new(Runtime::new(RuntimeConfig {
+        limits: limits.clone(),
+        max_instances: slots.max(1),
+        ..RuntimeConfig::default()
+    })?))
 }

@@ -71,8 +71,12 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Build(args) => build::run(args),
         Command::Run(args) => run::run(args),
-        Command::Serve(args) => async_runtime()?.block_on(serve::run(args)),
-        Command::Node(args) => async_runtime()?.block_on(node::run(args)),
+        Command::Serve(args) => {
+            async_runtime_with(args.blocking_threads())?.block_on(serve::run(args))
+        }
+        Command::Node(args) => {
+            async_runtime_with(args.blocking_threads())?.block_on(node::run(args))
+        }
         Command::Gateway(args) => async_runtime()?.block_on(gateway::run(args)),
         Command::Call(args) => async_runtime()?.block_on(call::run(args)),
         Command::Keys(args) => keys::run(args),
@@ -85,9 +89,16 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 /// The Tokio runtime of the long-running commands. Its threads (blocking
 /// pool included, where calls run) get stacks large enough for Wasm.
 fn async_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    async_runtime_with(512)
+}
+
+/// [`async_runtime`] with room for `max_blocking_threads` calls at once
+/// (see `madrpc::node::Sizing`).
+fn async_runtime_with(max_blocking_threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_stack_size(madrpc::runtime::CALL_THREAD_STACK_BYTES)
+        .max_blocking_threads(max_blocking_threads.max(1))
         .build()?)
 }
 

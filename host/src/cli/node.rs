@@ -2,7 +2,7 @@
 
 use super::edge::{ListenerArgs, TrustArgs};
 use super::endpoint::EndpointArgs;
-use super::limits::LimitArgs;
+use super::limits::{AdmissionArgs, LimitArgs};
 use super::signal::shutdown_requested;
 use clap::Args;
 use madrpc::node::{Node, NodeConfig, SubcallRoute, WorkerPool};
@@ -38,12 +38,6 @@ pub struct NodeArgs {
     /// Calls run at once (default: the machine's cores).
     #[arg(long)]
     workers: Option<usize>,
-    /// Calls that may wait for a worker before the node answers
-    /// "overloaded" (default: 256 per worker). Waiting calls cost only their
-    /// params; the bound keeps a flood from growing memory and latency
-    /// without limit.
-    #[arg(long)]
-    queue: Option<usize>,
     /// How often to heartbeat the gateway.
     #[arg(long, default_value = "1s", value_name = "DURATION")]
     heartbeat: humantime::Duration,
@@ -51,6 +45,8 @@ pub struct NodeArgs {
     /// before exiting; a second signal exits at once.
     #[arg(long, default_value = "30s", value_name = "DURATION")]
     drain_timeout: humantime::Duration,
+    #[command(flatten)]
+    admission: AdmissionArgs,
     #[command(flatten)]
     limits: LimitArgs,
     #[command(flatten)]
@@ -61,15 +57,27 @@ pub struct NodeArgs {
     trust: TrustArgs,
 }
 
+impl NodeArgs {
+    fn sizing(&self) -> madrpc::node::Sizing {
+        self.admission
+            .sizing(self.workers.unwrap_or_else(super::cores))
+    }
+
+    /// The blocking threads the node needs: one for every call it admits.
+    pub fn blocking_threads(&self) -> usize {
+        self.admission.blocking_threads(self.sizing(), 1)
+    }
+}
+
 /// Serves the module until Ctrl-C or SIGTERM.
 pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
     args.trust.apply()?;
     let edge = args.listener.edge()?;
     super::edge::reload_on_hangup(&edge);
-    let workers = args.workers.unwrap_or_else(super::cores).max(1);
-    let queue = args.queue.unwrap_or(workers * 256);
+    let sizing = args.sizing();
+    let slots = args.admission.instance_slots(sizing, 1);
     let limits = args.limits.to_limits();
-    let runtime = super::call_runtime(&limits)?;
+    let runtime = super::limits::node_runtime(&limits, slots)?;
     let module = super::load_module(&runtime, &args.module).await?;
     let route = match &args.join {
         Some(gateway) => SubcallRoute::Gateway {
@@ -79,8 +87,9 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         },
         None => SubcallRoute::Local,
     };
+    let instances = Arc::new(tokio::sync::Semaphore::new(slots as usize));
     let pool = Arc::new(WorkerPool::new(
-        runtime, module, limits, workers, queue, route,
+        runtime, module, limits, sizing, instances, route,
     ));
     let node = Node::bind(
         NodeConfig {
@@ -89,8 +98,6 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
             join: args.join,
             join_token: args.join_token,
             public_calls: args.insecure_public_calls,
-            workers,
-            queue,
             heartbeat: args.heartbeat.into(),
             endpoint: args.endpoint.to_limits(),
             edge,

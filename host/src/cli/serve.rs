@@ -11,7 +11,7 @@
 use super::edge::{ListenerArgs, PolicyArgs};
 use super::endpoint::EndpointArgs;
 use super::gateway::GatewayFlags;
-use super::limits::LimitArgs;
+use super::limits::{AdmissionArgs, LimitArgs};
 use super::signal::shutdown_requested;
 use anyhow::Context;
 use clap::Args;
@@ -39,6 +39,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     gateway: GatewayFlags,
     #[command(flatten)]
+    admission: AdmissionArgs,
+    #[command(flatten)]
     limits: LimitArgs,
     #[command(flatten)]
     endpoint: EndpointArgs,
@@ -50,17 +52,38 @@ pub struct ServeArgs {
     jobs: super::job_flags::JobFlags,
 }
 
+impl ServeArgs {
+    fn nodes(&self) -> usize {
+        self.nodes.unwrap_or_else(super::cores).max(1)
+    }
+
+    fn sizing(&self) -> madrpc::node::Sizing {
+        let workers = self
+            .workers
+            .unwrap_or_else(|| (super::cores() / self.nodes()).max(1));
+        self.admission.sizing(workers)
+    }
+
+    /// The blocking threads the grid needs: one for every call its local
+    /// nodes admit.
+    pub fn blocking_threads(&self) -> usize {
+        self.admission.blocking_threads(self.sizing(), self.nodes())
+    }
+}
+
 /// Runs the grid until Ctrl-C or SIGTERM.
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let workdir = tempfile::Builder::new().prefix("madrpc-serve").tempdir()?;
     let module = prepare_module(&args.module, workdir.path()).await?;
 
-    let nodes = args.nodes.unwrap_or_else(super::cores).max(1);
-    let workers = args
-        .workers
-        .unwrap_or_else(|| (super::cores() / nodes).max(1));
+    let nodes = args.nodes();
+    let sizing = args.sizing();
+    let workers = sizing.workers;
     let limits = args.limits.to_limits();
-    let runtime = super::call_runtime(&limits)?;
+    // All local nodes share one runtime, and so its instance slots.
+    let slots = args.admission.instance_slots(sizing, nodes);
+    let runtime = super::limits::node_runtime(&limits, slots)?;
+    let instances = Arc::new(tokio::sync::Semaphore::new(slots as usize));
     let loaded = super::load_module(&runtime, &module).await?;
     let methods = loaded.methods().to_vec();
 
@@ -97,8 +120,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             runtime.clone(),
             loaded.clone(),
             limits.clone(),
-            workers,
-            workers * QUEUE_PER_WORKER,
+            sizing,
+            instances.clone(),
             route,
         )));
     }
@@ -110,10 +133,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     gateway.serve(shutdown_requested()).await?;
     Ok(ExitCode::SUCCESS)
 }
-
-/// Calls a local node queues per worker before it reports overload, as
-/// `madrpc node` does by default.
-const QUEUE_PER_WORKER: usize = 256;
 
 /// The module to serve: built into `workdir` when given a script.
 async fn prepare_module(path: &Path, workdir: &Path) -> anyhow::Result<PathBuf> {

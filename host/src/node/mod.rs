@@ -3,13 +3,20 @@
 //! `--join` it registers with a gateway and keeps heartbeating. Calls need
 //! the cluster token unless the node was made public explicitly.
 
+mod admission;
+mod gate;
 mod join;
 mod pool;
 mod service;
+mod sizing;
 mod subcalls;
 
 pub use join::Announcement;
 pub use pool::WorkerPool;
+pub use sizing::{
+    DEFAULT_CLIENT_CALLS_PER_WORKER, DEFAULT_QUEUE_PER_WORKER, DEFAULT_SUBCALLS_PER_WORKER,
+    SPARE_BLOCKING_THREADS, Sizing, blocking_threads, instance_slots,
+};
 pub use subcalls::{SubcallDispatch, SubcallRoute};
 
 use crate::cluster::ClusterToken;
@@ -38,10 +45,6 @@ pub struct NodeConfig {
     /// Take calls without the cluster token too (`--insecure-public-calls`):
     /// anyone who reaches the port may call.
     pub public_calls: bool,
-    /// Calls run at once (default: the machine's cores).
-    pub workers: usize,
-    /// Calls that may wait for a worker before the node reports overload.
-    pub queue: usize,
     /// How often to heartbeat the gateway.
     pub heartbeat: Duration,
     /// Body and batch limits of the JSON-RPC endpoint.

@@ -1,9 +1,14 @@
 //! The node's bounded worker pool: calls run off the async reactor, at most
-//! `workers` at once, with at most `queue` more waiting; past that a call is
-//! refused at once as overloaded rather than queued without bound.
+//! `workers` at once. Client calls and sub-calls are admitted separately
+//! (see [`Sizing`]): a flood of client calls is refused at once as
+//! overloaded and never takes the room the sub-calls of admitted calls
+//! need, and those sub-calls get a worker before any client call waiting.
 
+use super::admission::ClientAdmission;
+use super::gate::{Gate, Priority};
+use super::sizing::Sizing;
 use super::subcalls::{NodeSubcalls, SubcallRoute};
-use crate::rpc::{CallBudget, KeyName, RpcError};
+use crate::rpc::{CallBudget, KeyName, RpcError, codes};
 use crate::runtime::{CallContext, Limits, LoadedModule, Runtime};
 use bytes::Bytes;
 use std::sync::Arc;
@@ -16,11 +21,14 @@ pub struct WorkerPool {
     runtime: Arc<Runtime>,
     module: LoadedModule,
     limits: Limits,
-    slots: Arc<Semaphore>,
-    admitted: AtomicUsize,
+    gate: Arc<Gate>,
+    /// The process's instance slots, shared by its pools.
+    instances: Arc<Semaphore>,
+    clients: AtomicUsize,
+    admission: ClientAdmission,
+    subcalls: AtomicUsize,
     served: AtomicU64,
-    capacity: usize,
-    workers: usize,
+    sizing: Sizing,
 }
 
 /// Cancels a running call when dropped before [`CancelOnDrop::disarm`].
@@ -60,27 +68,29 @@ impl Drop for Admission<'_> {
 }
 
 impl WorkerPool {
-    /// A pool running `module` with `workers` concurrent calls and room for
-    /// `queue` waiting ones.
+    /// A pool running `module` as `sizing` says. A call holds one of
+    /// `instances` from when it starts until it ends; the process gives it
+    /// as many as its pools admit calls ([`super::instance_slots`]).
     pub fn new(
         runtime: Arc<Runtime>,
         module: LoadedModule,
         limits: Limits,
-        workers: usize,
-        queue: usize,
+        sizing: Sizing,
+        instances: Arc<Semaphore>,
         route: SubcallRoute,
     ) -> Self {
-        let workers = workers.max(1);
         Self {
             route,
             runtime,
             module,
             limits,
-            slots: Arc::new(Semaphore::new(workers)),
-            admitted: AtomicUsize::new(0),
+            gate: Gate::new(sizing.workers),
+            instances,
+            clients: AtomicUsize::new(0),
+            admission: ClientAdmission::new(sizing.client_calls, sizing.queue),
+            subcalls: AtomicUsize::new(0),
             served: AtomicU64::new(0),
-            capacity: workers + queue,
-            workers,
+            sizing,
         }
     }
 
@@ -91,12 +101,17 @@ impl WorkerPool {
 
     /// How many calls run at once.
     pub fn workers(&self) -> usize {
-        self.workers
+        self.sizing.workers
+    }
+
+    /// How many calls of each kind the pool admits.
+    pub fn sizing(&self) -> Sizing {
+        self.sizing
     }
 
     /// Calls admitted and not yet finished (running plus queued).
     pub fn in_flight(&self) -> usize {
-        self.admitted.load(Ordering::Acquire)
+        self.clients.load(Ordering::Acquire) + self.subcalls.load(Ordering::Acquire)
     }
 
     /// Calls run to completion since the node started.
@@ -104,20 +119,19 @@ impl WorkerPool {
         self.served.load(Ordering::Relaxed)
     }
 
-    /// Runs a call, or refuses it at once when the pool is full. While the
-    /// call waits on its own sub-calls it gives its worker slot back, so a
-    /// tree of calls cannot deadlock a small pool.
+    /// Runs a call, or refuses it at once when the pool admits no more of
+    /// its kind. A client's call (depth 0) goes through the client-call
+    /// admission (see [`ClientAdmission`]); a sub-call counts against the
+    /// sub-calls, which client calls never take, and gets a worker before
+    /// any client call waiting. While the call waits on its own sub-calls
+    /// it gives its worker slot back, so a tree of calls cannot deadlock a
+    /// small pool.
     pub async fn execute(
         self: &Arc<Self>,
         method: String,
         params: Bytes,
         budget: CallBudget,
     ) -> Result<Bytes, RpcError> {
-        if self.admitted.fetch_add(1, Ordering::AcqRel) >= self.capacity {
-            self.admitted.fetch_sub(1, Ordering::AcqRel);
-            return Err(RpcError::overloaded(1));
-        }
-        let _admission = Admission(&self.admitted);
         // The deadline runs from admission: time spent waiting for a worker
         // counts, and a call whose deadline passed in the queue never runs.
         let admitted_at = std::time::Instant::now();
@@ -133,12 +147,33 @@ impl WorkerPool {
         };
         let own = admitted_at + limits.deadline;
         let deadline = budget.deadline.map_or(own, |inherited| inherited.min(own));
-        let permit = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| RpcError::internal("the worker pool is shut down"))?;
+        let (_admission, _client_call, permit) = if budget.depth == 0 {
+            self.clients.fetch_add(1, Ordering::AcqRel);
+            let admission = Admission(&self.clients);
+            let started = self.admission.admit(&self.gate, deadline).await?;
+            (
+                admission,
+                Some((started.call, started.running)),
+                started.worker,
+            )
+        } else {
+            if self.subcalls.fetch_add(1, Ordering::AcqRel) >= self.sizing.subcalls {
+                self.subcalls.fetch_sub(1, Ordering::AcqRel);
+                return Err(RpcError::overloaded(1));
+            }
+            let admission = Admission(&self.subcalls);
+            (admission, None, self.gate.acquire(Priority::Admitted).await)
+        };
+        // Admission leaves an instance slot for every call it lets in; this
+        // check holds when the slots were set lower than that.
+        let Ok(instance) = self.instances.clone().try_acquire_owned() else {
+            return Err(RpcError::new(
+                codes::OVERLOADED,
+                "overloaded",
+                "Overloaded: every sandbox instance slot of this process is in use; retry in 1 s, or raise --instance-slots",
+            )
+            .with("retry_after_secs", 1));
+        };
         if std::time::Instant::now() >= deadline {
             let limit_ms = deadline.saturating_duration_since(admitted_at).as_millis();
             return Err(RpcError::new(
@@ -156,7 +191,7 @@ impl WorkerPool {
             Arc::downgrade(self),
             self.route.clone(),
             tokio::runtime::Handle::current(),
-            self.slots.clone(),
+            self.gate.clone(),
             permit,
             budget.key,
         );
@@ -173,7 +208,9 @@ impl WorkerPool {
         // with the key its tree is attributed to.
         let logged = tracing::enabled!(tracing::Level::DEBUG).then(|| method.clone());
         let report = tokio::task::spawn_blocking(move || {
-            runtime.call_in_context(&module, &method, &params, &limits, context)
+            let report = runtime.call_in_context(&module, &method, &params, &limits, context);
+            drop(instance);
+            report
         })
         .await
         .map_err(|e| RpcError::internal(format!("a worker failed: {e}")))?;
@@ -198,7 +235,7 @@ impl WorkerPool {
 impl std::fmt::Debug for WorkerPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WorkerPool")
-            .field("workers", &self.workers)
+            .field("sizing", &self.sizing)
             .field("in_flight", &self.in_flight())
             .finish_non_exhaustive()
     }

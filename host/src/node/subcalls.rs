@@ -3,6 +3,7 @@
 //! call), straight into the gateway's balancer when the node runs in the
 //! gateway's process (`madrpc serve`), else on the node's own pool.
 
+use super::gate::{Gate, Priority, Slot};
 use super::pool::WorkerPool;
 use crate::http::{self, HttpClient};
 use crate::rpc::{CallBudget, KeyName, RpcError, codes};
@@ -14,7 +15,6 @@ use serde_json::Value;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::runtime::Handle;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Most sub-calls sent to the gateway in one batch.
 const GATEWAY_BATCH: usize = 250;
@@ -63,8 +63,8 @@ pub(super) struct NodeSubcalls {
     pool: Weak<WorkerPool>,
     route: SubcallRoute,
     handle: Handle,
-    slots: Arc<Semaphore>,
-    permit: Mutex<Option<OwnedSemaphorePermit>>,
+    gate: Arc<Gate>,
+    permit: Mutex<Option<Slot>>,
     /// The API key the call is attributed to; its sub-calls are too.
     key: Option<KeyName>,
 }
@@ -74,15 +74,15 @@ impl NodeSubcalls {
         pool: Weak<WorkerPool>,
         route: SubcallRoute,
         handle: Handle,
-        slots: Arc<Semaphore>,
-        permit: OwnedSemaphorePermit,
+        gate: Arc<Gate>,
+        permit: Slot,
         key: Option<KeyName>,
     ) -> Arc<Self> {
         Arc::new(Self {
             pool,
             route,
             handle,
-            slots,
+            gate,
             permit: Mutex::new(Some(permit)),
             key,
         })
@@ -101,11 +101,10 @@ impl SubcallHandler for NodeSubcalls {
                 Err(_) => (0..count).map(|_| Err(deadline_error())).collect(),
             }
         });
-        let permit = self
-            .handle
-            .block_on(self.slots.clone().acquire_owned())
-            .ok();
-        *self.permit.lock().unwrap_or_else(|p| p.into_inner()) = permit;
+        // Taking the worker back is work of an admitted tree: it goes
+        // before client calls that have not started.
+        let permit = self.handle.block_on(self.gate.acquire(Priority::Admitted));
+        *self.permit.lock().unwrap_or_else(|p| p.into_inner()) = Some(permit);
         outcomes
     }
 }

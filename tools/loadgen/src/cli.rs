@@ -54,6 +54,24 @@ pub struct Cli {
     #[arg(long)]
     pub json: bool,
 
+    /// Overload mode: each client sends one call at a time and, when it is
+    /// refused (HTTP 503 or 429), waits as long as `Retry-After` says. The
+    /// run reports goodput, refusals and their latency, and calls that ran
+    /// out their deadline, instead of failing on errors.
+    #[arg(long)]
+    pub retry_after: bool,
+
+    /// Params of every call in overload mode, as JSON, e.g.
+    /// '{"batches":10,"samples":100000}'.
+    #[arg(long, value_parser = parse_json, requires = "retry_after")]
+    pub params: Option<serde_json::Value>,
+
+    /// In overload mode, the numeric field of a result that counts as
+    /// useful work (e.g. `total`); goodput is its sum per second. Without
+    /// it every successful call counts 1.
+    #[arg(long, value_name = "FIELD", requires = "retry_after")]
+    pub goodput: Option<String>,
+
     /// Idle keep-alive connections to hold open during the run (each makes
     /// one `GET /health`, then stays silent); the run fails when the server
     /// closes any of them.
@@ -62,6 +80,19 @@ pub struct Cli {
 }
 
 impl Cli {
+    /// The settings of an overload run (`--retry-after`).
+    pub fn overload_settings(&self) -> crate::overload::Settings {
+        crate::overload::Settings {
+            url: self.url.clone(),
+            concurrency: self.concurrency,
+            method: self.method.clone(),
+            params: self.params.clone(),
+            goodput_field: self.goodput.clone(),
+            warmup: self.warmup,
+            duration: self.duration,
+        }
+    }
+
     /// Turns the parsed flags into the settings of one load run.
     pub fn settings(&self) -> Settings {
         Settings {
@@ -88,6 +119,15 @@ fn parse_url(text: &str) -> Result<Uri, String> {
             "unsupported scheme `{other}`: only http:// is supported"
         )),
         None => Err("URL must be absolute, e.g. http://127.0.0.1:8080/".to_owned()),
+    }
+}
+
+/// A JSON array or object.
+fn parse_json(text: &str) -> Result<serde_json::Value, String> {
+    match serde_json::from_str(text) {
+        Ok(value @ (serde_json::Value::Array(_) | serde_json::Value::Object(_))) => Ok(value),
+        Ok(_) => Err("params must be a JSON array or object".to_owned()),
+        Err(e) => Err(format!("invalid JSON: {e}")),
     }
 }
 
@@ -130,5 +170,24 @@ mod tests {
         assert!(Cli::try_parse_from(["x", "--batch", "0"]).is_err());
         assert!(Cli::try_parse_from(["x", "--duration", "0s"]).is_err());
         assert!(Cli::try_parse_from(["x", "--warmup", "0s"]).is_ok());
+    }
+
+    #[test]
+    fn overload_flags() {
+        let cli = Cli::parse_from([
+            "x",
+            "--retry-after",
+            "--method",
+            "aggregate",
+            "--params",
+            r#"{"batches":10}"#,
+            "--goodput",
+            "total",
+        ]);
+        let settings = cli.overload_settings();
+        assert_eq!(settings.params, Some(serde_json::json!({"batches": 10})));
+        assert_eq!(settings.goodput_field.as_deref(), Some("total"));
+        assert!(Cli::try_parse_from(["x", "--params", "{}"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--retry-after", "--params", "3"]).is_err());
     }
 }

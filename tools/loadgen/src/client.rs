@@ -29,6 +29,8 @@ pub struct HttpReply {
     pub status: StatusCode,
     /// The whole response body.
     pub body: Bytes,
+    /// The `Retry-After` header in whole seconds, when present.
+    pub retry_after: Option<u64>,
 }
 
 /// Why an exchange produced no HTTP reply: connection failure, protocol
@@ -120,13 +122,22 @@ impl HttpClient {
             .await
             .map_err(|e| TransportError(describe(&e)))?;
         let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(hyper::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok());
         let body = response
             .into_body()
             .collect()
             .await
             .map_err(|e| TransportError(format!("reading body: {}", describe(&e))))?
             .to_bytes();
-        Ok(HttpReply { status, body })
+        Ok(HttpReply {
+            status,
+            body,
+            retry_after,
+        })
     }
 
     /// The open connection, ready for a request; reopened when the server

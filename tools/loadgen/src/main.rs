@@ -8,6 +8,7 @@ mod check;
 mod cli;
 mod client;
 mod idle;
+mod overload;
 mod report;
 mod run;
 mod workload;
@@ -19,6 +20,15 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let cli = cli::Cli::parse();
+    if cli.retry_after {
+        let report = overload::run(cli.overload_settings()).await?;
+        report.print(cli.json)?;
+        return Ok(if report.is_clean() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
     let idle = match cli.idle_connections {
         0 => None,
         count => Some(idle::IdleConnections::open(&cli.url, count).await?),
