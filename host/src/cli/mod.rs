@@ -23,6 +23,12 @@ pub struct Cli {
     /// More log output (-v: debug, -vv: trace). RUST_LOG overrides it.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Log lines as text, or one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormatArg::Text, env = "MADRPC_LOG_FORMAT")]
+    pub log_format: LogFormatArg,
+    /// No access log line per call (errors and warnings stay).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -100,19 +106,23 @@ pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
-/// Logs go to stderr; `RUST_LOG` takes precedence over `-v`.
-pub fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "info",
-        1 => "debug",
-        _ => "trace",
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormatArg {
+    /// Human-readable text.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logs go to stderr; `RUST_LOG` takes precedence over `-v`. The metrics
+/// registry is installed here too, before anything records into it.
+pub fn init_telemetry(args: &Cli) {
+    use madrpc::telemetry::log::{self, LogFormat};
+    let format = match args.log_format {
+        LogFormatArg::Text => LogFormat::Text,
+        LogFormatArg::Json => LogFormat::Json,
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
+    log::init(args.verbose, format, args.quiet);
+    madrpc::telemetry::metrics::install();
 }

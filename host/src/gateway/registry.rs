@@ -70,6 +70,8 @@ pub struct NodeStatus {
     pub in_flight: usize,
     /// Functions it serves.
     pub methods: Vec<String>,
+    /// Ejections in a row since its last success.
+    pub consecutive_failures: u32,
 }
 
 impl NodeEntry {
@@ -173,6 +175,7 @@ impl NodeEntry {
         health.ejected_until = Some(Instant::now() + backoff);
         drop(health);
         tracing::warn!(node = %self.url, backoff_ms = backoff.as_millis() as u64, "node ejected");
+        crate::telemetry::metrics::record_ejection(&self.url);
         self.fail_calls_in_flight();
     }
 
@@ -253,6 +256,7 @@ impl NodeEntry {
             available: self.is_available(now),
             in_flight: self.in_flight(),
             methods: self.methods(),
+            consecutive_failures: self.health().ejections,
         }
     }
 }

@@ -143,6 +143,13 @@ impl Node {
             self.config.endpoint.clone(),
             token,
             self.config.public_calls,
+            service::Observed {
+                url: self.url.clone(),
+                log: Arc::new(crate::telemetry::CallLog::new(
+                    crate::telemetry::metrics::Surface::Node,
+                )),
+                draining: draining.clone(),
+            },
         )
         .layer(axum::middleware::from_fn_with_state(
             draining.clone(),

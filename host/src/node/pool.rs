@@ -99,6 +99,18 @@ impl WorkerPool {
         self.admitted.load(Ordering::Acquire)
     }
 
+    /// Calls admitted that hold no worker: waiting for one, or waiting on
+    /// their own sub-calls.
+    pub fn queued(&self) -> usize {
+        let running = self.workers.saturating_sub(self.slots.available_permits());
+        self.in_flight().saturating_sub(running)
+    }
+
+    /// Whether a call arriving now would be admitted.
+    pub fn has_room(&self) -> bool {
+        self.in_flight() < self.capacity
+    }
+
     /// Calls run to completion since the node started.
     pub fn served(&self) -> u64 {
         self.served.load(Ordering::Relaxed)
@@ -150,6 +162,7 @@ impl WorkerPool {
             self.slots.clone(),
             permit,
             budget.key,
+            budget,
         );
         // If this future is dropped (the caller went away), the call stops.
         let cancel = CancelOnDrop::new();
@@ -163,8 +176,10 @@ impl WorkerPool {
         // Every call run here, a sub-call as much as a client's, is logged
         // with the key its tree is attributed to.
         let logged = tracing::enabled!(tracing::Level::DEBUG).then(|| method.clone());
+        // The call's log lines (its console's too) stay in its request's span.
+        let span = tracing::Span::current();
         let report = tokio::task::spawn_blocking(move || {
-            runtime.call_in_context(&module, &method, &params, &limits, context)
+            span.in_scope(|| runtime.call_in_context(&module, &method, &params, &limits, context))
         })
         .await
         .map_err(|e| RpcError::internal(format!("a worker failed: {e}")))?;

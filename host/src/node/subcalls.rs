@@ -67,6 +67,9 @@ pub(super) struct NodeSubcalls {
     permit: Mutex<Option<OwnedSemaphorePermit>>,
     /// The API key the call is attributed to; its sub-calls are too.
     key: Option<KeyName>,
+    /// The budget the call arrived with: its sub-calls carry its request
+    /// id and trace context.
+    origin: CallBudget,
 }
 
 impl NodeSubcalls {
@@ -77,6 +80,7 @@ impl NodeSubcalls {
         slots: Arc<Semaphore>,
         permit: OwnedSemaphorePermit,
         key: Option<KeyName>,
+        origin: CallBudget,
     ) -> Arc<Self> {
         Arc::new(Self {
             pool,
@@ -85,6 +89,7 @@ impl NodeSubcalls {
             slots,
             permit: Mutex::new(Some(permit)),
             key,
+            origin,
         })
     }
 }
@@ -117,6 +122,8 @@ impl NodeSubcalls {
             deadline: Some(budget.deadline),
             key: self.key,
             tree: budget.tree,
+            request_id: self.origin.request_id,
+            trace: self.origin.trace,
         };
         match &self.route {
             SubcallRoute::Gateway { url, client, token } => {
