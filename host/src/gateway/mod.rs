@@ -8,6 +8,7 @@ mod drain;
 mod forward;
 mod health;
 mod membership;
+mod observe;
 mod registry;
 mod retry_budget;
 mod service;
@@ -114,7 +115,7 @@ impl Dispatch for Balancer {
     }
 
     fn builtin(&self, name: &str) -> Option<serde_json::Value> {
-        service::builtin(name, &self.registry, &self.log)
+        observe::builtin(name, &self.registry, &self.log)
     }
 }
 
@@ -339,7 +340,7 @@ impl Gateway {
             NodePolicy {
                 networks: self.config.node_networks.clone(),
             },
-            service::Observed {
+            observe::Observed {
                 log: self.balancer.log.clone(),
                 drain: drain.clone(),
             },

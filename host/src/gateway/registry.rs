@@ -72,6 +72,9 @@ pub struct NodeStatus {
     pub methods: Vec<String>,
     /// Ejections in a row since its last success.
     pub consecutive_failures: u32,
+    /// The hash of the module it serves, when the gateway knows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
 }
 
 impl NodeEntry {
@@ -257,6 +260,7 @@ impl NodeEntry {
             in_flight: self.in_flight(),
             methods: self.methods(),
             consecutive_failures: self.health().ejections,
+            module: self.pool.as_ref().map(|p| p.module_hash().to_owned()),
         }
     }
 }

@@ -1,13 +1,12 @@
-//! The gateway's own routes: health, readiness, metrics, the node list,
-//! and joining/leaving.
+//! The gateway's own routes: health, the node list, joining/leaving, and
+//! what [`observe`] adds for operators.
 
-use super::drain::Drain;
 use super::membership::NodePolicy;
+use super::observe::{self, Observed};
 use super::registry::Registry;
 use crate::cluster::ClusterToken;
 use crate::node::Announcement;
 use crate::rpc::{RpcError, codes};
-use crate::telemetry::{self, CallLog};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -86,7 +85,7 @@ pub(super) fn router(
         .route("/health", get(health))
         .route("/v1/nodes", get(list))
         .with_state(registry.clone())
-        .merge(observe_routes(registry, observed))
+        .merge(observe::routes(registry, observed))
         .merge(
             Router::new()
                 .route("/v1/nodes", post(join))
@@ -163,117 +162,4 @@ fn parse(body: &[u8]) -> Result<Announcement, RpcError> {
             format!("the body is not a node announcement ({e}); nodes send {{\"url\": ..., \"methods\": [...]}}"),
         )
     })
-}
-
-/// What the gateway's observability routes read: its calls and its drain.
-#[derive(Clone)]
-pub(super) struct Observed {
-    /// The balancer's call log and statistics.
-    pub(super) log: Arc<CallLog>,
-    /// Whether the gateway is draining.
-    pub(super) drain: Arc<Drain>,
-}
-
-#[derive(Clone)]
-struct Observe {
-    registry: Arc<Registry>,
-    observed: Observed,
-}
-
-fn observe_routes(registry: Arc<Registry>, observed: Observed) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/ready", get(ready))
-        .with_state(Observe { registry, observed })
-}
-
-/// `GET /metrics`: the Prometheus text format, with the node gauges read
-/// now.
-async fn metrics(State(observe): State<Observe>) -> Response {
-    let statuses = observe.registry.statuses();
-    let available = statuses.iter().filter(|s| s.available).count();
-    let in_flight: Vec<(String, usize)> = statuses
-        .iter()
-        .map(|s| (s.url.clone(), s.in_flight))
-        .collect();
-    telemetry::metrics::set_gateway_nodes(available, statuses.len() - available, &in_flight);
-    for node in observe.registry.nodes() {
-        if let Some(pool) = &node.pool {
-            telemetry::metrics::set_node_load(
-                &node.url,
-                pool.in_flight(),
-                pool.queued(),
-                pool.workers(),
-            );
-        }
-    }
-    (
-        [(header::CONTENT_TYPE, telemetry::metrics::CONTENT_TYPE)],
-        telemetry::metrics::render(),
-    )
-        .into_response()
-}
-
-/// `GET /ready`: 200 when the gateway takes calls; 503 while it drains
-/// or has no healthy node. `/health` stays the liveness check.
-async fn ready(State(observe): State<Observe>) -> (StatusCode, Json<Value>) {
-    let available = observe.registry.available_count();
-    let reason = if observe.observed.drain.is_draining() {
-        Some("draining")
-    } else if available == 0 {
-        Some("no healthy node")
-    } else {
-        None
-    };
-    let status = match reason {
-        Some(_) => StatusCode::SERVICE_UNAVAILABLE,
-        None => StatusCode::OK,
-    };
-    (
-        status,
-        Json(json!({
-            "ready": reason.is_none(),
-            "status": reason.unwrap_or("ready"),
-            "available_nodes": available,
-        })),
-    )
-}
-
-/// The gateway's answers to the original MaDRPC's built-ins: `_metrics`
-/// (call counts and latency percentiles per method, calls per node) and
-/// `_info` (an orchestrator's version, uptime and nodes).
-pub(super) fn builtin(name: &str, registry: &Registry, log: &CallLog) -> Option<Value> {
-    match name {
-        "_metrics" => Some(log.stats().metrics(true)),
-        "_info" => {
-            let statuses = registry.statuses();
-            let enabled = statuses.iter().filter(|s| s.available).count();
-            let nodes: Vec<Value> = statuses
-                .iter()
-                .map(|s| {
-                    json!({
-                        "addr": s.url,
-                        "enabled": s.available,
-                        "disable_reason": (!s.available).then_some("unhealthy or ejected"),
-                        "circuit_state": if s.available { "closed" } else { "open" },
-                        "consecutive_failures": s.consecutive_failures,
-                        "origin": s.origin,
-                        "in_flight": s.in_flight,
-                        "methods": s.methods,
-                    })
-                })
-                .collect();
-            Some(json!({
-                "server_type": "orchestrator",
-                "version": env!("CARGO_PKG_VERSION"),
-                "uptime_ms": log.stats().uptime().as_millis() as u64,
-                "total_nodes": statuses.len(),
-                "enabled_nodes": enabled,
-                "disabled_nodes": statuses.len() - enabled,
-                "nodes": nodes,
-                "methods": *registry.methods(),
-            }))
-        }
-        _ => None,
-    }
 }

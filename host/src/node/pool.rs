@@ -89,6 +89,11 @@ impl WorkerPool {
         self.module.methods()
     }
 
+    /// Hex SHA-256 of the module the pool runs.
+    pub fn module_hash(&self) -> &str {
+        self.module.hash()
+    }
+
     /// How many calls run at once.
     pub fn workers(&self) -> usize {
         self.workers

@@ -139,6 +139,7 @@ impl Runtime {
         let linked = self.link(&compiled)?;
         Ok(LoadedModule {
             manifest,
+            hash: module::content_hash(wasm),
             slots: Arc::new(module::Slots::new(linked, cached_at)),
         })
     }
