@@ -11,6 +11,8 @@ mod node;
 mod run;
 mod serve;
 mod signal;
+mod top;
+mod top_view;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -49,10 +51,19 @@ enum Command {
     Call(call::CallArgs),
     /// Manage the API keys of `serve --keys` and `gateway --keys`.
     Keys(keys::KeysArgs),
+    /// Watch a running grid live: nodes, calls/s, latency, errors.
+    Top(top::TopArgs),
 }
 
 /// Runs the chosen subcommand.
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    if matches!(
+        cli.command,
+        Command::Serve(_) | Command::Node(_) | Command::Gateway(_)
+    ) {
+        // The long-running commands serve /metrics.
+        madrpc::telemetry::metrics::install();
+    }
     match cli.command {
         Command::Build(args) => build::run(args),
         Command::Run(args) => run::run(args),
@@ -61,6 +72,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gateway(args) => async_runtime()?.block_on(gateway::run(args)),
         Command::Call(args) => async_runtime()?.block_on(call::run(args)),
         Command::Keys(args) => keys::run(args),
+        Command::Top(args) => top::run(args),
     }
 }
 
@@ -115,8 +127,7 @@ pub enum LogFormatArg {
     Json,
 }
 
-/// Logs go to stderr; `RUST_LOG` takes precedence over `-v`. The metrics
-/// registry is installed here too, before anything records into it.
+/// Logs go to stderr; `RUST_LOG` takes precedence over `-v`.
 pub fn init_telemetry(args: &Cli) {
     use madrpc::telemetry::log::{self, LogFormat};
     let format = match args.log_format {
@@ -124,5 +135,4 @@ pub fn init_telemetry(args: &Cli) {
         LogFormatArg::Json => LogFormat::Json,
     };
     log::init(args.verbose, format, args.quiet);
-    madrpc::telemetry::metrics::install();
 }
