@@ -1,5 +1,7 @@
 //! Builds the guest plugin (`guest-sdk/`, QuickJS for `wasm32-wasip1`) so the
-//! `madrpc` binary can embed it: `cargo build` is the whole build.
+//! `madrpc` binary can embed it: `cargo build` is the whole build. Also
+//! records what `madrpc --version` reports: the git commit and the Wasmtime
+//! version.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -15,6 +17,7 @@ fn main() {
         );
     }
     println!("cargo:rerun-if-env-changed=MADRPC_PLUGIN_WASM");
+    version_info(&manifest_dir);
 
     // A prebuilt plugin can be supplied (for example by a packager).
     if let Some(prebuilt) = env::var_os("MADRPC_PLUGIN_WASM") {
@@ -76,4 +79,65 @@ fn main() {
     }
     let wasm = guest_target.join("wasm32-wasip1/release/madrpc_guest.wasm");
     println!("cargo:rustc-env=MADRPC_PLUGIN_WASM={}", wasm.display());
+}
+
+/// Sets `MADRPC_GIT_COMMIT` (from `$MADRPC_GIT_COMMIT`, else `git`, else
+/// `unknown`: a source tarball has no history) and `MADRPC_WASMTIME_VERSION`
+/// (from the lock file).
+fn version_info(manifest_dir: &Path) {
+    println!("cargo:rerun-if-env-changed=MADRPC_GIT_COMMIT");
+    let git = |args: &[&str]| -> Option<String> {
+        let output = Command::new("git")
+            .current_dir(manifest_dir)
+            .args(args)
+            .output()
+            .ok()?;
+        let text = String::from_utf8(output.stdout).ok()?;
+        (output.status.success() && !text.trim().is_empty()).then(|| text.trim().to_owned())
+    };
+    let commit = env::var("MADRPC_GIT_COMMIT").ok().or_else(|| {
+        // Rebuild when the checked-out commit moves.
+        for path in ["HEAD", "packed-refs"] {
+            if let Some(file) = git(&["rev-parse", "--git-path", path]) {
+                println!(
+                    "cargo:rerun-if-changed={}",
+                    manifest_dir.join(file).display()
+                );
+            }
+        }
+        if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"])
+            && let Some(file) = git(&["rev-parse", "--git-path", &branch])
+        {
+            println!(
+                "cargo:rerun-if-changed={}",
+                manifest_dir.join(file).display()
+            );
+        }
+        git(&["rev-parse", "--short=12", "HEAD"])
+    });
+    println!(
+        "cargo:rustc-env=MADRPC_GIT_COMMIT={}",
+        commit.as_deref().unwrap_or("unknown")
+    );
+
+    let lock = manifest_dir.join("../Cargo.lock");
+    println!("cargo:rerun-if-changed={}", lock.display());
+    let wasmtime = std::fs::read_to_string(&lock)
+        .ok()
+        .and_then(|text| locked_version(&text, "wasmtime"))
+        .unwrap_or_else(|| "unknown".to_owned());
+    println!("cargo:rustc-env=MADRPC_WASMTIME_VERSION={wasmtime}");
+}
+
+/// The version of package `name` in a `Cargo.lock`.
+fn locked_version(lock: &str, name: &str) -> Option<String> {
+    let wanted = format!("name = \"{name}\"");
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == wanted {
+            let version = lines.next()?.trim().strip_prefix("version = ")?;
+            return Some(version.trim_matches('"').to_owned());
+        }
+    }
+    None
 }

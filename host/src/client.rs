@@ -1,7 +1,9 @@
-//! A small JSON-RPC client for the `call` command and for tools.
+//! A small JSON-RPC client for the `call` command and for tools. Given
+//! several gateways, it sends each call to the first and fails over to the
+//! next when a gateway cannot take it.
 
 use crate::http::{self, HttpClient, HttpError};
-use crate::rpc::RpcError;
+use crate::rpc::{RpcError, codes};
 use bytes::Bytes;
 use serde_json::Value;
 use std::time::Duration;
@@ -28,12 +30,32 @@ pub enum ClientError {
     /// The params given are not JSON.
     #[error("the params are not valid JSON: {0}")]
     BadParams(serde_json::Error),
+    /// The client was given no URL to call.
+    #[error("no gateway URL given; pass --url")]
+    NoUrl,
 }
 
-/// Calls methods on one JSON-RPC endpoint.
+impl ClientError {
+    /// Whether another gateway may take the call this one did not: it could
+    /// not be reached (nothing ran), or it answered that it cannot take
+    /// calls now (draining, overloaded, no healthy node). Anything else
+    /// would fail the same way anywhere.
+    fn worth_another_gateway(&self) -> bool {
+        match self {
+            ClientError::Transport(HttpError::Unreachable { .. }) => true,
+            ClientError::Rpc(error) => {
+                error.code == codes::OVERLOADED || error.code == codes::NO_HEALTHY_NODE
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Calls methods on one JSON-RPC endpoint, or on the first of several
+/// that can take the call.
 pub struct RpcClient {
     http: HttpClient,
-    url: String,
+    urls: Vec<String>,
     timeout: Duration,
     key: Option<String>,
 }
@@ -41,9 +63,16 @@ pub struct RpcClient {
 impl RpcClient {
     /// A client for `url` (e.g. `http://127.0.0.1:8080/`).
     pub fn new(url: impl Into<String>, timeout: Duration) -> Self {
+        Self::with_failover(vec![url.into()], timeout)
+    }
+
+    /// A client for several gateways of one grid, tried in order for every
+    /// call. Calls have no effects outside their sandbox, so a call a
+    /// gateway could not take is safe to send to the next.
+    pub fn with_failover(urls: Vec<String>, timeout: Duration) -> Self {
         Self {
             http: http::client(),
-            url: url.into(),
+            urls,
             timeout,
             key: None,
         }
@@ -74,15 +103,29 @@ impl RpcClient {
             request["params"] = params;
         }
         let body = Bytes::from(request.to_string());
+        let mut urls = self.urls.iter().peekable();
+        while let Some(url) = urls.next() {
+            match self.call_at(url, body.clone()).await {
+                Err(error) if error.worth_another_gateway() && urls.peek().is_some() => {
+                    tracing::warn!(%url, %error, "the gateway cannot take the call; trying the next --url");
+                }
+                outcome => return outcome,
+            }
+        }
+        Err(ClientError::NoUrl)
+    }
+
+    /// Sends one request to one gateway.
+    async fn call_at(&self, url: &str, body: Bytes) -> Result<Value, ClientError> {
         let headers: Vec<(&str, String)> = self
             .key
             .iter()
             .map(|key| ("authorization", format!("Bearer {key}")))
             .collect();
         let (status, _, body) =
-            http::post_json_with(&self.http, &self.url, body, self.timeout, &headers).await?;
+            http::post_json_with(&self.http, url, body, self.timeout, &headers).await?;
         let unexpected = || ClientError::Unexpected {
-            url: self.url.clone(),
+            url: url.to_owned(),
             status: status.as_u16(),
             body: String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned(),
         };

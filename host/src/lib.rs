@@ -11,6 +11,7 @@
 //! - [`rpc`] is JSON-RPC 2.0 as all of them speak it.
 //! - [`telemetry`] is metrics, request ids, log format and access log.
 //! - [`cluster`] is the credential a gateway and its nodes share.
+//! - [`progress`] shows long steps on a terminal.
 
 pub mod build;
 pub mod client;
@@ -21,6 +22,7 @@ pub mod http;
 pub mod manifest;
 pub mod node;
 pub mod plugin;
+pub mod progress;
 pub mod rpc;
 pub mod runtime;
 pub mod telemetry;

@@ -5,6 +5,7 @@
 pub mod fake_node;
 pub mod grid;
 pub mod logged;
+pub mod netns;
 
 use madrpc::runtime::{LoadedModule, Runtime, RuntimeConfig};
 use std::path::{Path, PathBuf};

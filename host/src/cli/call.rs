@@ -1,4 +1,4 @@
-//! `madrpc call [--url URL] METHOD [JSON]`.
+//! `madrpc call [--url URL]... METHOD [JSON]`.
 
 use super::edge::TrustArgs;
 use clap::Args;
@@ -8,9 +8,17 @@ use std::process::ExitCode;
 /// Arguments of `madrpc call`.
 #[derive(Debug, Args)]
 pub struct CallArgs {
-    /// The gateway (or node) to call.
-    #[arg(long, env = "MADRPC_URL", default_value = "http://127.0.0.1:8080/")]
-    url: String,
+    /// The gateway (or node) to call. Repeat it (or give a comma-separated
+    /// list) for several gateways of one grid: a call goes to the first
+    /// that can take it.
+    #[arg(
+        long = "url",
+        env = "MADRPC_URL",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:8080/",
+        value_name = "URL"
+    )]
+    urls: Vec<String>,
     /// The function to call.
     method: String,
     /// The params as JSON: an array is spread as arguments, an object is the
@@ -28,14 +36,17 @@ pub struct CallArgs {
 
 /// Prints the result, or the error (exit status 1).
 pub async fn run(args: CallArgs) -> anyhow::Result<ExitCode> {
-    if !(args.url.starts_with("http://") || args.url.starts_with("https://")) {
+    if let Some(url) = args
+        .urls
+        .iter()
+        .find(|url| !(url.starts_with("http://") || url.starts_with("https://")))
+    {
         anyhow::bail!(
-            "--url must be an http:// or https:// URL, for example http://127.0.0.1:8080/ (got '{}')",
-            args.url
+            "--url must be an http:// or https:// URL, for example http://127.0.0.1:8080/ (got '{url}')"
         );
     }
     args.trust.apply()?;
-    let mut client = RpcClient::new(args.url, args.timeout.into());
+    let mut client = RpcClient::with_failover(args.urls, args.timeout.into());
     if let Some(key) = args.key {
         client = client.with_key(key);
     }

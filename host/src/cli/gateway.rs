@@ -8,7 +8,8 @@ use super::signal::shutdown_requested;
 use anyhow::Context;
 use clap::Args;
 use madrpc::cluster::ClusterToken;
-use madrpc::gateway::{Gateway, GatewayConfig};
+use madrpc::gateway::discover::{self, DnsTarget};
+use madrpc::gateway::{Gateway, GatewayConfig, NodePolicy};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -24,6 +25,14 @@ pub struct GatewayArgs {
     /// Nodes can also join at runtime with `madrpc node --join`.
     #[arg(long = "node", value_name = "URL")]
     nodes: Vec<String>,
+    /// Find nodes by DNS: resolve NAME every --discover-interval and send
+    /// calls to the addresses it returns, on PORT (repeatable). A
+    /// Kubernetes headless Service lists its ready pods this way.
+    #[arg(long = "discover", value_name = "dns:NAME:PORT")]
+    discover: Vec<DnsTarget>,
+    /// How often the --discover names are resolved again.
+    #[arg(long, default_value = "2s", value_name = "DURATION")]
+    discover_interval: humantime::Duration,
     /// The cluster token: nodes present it to join, and the gateway
     /// presents it on every call it sends a node (default: a random token,
     /// printed once at start).
@@ -136,6 +145,16 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     super::edge::reload_on_hangup(&config.edge);
     let scheme = config.edge.scheme();
     let gateway = Gateway::bind(config).await?;
+    if !args.discover.is_empty() {
+        tokio::spawn(discover::run(
+            gateway.registry(),
+            args.discover.clone(),
+            args.discover_interval.into(),
+            NodePolicy {
+                networks: args.node_networks.clone(),
+            },
+        ));
+    }
     let addr = gateway.local_addr();
     println!("madrpc gateway listening on {scheme}://{addr}");
     match source {

@@ -2,6 +2,7 @@
 
 mod build;
 mod call;
+mod completions;
 mod edge;
 mod endpoint;
 mod gateway;
@@ -17,10 +18,21 @@ mod top_view;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+/// What `madrpc --version` prints after the name: the release, the commit
+/// it was built from and the Wasmtime that runs the sandboxes.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("MADRPC_GIT_COMMIT"),
+    ", wasmtime ",
+    env!("MADRPC_WASMTIME_VERSION"),
+    ")"
+);
+
 /// madrpc runs plain JavaScript functions in WebAssembly sandboxes, on one
 /// machine or across a grid.
 #[derive(Debug, Parser)]
-#[command(name = "madrpc", version, about)]
+#[command(name = "madrpc", version = VERSION, about)]
 pub struct Cli {
     /// More log output (-v: debug, -vv: trace). RUST_LOG overrides it.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -53,6 +65,8 @@ enum Command {
     Keys(keys::KeysArgs),
     /// Watch a running grid live: nodes, calls/s, latency, errors.
     Top(top::TopArgs),
+    /// Print shell completions: `madrpc completions bash > /etc/bash_completion.d/madrpc`.
+    Completions(completions::CompletionsArgs),
 }
 
 /// Runs the chosen subcommand.
@@ -73,6 +87,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Call(args) => async_runtime()?.block_on(call::run(args)),
         Command::Keys(args) => keys::run(args),
         Command::Top(args) => top::run(args),
+        Command::Completions(args) => completions::run(args),
     }
 }
 

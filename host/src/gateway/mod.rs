@@ -4,6 +4,7 @@
 //! guest code.
 
 mod balance;
+pub mod discover;
 mod drain;
 mod forward;
 mod health;

@@ -24,6 +24,9 @@ pub enum Origin {
     Static,
     /// Joined at runtime; expires when its heartbeats stop.
     Joined,
+    /// An address a `--discover` name resolved to; only health decides,
+    /// and it leaves when the name stops resolving to it.
+    Discovered,
     /// A worker pool in the gateway's own process (`madrpc serve`): calls
     /// reach it without a network hop, and it is always healthy.
     Local,
@@ -254,6 +257,7 @@ impl NodeEntry {
             origin: match self.origin {
                 Origin::Static => "static",
                 Origin::Joined => "joined",
+                Origin::Discovered => "discovered",
                 Origin::Local => "local",
             },
             available: self.is_available(now),
@@ -368,6 +372,36 @@ impl Registry {
         self.refresh_methods();
     }
 
+    /// Makes the discovered nodes exactly `urls` (already checked by the
+    /// node policy). A new address waits for its first passing health
+    /// check before it takes calls; one that is gone takes no new calls,
+    /// while the calls in flight on it finish. An address already known
+    /// another way (`--node`, a join) stays as it is.
+    pub fn set_discovered(&self, urls: &[String]) {
+        let wanted: Vec<String> = urls.iter().map(|url| normalize(url)).collect();
+        let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
+        nodes.retain(|node| {
+            let keep = node.origin != Origin::Discovered || wanted.contains(&node.url);
+            if !keep {
+                tracing::info!(node = %node.url, in_flight = node.in_flight(), "node no longer discovered; draining it");
+            }
+            keep
+        });
+        for url in wanted {
+            if !nodes.iter().any(|node| node.url == url) {
+                tracing::info!(node = %url, "node discovered; health checking it");
+                nodes.push(Arc::new(NodeEntry::new(
+                    url,
+                    Origin::Discovered,
+                    false,
+                    Vec::new(),
+                )));
+            }
+        }
+        drop(nodes);
+        self.refresh_methods();
+    }
+
     /// Drops joined nodes not heard from within the heartbeat expiry.
     pub fn expire(&self) {
         let expiry = self.heartbeat_expiry;
@@ -470,6 +504,40 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(1), failure)
             .await
             .expect("the call waiting on the node was woken");
+    }
+
+    #[test]
+    fn discovered_nodes_wait_for_a_check_and_leave_with_their_address() {
+        let registry = Registry::new(&["http://s:1".into()]);
+        registry.set_discovered(&["http://d:1".into(), "http://s:1/".into()]);
+        assert_eq!(
+            registry.nodes().len(),
+            2,
+            "a --node address is not added twice"
+        );
+        let found = registry.nodes()[1].clone();
+        assert_eq!(found.origin, Origin::Discovered);
+        assert!(!found.is_available(Instant::now()));
+        found.record_check(Some(vec!["m".into()]));
+        assert!(found.is_available(Instant::now()));
+        let call = found.begin_call();
+        registry.set_discovered(&[]);
+        assert_eq!(registry.nodes().len(), 1, "only the discovered node left");
+        assert_eq!(found.in_flight(), 1, "its call in flight is untouched");
+        drop(call);
+    }
+
+    #[test]
+    fn a_joined_node_that_leaves_stays_when_dns_still_names_it() {
+        let registry = Registry::new(&[]);
+        joined(&registry, "http://j:1");
+        registry.set_discovered(&["http://j:1".into()]);
+        assert_eq!(registry.nodes()[0].origin, Origin::Joined);
+        registry.leave("http://j:1");
+        registry.set_discovered(&["http://j:1".into()]);
+        let nodes = registry.nodes();
+        assert_eq!(nodes.len(), 1);
+        assert_eq!(nodes[0].origin, Origin::Discovered);
     }
 
     #[test]

@@ -33,9 +33,10 @@ pub(crate) struct Linked {
 /// leaves its slot restoring megabytes after each trivial call that
 /// follows (tens of times their cost). When a reset is that slow, the
 /// module is loaded again from its entry in the compiled-module cache: the
-/// copy has a new identity, so its calls go to clean slots (it shares the
-/// file's pages with the first, so memory does not grow), and the pool
-/// remaps the polluted slots before any other module uses them.
+/// copy has a new identity, so its calls go to clean slots, and the pool
+/// remaps the polluted slots before any other module uses them. The old
+/// copy's code and memory image are freed once its last call ends and the
+/// pool has taken its slots over, so memory does not grow.
 pub(crate) struct Slots {
     current: RwLock<Arc<Linked>>,
     /// The cache entry to load fresh copies from; without one (no cache,

@@ -151,10 +151,25 @@ fn run_init(
         .build()
         .map_err(|e| PreinitError::Internal(e.to_string()))?;
     let mut wizer = wasmtime_wizer::Wizer::new();
-    wizer.init_func("madrpc_init");
-    let outcome = executor.block_on(wizer.run(&mut store, plugin, async |store, module| {
-        linker.instantiate_async(store, module).await
-    }));
+    wizer.init_func(INIT_FUNC);
+    let (instrumented, module) = instrumented_plugin(&wizer, &engine, plugin).map_err(internal)?;
+    let outcome = executor.block_on(async {
+        let instance = linker.instantiate_async(&mut store, &module).await?;
+        for name in ["_initialize", INIT_FUNC] {
+            let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, name) else {
+                if name == INIT_FUNC {
+                    wasmtime::bail!("the plugin does not export `{INIT_FUNC}`");
+                }
+                continue;
+            };
+            init.call_async(&mut store, ()).await?;
+        }
+        let mut state = wasmtime_wizer::WasmtimeWizer {
+            store: &mut store,
+            instance,
+        };
+        wizer.snapshot(&instrumented, &mut state).await
+    });
 
     let limit_hit = store.data().limiter.hit;
     let console = store.into_data().console.finish();
@@ -188,6 +203,30 @@ fn run_init(
             Err(internal(error))
         }
     }
+}
+
+/// The plugin's export that evaluates the script.
+const INIT_FUNC: &str = "madrpc_init";
+
+/// Wizer's instrumented copy of `plugin`, compiled. The compiled form comes
+/// from the module cache when it holds one: compiling the plugin is most of
+/// what a build of a small script would otherwise cost, and the plugin is
+/// the same for every build.
+fn instrumented_plugin<'a>(
+    wizer: &wasmtime_wizer::Wizer,
+    engine: &Engine,
+    plugin: &'a [u8],
+) -> wasmtime::Result<(wasmtime_wizer::ModuleContext<'a>, wasmtime::Module)> {
+    let (context, instrumented) = wizer.instrument(plugin)?;
+    let module = match super::ModuleCache::default_location() {
+        Some(dir) => {
+            super::ModuleCache::new(dir)
+                .load_or_compile(engine, &instrumented)?
+                .0
+        }
+        None => wasmtime::Module::new(engine, &instrumented)?,
+    };
+    Ok((context, module))
 }
 
 /// A clock that always reads [`BUILD_TIME`], so builds are reproducible.
