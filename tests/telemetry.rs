@@ -377,3 +377,57 @@ async fn ready_is_503_without_nodes_while_draining_and_without_capacity() {
     assert!(draining, "/ready never said draining");
     assert_eq!(slow.await.unwrap().json()["result"], 1500);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refusals_are_counted_by_key_name_and_never_by_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.toml");
+    let keys = keys.to_str().unwrap();
+    let output = support::run_cli(
+        dir.path(),
+        &[
+            "keys", "new", "team-a", "--file", keys, "--rate", "1/min", "--burst", "1",
+        ],
+    );
+    assert!(output.status.success(), "{output:?}");
+    let secret = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    let grid = serve(&["--keys", keys]);
+    let url = format!("{}/", grid.url);
+    let http = client();
+    let call = body("add", json!([1, 2]), 1);
+    let anonymous = post_with(&http, &url, "application/json", &[], call.clone())
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status, 401);
+    let bearer = format!("Bearer {secret}");
+    let auth = [("authorization", bearer.as_str())];
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let reply = post_with(&http, &url, "application/json", &auth, call.clone())
+            .await
+            .unwrap();
+        statuses.push(reply.status);
+    }
+    assert_eq!(statuses, [200, 429, 429]);
+    let (_, text) = get(&format!("{}/metrics", grid.url)).await;
+    assert_eq!(
+        series(&text, "madrpc_edge_unauthorized_total", &[]),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        series(&text, "madrpc_edge_rate_limited_total", &["key=\"team-a\""]),
+        Some(2.0)
+    );
+    assert!(!text.contains(&secret), "a secret in the metrics");
+    // The one admitted call is attributed to the key in the access log.
+    assert!(
+        grid.wait_for(
+            |l| l.contains(": call ") && l.contains("key=\"team-a\""),
+            Duration::from_secs(10)
+        )
+        .is_some(),
+        "{}",
+        grid.output()
+    );
+}
