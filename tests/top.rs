@@ -136,10 +136,25 @@ async fn top_shows_nodes_and_methods_of_serve_and_of_a_gateway_and_quits_on_q() 
         .unwrap_or_else(|| panic!("no row for add:\n{screen}"));
     assert!(add.contains(" 7 "), "{add}");
 
+    // A gateway knows its joined node's module from its announcements.
     let grid = Grid::start("telemetry.js", 1, &[]).await;
     let node = grid.nodes[0].url.clone();
     let url = grid.gateway.url.clone();
-    tokio::task::spawn_blocking(move || watch("gateway", &url, &[&node, "add", "parent", "1/1"]))
-        .await
-        .unwrap();
+    let wasm = std::fs::read(&grid.module).unwrap();
+    let hash = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(&wasm));
+    tokio::task::spawn_blocking(move || {
+        watch(
+            "gateway",
+            &url,
+            &[
+                &node,
+                "add",
+                "parent",
+                "1/1",
+                &format!("module {}", &hash[..12]),
+            ],
+        )
+    })
+    .await
+    .unwrap();
 }

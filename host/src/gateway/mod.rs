@@ -400,6 +400,7 @@ mod tests {
         registry.heartbeat(Announcement {
             url: "http://a".into(),
             methods: vec!["m".into()],
+            module: None,
         });
         let node = registry.nodes()[0].clone();
         let seconds: Vec<u64> = (0..8)

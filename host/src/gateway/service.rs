@@ -124,6 +124,7 @@ async fn join(State(membership): State<Membership>, headers: HeaderMap, body: By
     let checked = parse(&body).and_then(|announcement| {
         Ok(Announcement {
             url: membership.check_url(&announcement.url)?,
+            module: announcement.checked_module(),
             ..announcement
         })
     });

@@ -160,6 +160,7 @@ impl Node {
             let announcement = Announcement {
                 url: self.url.clone(),
                 methods: self.pool.methods().to_vec(),
+                module: Some(self.pool.module_hash().to_owned()),
             };
             tokio::spawn(join::heartbeat(
                 http::client(),
