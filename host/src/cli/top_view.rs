@@ -232,8 +232,8 @@ pub(super) fn draw(frame: &mut Frame, screen: &Screen) {
             node_rows,
             [
                 Constraint::Min(16),
-                Constraint::Length(4),
-                Constraint::Length(7),
+                Constraint::Length(5),
+                Constraint::Length(10),
                 Constraint::Length(9),
                 Constraint::Length(8),
             ],
