@@ -431,3 +431,69 @@ async fn refusals_are_counted_by_key_name_and_never_by_secret() {
         grid.output()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_node_is_counted_as_ejected_and_its_call_as_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = support::build_into(dir.path(), "telemetry.js");
+    // Health checks far apart: the calls, not a check, find the dead node.
+    let gateway = Process::start_with_env(
+        &[
+            "gateway",
+            "--listen",
+            "127.0.0.1:0",
+            "--health-interval",
+            "10s",
+        ],
+        &[("MADRPC_JOIN_TOKEN", TEST_TOKEN)],
+        "madrpc gateway listening on ",
+    );
+    let mut nodes: Vec<Process> = (0..2)
+        .map(|_| Process::node(&module, &["--join", &gateway.url]))
+        .collect();
+    let http = client();
+    assert!(
+        support::grid::nodes_become_available(&http, &gateway.url, 2, Duration::from_secs(30))
+            .await
+    );
+    let url = format!("{}/", gateway.url);
+    let mut ok = 0;
+    for i in 0..20 {
+        let reply = rpc(&http, &url, &body("add", json!([i, 1]), i)).await;
+        assert_eq!(reply.json()["result"], i + 1);
+        ok += 1;
+    }
+    let dead = nodes[0].url.clone();
+    nodes[0].signal(libc::SIGKILL);
+    let _ = nodes[0].child.wait();
+    for i in 0..20 {
+        let reply = rpc(&http, &url, &body("add", json!([i, 1]), i))
+            .await
+            .json();
+        if reply["result"] == i + 1 {
+            ok += 1;
+        } else {
+            assert_eq!(reply["error"]["data"]["kind"], "node_failed", "{reply}");
+        }
+    }
+    let (_, text) = get(&format!("{}/metrics", gateway.url)).await;
+    let value = |name, labels: &[&str]| series(&text, name, labels).unwrap_or(0.0);
+    let node_label = format!("node=\"{dead}\"");
+    assert!(
+        value("madrpc_gateway_ejections_total", &[&node_label]) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        value("madrpc_gateway_retries_total", &[])
+            + value("madrpc_gateway_retries_denied_total", &[])
+            >= 1.0,
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            "madrpc_gateway_calls_total",
+            &["method=\"add\"", "kind=\"ok\""]
+        ),
+        f64::from(ok)
+    );
+}
