@@ -11,6 +11,8 @@
 //! - [`rpc`] is JSON-RPC 2.0 as all of them speak it.
 //! - [`telemetry`] is metrics, request ids, log format and access log.
 //! - [`cluster`] is the credential a gateway and its nodes share.
+//! - [`jobs`] keeps long work in a durable store and runs it through the
+//!   gateway's dispatch.
 //! - [`progress`] shows long steps on a terminal.
 
 pub mod build;
@@ -19,6 +21,7 @@ pub mod cluster;
 pub mod edge;
 pub mod gateway;
 pub mod http;
+pub mod jobs;
 pub mod manifest;
 pub mod node;
 pub mod plugin;

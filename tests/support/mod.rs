@@ -6,6 +6,7 @@ pub mod fake_node;
 pub mod grid;
 pub mod logged;
 pub mod netns;
+pub mod postgres;
 
 use madrpc::runtime::{LoadedModule, Runtime, RuntimeConfig};
 use std::path::{Path, PathBuf};

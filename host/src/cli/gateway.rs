@@ -64,6 +64,8 @@ pub struct GatewayArgs {
     policy: PolicyArgs,
     #[command(flatten)]
     trust: TrustArgs,
+    #[command(flatten)]
+    jobs: super::job_flags::JobFlags,
 }
 
 /// Gateway tuning flags shared with `serve`.
@@ -144,7 +146,9 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     let config = args.config(token.clone())?;
     super::edge::reload_on_hangup(&config.edge);
     let scheme = config.edge.scheme();
+    let max_body_bytes = config.endpoint.max_body_bytes;
     let gateway = Gateway::bind(config).await?;
+    let (gateway, _jobs) = args.jobs.start(gateway, max_body_bytes).await?;
     if !args.discover.is_empty() {
         tokio::spawn(discover::run(
             gateway.registry(),

@@ -6,12 +6,15 @@ mod completions;
 mod edge;
 mod endpoint;
 mod gateway;
+mod job;
+mod job_flags;
 mod keys;
 mod limits;
 mod node;
 mod run;
 mod serve;
 mod signal;
+mod submit;
 mod top;
 mod top_view;
 
@@ -65,6 +68,10 @@ enum Command {
     Keys(keys::KeysArgs),
     /// Watch a running grid live: nodes, calls/s, latency, errors.
     Top(top::TopArgs),
+    /// Submit a durable job and print its id (with --wait, its result).
+    Submit(submit::SubmitArgs),
+    /// Show a job (with --wait, once it has finished).
+    Job(job::JobArgs),
     /// Print shell completions: `madrpc completions bash > /etc/bash_completion.d/madrpc`.
     Completions(completions::CompletionsArgs),
 }
@@ -87,6 +94,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Call(args) => async_runtime()?.block_on(call::run(args)),
         Command::Keys(args) => keys::run(args),
         Command::Top(args) => top::run(args),
+        Command::Submit(args) => async_runtime()?.block_on(submit::run(args)),
+        Command::Job(args) => async_runtime()?.block_on(job::run(args)),
         Command::Completions(args) => completions::run(args),
     }
 }

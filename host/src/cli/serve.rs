@@ -46,6 +46,8 @@ pub struct ServeArgs {
     listener: ListenerArgs,
     #[command(flatten)]
     policy: PolicyArgs,
+    #[command(flatten)]
+    jobs: super::job_flags::JobFlags,
 }
 
 /// Runs the grid until Ctrl-C or SIGTERM.
@@ -66,6 +68,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // a random token nobody knows keeps the join route closed.
     let join_token = madrpc::cluster::random_token();
     let endpoint = args.endpoint.to_limits();
+    let max_body_bytes = endpoint.max_body_bytes;
     let edge = args
         .policy
         .apply(args.listener.edge()?, endpoint.max_body_bytes)?;
@@ -99,6 +102,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             route,
         )));
     }
+
+    let (gateway, _jobs) = args.jobs.start(gateway, max_body_bytes).await?;
 
     print_banner(&url, nodes, workers, &methods);
     // Ctrl-C or SIGTERM: stop accepting, finish the calls in flight, exit.

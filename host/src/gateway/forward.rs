@@ -156,6 +156,8 @@ pub async fn forward(
         };
     }
     let url = format!("{}/v1/call/{}", node.url, encode_path_segment(method));
+    // A job's call may run as long as its grant says, past the call timeout.
+    let timeout = budget.grant.map_or(timeout, |grant| grant.deadline);
     let timeout = budget
         .remaining()
         .map_or(timeout, |left| timeout.min(left + Duration::from_secs(1)));

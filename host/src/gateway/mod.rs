@@ -250,6 +250,8 @@ pub struct Gateway {
     balancer: Arc<Balancer>,
     client: NodeClient,
     config: GatewayConfig,
+    /// More client routes (the job API), behind the same edge layer as calls.
+    extra: Option<axum::Router>,
 }
 
 impl Gateway {
@@ -288,6 +290,7 @@ impl Gateway {
             balancer,
             client,
             config,
+            extra: None,
         })
     }
 
@@ -305,6 +308,22 @@ impl Gateway {
     /// this gateway's balancer, without a socket.
     pub fn subcall_route(&self) -> SubcallRoute {
         SubcallRoute::InProcess(Arc::new(InProcess(Arc::downgrade(&self.balancer))))
+    }
+
+    /// The balancer, for callers in this process that run calls as a
+    /// client's would run (the job worker).
+    pub fn balancer(&self) -> Arc<Balancer> {
+        self.balancer.clone()
+    }
+
+    /// Serves `routes` as well, behind the same keys and rate limits as
+    /// calls.
+    pub fn with_routes(mut self, routes: axum::Router) -> Self {
+        self.extra = Some(match self.extra.take() {
+            Some(extra) => extra.merge(routes),
+            None => routes,
+        });
+        self
     }
 
     /// The cluster credential, shared with the routes that check it; set a
@@ -335,6 +354,10 @@ impl Gateway {
             drain.clone(),
             self.token.clone(),
         );
+        let calls = match self.extra.clone() {
+            Some(extra) => calls.merge(edge.guard(extra, self.token.clone())),
+            None => calls,
+        };
         let router = edge.wrap(calls.merge(service::router(
             self.registry.clone(),
             self.token.clone(),

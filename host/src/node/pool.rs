@@ -138,7 +138,17 @@ impl WorkerPool {
         // The deadline runs from admission: time spent waiting for a worker
         // counts, and a call whose deadline passed in the queue never runs.
         let admitted_at = std::time::Instant::now();
-        let own = admitted_at + self.limits.deadline;
+        // A job's call runs under the deadline and fuel its gateway granted.
+        let limits = match budget.grant {
+            Some(grant) => Limits {
+                deadline: grant.deadline,
+                fuel: grant.fuel,
+                max_tree_fuel: self.limits.max_tree_fuel.max(grant.fuel),
+                ..self.limits.clone()
+            },
+            None => self.limits.clone(),
+        };
+        let own = admitted_at + limits.deadline;
         let deadline = budget.deadline.map_or(own, |inherited| inherited.min(own));
         let permit = self
             .slots
@@ -159,7 +169,6 @@ impl WorkerPool {
         }
         let runtime = self.runtime.clone();
         let module = self.module.clone();
-        let limits = self.limits.clone();
         let handler = NodeSubcalls::new(
             Arc::downgrade(self),
             self.route.clone(),
@@ -176,7 +185,7 @@ impl WorkerPool {
             deadline: Some(deadline),
             handler: Some(handler),
             cancelled: Some(cancel.flag.clone()),
-            tree: Some(self.runtime.trees().join(budget.tree, &self.limits)),
+            tree: Some(self.runtime.trees().join(budget.tree, &limits)),
         };
         // Every call run here, a sub-call as much as a client's, is logged
         // with the key its tree is attributed to.

@@ -23,6 +23,9 @@ struct NodeState {
     pool: Arc<WorkerPool>,
     limits: EndpointLimits,
     observed: Observed,
+    /// A job's larger limits are granted only to requests that carry it,
+    /// also on a public node.
+    token: Arc<ClusterToken>,
 }
 
 /// What the node's observability reads: its name, its calls, and whether
@@ -104,6 +107,7 @@ pub(super) fn router(
         pool: pool.clone(),
         limits: limits.clone(),
         observed: observed.clone(),
+        token: token.clone(),
     });
     let mut calls = rpc::router(Arc::new(LocalDispatch(pool, observed)), limits).merge(
         Router::new()
@@ -192,6 +196,9 @@ async fn call(
     // This route serves the gateway only (it checks the cluster token), so
     // the key name it forwards is believed.
     let budget = match CallBudget::from_headers(&headers) {
+        Ok(budget) if state.token.presented_in(&headers) => {
+            budget.with_key_from(&headers).with_grant_from(&headers)
+        }
         Ok(budget) => budget.with_key_from(&headers),
         Err(error) => return error_reply(StatusCode::UNPROCESSABLE_ENTITY, &error),
     };

@@ -124,6 +124,7 @@ impl NodeSubcalls {
             tree: budget.tree,
             request_id: self.origin.request_id,
             trace: self.origin.trace,
+            grant: None,
         };
         match &self.route {
             SubcallRoute::Gateway { url, client, token } => {

@@ -26,6 +26,11 @@ pub const KEY_NAME_HEADER: &str = "x-madrpc-key-name";
 /// the tree more than its own `--max-tree-*` limits.
 pub const TREE_HEADER: &str = "x-madrpc-tree";
 
+/// Larger limits a job's call is granted: `DEADLINE_MS,FUEL`. Only the
+/// gateway's job worker sets it, and nodes believe it only on requests that
+/// carry the cluster token; a client's header is never read.
+pub const GRANT_HEADER: &str = "x-madrpc-job-grant";
+
 /// Deepest depth a header may claim: far above any `--max-depth`, and far
 /// below where adding one could wrap.
 pub const MAX_DEPTH_HEADER: u32 = 1024;
@@ -76,6 +81,16 @@ impl KeyName {
 #[derive(Debug, Clone, Copy)]
 pub struct CallerKey(pub KeyName);
 
+/// The deadline and fuel a job's call runs under instead of the node's
+/// per-call ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    /// The call's own deadline.
+    pub deadline: Duration,
+    /// The call's own fuel.
+    pub fuel: u64,
+}
+
 /// The budget a call arrives with.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CallBudget {
@@ -91,6 +106,8 @@ pub struct CallBudget {
     pub request_id: Option<RequestId>,
     /// The W3C trace context, with the sending hop as parent.
     pub trace: Option<TraceParent>,
+    /// Larger limits granted to a job's call (never to its sub-calls).
+    pub grant: Option<Grant>,
 }
 
 impl CallBudget {
@@ -143,7 +160,24 @@ impl CallBudget {
             tree,
             request_id: text(REQUEST_ID_HEADER).and_then(RequestId::parse),
             trace: text(TRACEPARENT_HEADER).and_then(TraceParent::parse),
+            grant: None,
         })
+    }
+
+    /// Takes the grant a gateway sent with [`GRANT_HEADER`]. Only for
+    /// requests that carried the cluster token.
+    pub fn with_grant_from(mut self, headers: &HeaderMap) -> Self {
+        self.grant = headers
+            .get(GRANT_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(','))
+            .and_then(|(ms, fuel)| {
+                Some(Grant {
+                    deadline: Duration::from_millis(ms.trim().parse::<u64>().ok()?.min(86_400_000)),
+                    fuel: fuel.trim().parse().ok()?,
+                })
+            });
+        self
     }
 
     /// Takes the key name a member sent with [`KEY_NAME_HEADER`]. Only for
@@ -169,6 +203,12 @@ impl CallBudget {
         }
         if let Some(key) = self.key {
             headers.push((KEY_NAME_HEADER, key.as_str().to_owned()));
+        }
+        if let Some(grant) = self.grant {
+            headers.push((
+                GRANT_HEADER,
+                format!("{},{}", grant.deadline.as_millis(), grant.fuel),
+            ));
         }
         if let Some(tree) = self.tree {
             headers.push((
@@ -219,6 +259,7 @@ mod tests {
             }),
             request_id: RequestId::parse("req-1"),
             trace: TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            grant: None,
         };
         let mut headers = HeaderMap::new();
         for (name, value) in budget.to_headers() {

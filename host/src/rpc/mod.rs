@@ -9,7 +9,10 @@ pub mod openrpc;
 mod request;
 mod response;
 
-pub use budget::{CallBudget, CallerKey, DEADLINE_HEADER, DEPTH_HEADER, KEY_NAME_HEADER, KeyName};
+pub use budget::{
+    CallBudget, CallerKey, DEADLINE_HEADER, DEPTH_HEADER, GRANT_HEADER, Grant, KEY_NAME_HEADER,
+    KeyName,
+};
 pub use endpoint::{CallRequest, Dispatch, EndpointLimits, router};
 pub(crate) use endpoint::{body_error, error_response};
 pub use error::RpcError;
