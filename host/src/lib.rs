@@ -9,6 +9,7 @@
 //! - [`edge`] is what every listener does before JSON-RPC: TLS, timeouts,
 //!   connection caps, API keys, rate limits, CORS.
 //! - [`rpc`] is JSON-RPC 2.0 as all of them speak it.
+//! - [`telemetry`] is metrics, request ids, log format and access log.
 //! - [`cluster`] is the credential a gateway and its nodes share.
 //! - [`jobs`] keeps long work in a durable store and runs it through the
 //!   gateway's dispatch.
@@ -27,4 +28,5 @@ pub mod plugin;
 pub mod progress;
 pub mod rpc;
 pub mod runtime;
+pub mod telemetry;
 pub mod trust;

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    cli::init_logging(args.verbose);
+    cli::init_telemetry(&args);
     match cli::dispatch(args) {
         Ok(code) => code,
         Err(error) => {

@@ -15,6 +15,8 @@ mod run;
 mod serve;
 mod signal;
 mod submit;
+mod top;
+mod top_view;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -38,6 +40,12 @@ pub struct Cli {
     /// More log output (-v: debug, -vv: trace). RUST_LOG overrides it.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Log lines as text, or one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormatArg::Text, env = "MADRPC_LOG_FORMAT")]
+    pub log_format: LogFormatArg,
+    /// No access log line per call (errors and warnings stay).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -58,6 +66,8 @@ enum Command {
     Call(call::CallArgs),
     /// Manage the API keys of `serve --keys` and `gateway --keys`.
     Keys(keys::KeysArgs),
+    /// Watch a running grid live: nodes, calls/s, latency, errors.
+    Top(top::TopArgs),
     /// Submit a durable job and print its id (with --wait, its result).
     Submit(submit::SubmitArgs),
     /// Show a job (with --wait, once it has finished).
@@ -68,6 +78,13 @@ enum Command {
 
 /// Runs the chosen subcommand.
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    if matches!(
+        cli.command,
+        Command::Serve(_) | Command::Node(_) | Command::Gateway(_)
+    ) {
+        // The long-running commands serve /metrics.
+        madrpc::telemetry::metrics::install();
+    }
     match cli.command {
         Command::Build(args) => build::run(args),
         Command::Run(args) => run::run(args),
@@ -80,6 +97,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gateway(args) => async_runtime()?.block_on(gateway::run(args)),
         Command::Call(args) => async_runtime()?.block_on(call::run(args)),
         Command::Keys(args) => keys::run(args),
+        Command::Top(args) => top::run(args),
         Command::Submit(args) => async_runtime()?.block_on(submit::run(args)),
         Command::Job(args) => async_runtime()?.block_on(job::run(args)),
         Command::Completions(args) => completions::run(args),
@@ -135,19 +153,21 @@ pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormatArg {
+    /// Human-readable text.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 /// Logs go to stderr; `RUST_LOG` takes precedence over `-v`.
-pub fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "info",
-        1 => "debug",
-        _ => "trace",
+pub fn init_telemetry(args: &Cli) {
+    use madrpc::telemetry::log::{self, LogFormat};
+    let format = match args.log_format {
+        LogFormatArg::Text => LogFormat::Text,
+        LogFormatArg::Json => LogFormat::Json,
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
+    log::init(args.verbose, format, args.quiet);
 }

@@ -186,6 +186,7 @@ pub async fn admit(State(guard): State<Arc<Guard>>, request: Request, next: Next
     let (principal, key_limits) = match policy.identify(&guard.cluster, request.headers()) {
         Ok(found) => found,
         Err(error) => {
+            crate::telemetry::metrics::record_refusal(false, None);
             let mut response = crate::rpc::error_response(StatusCode::UNAUTHORIZED, error);
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -254,6 +255,7 @@ fn rate_limited(principal: &Principal, refusal: Refusal) -> Response {
         None => "this address".to_owned(),
     };
     tracing::debug!(key = principal.key_name().unwrap_or("-"), reason = %refusal.reason, "rate limited");
+    crate::telemetry::metrics::record_refusal(true, principal.key_name());
     let error = RpcError::new(
         codes::RATE_LIMITED,
         "rate_limited",

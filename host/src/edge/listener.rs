@@ -72,9 +72,11 @@ pub async fn serve(
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let router = router.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
-        limits.body_timeout,
-    ));
+    let router = router
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            limits.body_timeout,
+        ))
+        .layer(axum::middleware::from_fn(super::request_id::request_id));
     let live = Arc::new(Live::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::pin!(shutdown);

@@ -1,6 +1,6 @@
 //! What every listener does before JSON-RPC: TLS, connection caps and
 //! timeouts (one accept loop for all listeners), API keys, rate and
-//! concurrency limits, and CORS for browsers. Each concern is one file;
+//! concurrency limits, CORS for browsers, and request ids. Each concern is one file;
 //! the gateway and the node only hand their routers to [`serve`].
 
 mod admit;
@@ -9,6 +9,7 @@ mod cors;
 pub mod keys;
 mod limit;
 mod listener;
+mod request_id;
 mod tls;
 
 pub use admit::{API_KEY_HEADER, Guard, Policy, Principal, admit};

@@ -30,6 +30,11 @@ impl Drain {
         self.draining.store(true, Ordering::Release);
     }
 
+    /// Whether new client calls are refused.
+    pub(super) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
     /// Completes when no call is in flight.
     pub(super) async fn idle(&self) {
         loop {

@@ -9,6 +9,7 @@ mod drain;
 mod forward;
 mod health;
 mod membership;
+mod observe;
 mod registry;
 mod retry_budget;
 mod service;
@@ -20,6 +21,7 @@ use crate::cluster::ClusterToken;
 use crate::http::{self, HttpError};
 use crate::node::{SubcallDispatch, SubcallRoute};
 use crate::rpc::{self, CallBudget, CallRequest, Dispatch, EndpointLimits, RpcError, codes};
+use crate::telemetry::{self, CallLog, CallRecord, RequestId, method_label};
 use bytes::Bytes;
 use forward::{ForwardError, NodeClient};
 use futures::future::BoxFuture;
@@ -86,10 +88,46 @@ pub struct Balancer {
     client: NodeClient,
     call_timeout: Duration,
     retries: retry_budget::RetryBudget,
+    log: Arc<CallLog>,
 }
 
 impl Dispatch for Balancer {
     async fn call(&self, request: CallRequest) -> Result<Bytes, RpcError> {
+        let started = std::time::Instant::now();
+        let budget = request.budget;
+        let method = request.method.clone();
+        let mut node = None;
+        let outcome = self.route(request, &mut node).await;
+        let error = outcome.as_ref().err();
+        self.log.finish(&CallRecord {
+            method: method_label(&method, &self.registry.methods()),
+            kind: error.map_or("ok", |e| e.kind().unwrap_or("error")),
+            message: error.map(|e| e.message.as_str()),
+            node: node.as_deref(),
+            key: budget.key.map(crate::rpc::KeyName::as_str),
+            request_id: budget.request_id.as_ref().map(RequestId::as_str),
+            elapsed: started.elapsed(),
+        });
+        outcome
+    }
+
+    fn methods(&self) -> Vec<String> {
+        self.registry.methods().to_vec()
+    }
+
+    fn builtin(&self, name: &str) -> Option<serde_json::Value> {
+        observe::builtin(name, &self.registry, &self.log)
+    }
+}
+
+impl Balancer {
+    /// Sends a call to a node, and once more to another when the first
+    /// failed before replying; `served_by` is the last node tried.
+    async fn route(
+        &self,
+        request: CallRequest,
+        served_by: &mut Option<String>,
+    ) -> Result<Bytes, RpcError> {
         let nodes = self.registry.nodes();
         let methods = self.registry.methods();
         if !methods.is_empty() && methods.binary_search(&request.method).is_err() {
@@ -108,14 +146,17 @@ impl Dispatch for Balancer {
             let Some(node) = balance::pick(&nodes, &request.method, &tried) else {
                 break;
             };
+            *served_by = Some(node.url.clone());
             if attempt == 0 {
                 self.retries.deposit();
             } else if !self.retries.withdraw() {
+                telemetry::metrics::record_retry(false);
                 // Re-sends are spent: many nodes are failing at once, and
                 // sending every call twice would only double the load.
                 tracing::warn!(failed = %tried[0].url, method = %request.method, "not retrying: the retry budget is spent");
                 break;
             } else {
+                telemetry::metrics::record_retry(true);
                 tracing::warn!(node = %node.url, failed = %tried[0].url, method = %request.method, "retrying the call on another node");
             }
             let _in_flight = node.begin_call();
@@ -168,10 +209,6 @@ impl Dispatch for Balancer {
                 "No healthy node: the gateway has no node that can take calls; start one with `madrpc node --join <gateway url>` or check the nodes' health",
             )
         }))
-    }
-
-    fn methods(&self) -> Vec<String> {
-        self.registry.methods().to_vec()
     }
 }
 
@@ -244,6 +281,7 @@ impl Gateway {
             client: client.clone(),
             call_timeout: config.call_timeout,
             retries: retry_budget::RetryBudget::default(),
+            log: Arc::new(CallLog::new(telemetry::metrics::Surface::Gateway)),
         });
         Ok(Self {
             listener,
@@ -326,6 +364,10 @@ impl Gateway {
             NodePolicy {
                 networks: self.config.node_networks.clone(),
             },
+            observe::Observed {
+                log: self.balancer.log.clone(),
+                drain: drain.clone(),
+            },
         )))?;
         tracing::info!(addr = %self.local_addr(), scheme = edge.scheme(), "gateway serving");
         let result = crate::edge::serve_draining(
@@ -381,6 +423,7 @@ mod tests {
         registry.heartbeat(Announcement {
             url: "http://a".into(),
             methods: vec!["m".into()],
+            module: None,
         });
         let node = registry.nodes()[0].clone();
         let seconds: Vec<u64> = (0..8)

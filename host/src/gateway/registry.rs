@@ -58,6 +58,8 @@ struct Health {
     ejections: u32,
     last_seen: Instant,
     methods: Vec<String>,
+    /// The module hash a joined node announced.
+    module: Option<String>,
 }
 
 /// A node's state as reported by `GET /v1/nodes`.
@@ -73,6 +75,11 @@ pub struct NodeStatus {
     pub in_flight: usize,
     /// Functions it serves.
     pub methods: Vec<String>,
+    /// Ejections in a row since its last success.
+    pub consecutive_failures: u32,
+    /// The hash of the module it serves, when the gateway knows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
 }
 
 impl NodeEntry {
@@ -90,6 +97,7 @@ impl NodeEntry {
                 ejections: 0,
                 last_seen: Instant::now(),
                 methods,
+                module: None,
             }),
         }
     }
@@ -176,6 +184,7 @@ impl NodeEntry {
         health.ejected_until = Some(Instant::now() + backoff);
         drop(health);
         tracing::warn!(node = %self.url, backoff_ms = backoff.as_millis() as u64, "node ejected");
+        crate::telemetry::metrics::record_ejection(&self.url);
         self.fail_calls_in_flight();
     }
 
@@ -225,10 +234,11 @@ impl NodeEntry {
         }
     }
 
-    fn heartbeat(&self, methods: Vec<String>) {
+    fn heartbeat(&self, methods: Vec<String>, module: Option<String>) {
         let mut health = self.health();
         health.last_seen = Instant::now();
         health.methods = methods;
+        health.module = module;
         if health
             .ejected_until
             .is_none_or(|until| Instant::now() >= until)
@@ -246,6 +256,10 @@ impl NodeEntry {
     }
 
     fn status(&self, now: Instant) -> NodeStatus {
+        let (consecutive_failures, announced) = {
+            let health = self.health();
+            (health.ejections, health.module.clone())
+        };
         NodeStatus {
             url: self.url.clone(),
             origin: match self.origin {
@@ -257,6 +271,11 @@ impl NodeEntry {
             available: self.is_available(now),
             in_flight: self.in_flight(),
             methods: self.methods(),
+            consecutive_failures,
+            module: match &self.pool {
+                Some(pool) => Some(pool.module_hash().to_owned()),
+                None => announced,
+            },
         }
     }
 }
@@ -336,7 +355,7 @@ impl Registry {
     pub fn heartbeat(&self, announcement: Announcement) {
         let url = normalize(&announcement.url);
         if let Some(node) = self.nodes().into_iter().find(|n| n.url == url) {
-            node.heartbeat(announcement.methods);
+            node.heartbeat(announcement.methods, announcement.module);
             self.refresh_methods();
             return;
         }
@@ -344,9 +363,13 @@ impl Registry {
         self.nodes
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .push(Arc::new(NodeEntry {
-                heartbeat_expiry: self.heartbeat_expiry,
-                ..NodeEntry::new(url, Origin::Joined, true, announcement.methods)
+            .push(Arc::new({
+                let entry = NodeEntry {
+                    heartbeat_expiry: self.heartbeat_expiry,
+                    ..NodeEntry::new(url, Origin::Joined, true, announcement.methods)
+                };
+                entry.health().module = announcement.module;
+                entry
             }));
         self.refresh_methods();
     }
@@ -454,6 +477,7 @@ mod tests {
         registry.heartbeat(Announcement {
             url: url.into(),
             methods: vec!["m".into()],
+            module: None,
         });
         registry.nodes().into_iter().find(|n| n.url == url).unwrap()
     }

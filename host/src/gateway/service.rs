@@ -1,6 +1,8 @@
-//! The gateway's own routes: health, the node list, and joining/leaving.
+//! The gateway's own routes: health, the node list, joining/leaving, and
+//! what [`observe`] adds for operators.
 
 use super::membership::NodePolicy;
+use super::observe::{self, Observed};
 use super::registry::Registry;
 use crate::cluster::ClusterToken;
 use crate::node::Announcement;
@@ -71,6 +73,7 @@ pub(super) fn router(
     registry: Arc<Registry>,
     token: Arc<ClusterToken>,
     policy: NodePolicy,
+    observed: Observed,
 ) -> Router {
     let membership = Membership {
         registry: registry.clone(),
@@ -81,7 +84,8 @@ pub(super) fn router(
     Router::new()
         .route("/health", get(health))
         .route("/v1/nodes", get(list))
-        .with_state(registry)
+        .with_state(registry.clone())
+        .merge(observe::routes(registry, observed))
         .merge(
             Router::new()
                 .route("/v1/nodes", post(join))
@@ -120,6 +124,7 @@ async fn join(State(membership): State<Membership>, headers: HeaderMap, body: By
     let checked = parse(&body).and_then(|announcement| {
         Ok(Announcement {
             url: membership.check_url(&announcement.url)?,
+            module: announcement.checked_module(),
             ..announcement
         })
     });

@@ -72,6 +72,9 @@ async fn run(jobs: &Jobs, owner: &str, job: Job) {
             deadline: Some(Instant::now() + settings.deadline),
             key: KeyName::intern(&job.scope),
             tree: None,
+            // The job's id names its calls in the logs of every hop.
+            request_id: crate::telemetry::RequestId::parse(&job.id),
+            trace: None,
             grant: Some(Grant {
                 deadline: settings.deadline,
                 fuel: settings.fuel,

@@ -140,6 +140,11 @@ impl ClientAdmission {
         }
     }
 
+    /// Whether a client call arriving now could start or wait for a start.
+    pub(super) fn has_room(&self) -> bool {
+        self.calls.available_permits() > 0 || self.waiting.load(Ordering::Acquire) < self.queue
+    }
+
     /// Starts a client call whose deadline is `deadline`, or refuses it.
     pub(super) async fn admit(
         &self,

@@ -58,6 +58,11 @@ impl Gate {
         })
     }
 
+    /// How many slots are free now.
+    pub(super) fn free(&self) -> usize {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).free
+    }
+
     /// A slot if one is free now.
     pub(super) fn try_acquire(self: &Arc<Self>) -> Option<Slot> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());

@@ -13,6 +13,19 @@ pub struct Announcement {
     pub url: String,
     /// The functions the node serves.
     pub methods: Vec<String>,
+    /// Hex SHA-256 of the module the node serves, for operators (absent
+    /// from nodes that do not report it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
+}
+
+impl Announcement {
+    /// The announced module hash, when it is one (64 lowercase hex digits).
+    pub fn checked_module(&self) -> Option<String> {
+        self.module
+            .clone()
+            .filter(|m| m.len() == 64 && m.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+    }
 }
 
 /// Heartbeats `gateway` every `interval` until `stop` turns true, then

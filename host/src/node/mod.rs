@@ -146,6 +146,13 @@ impl Node {
             self.config.endpoint.clone(),
             token,
             self.config.public_calls,
+            service::Observed {
+                url: self.url.clone(),
+                log: Arc::new(crate::telemetry::CallLog::new(
+                    crate::telemetry::metrics::Surface::Node,
+                )),
+                draining: draining.clone(),
+            },
         )
         .layer(axum::middleware::from_fn_with_state(
             draining.clone(),
@@ -156,6 +163,7 @@ impl Node {
             let announcement = Announcement {
                 url: self.url.clone(),
                 methods: self.pool.methods().to_vec(),
+                module: Some(self.pool.module_hash().to_owned()),
             };
             tokio::spawn(join::heartbeat(
                 http::client(),

@@ -99,6 +99,11 @@ impl WorkerPool {
         self.module.methods()
     }
 
+    /// Hex SHA-256 of the module the pool runs.
+    pub fn module_hash(&self) -> &str {
+        self.module.hash()
+    }
+
     /// How many calls run at once.
     pub fn workers(&self) -> usize {
         self.sizing.workers
@@ -112,6 +117,18 @@ impl WorkerPool {
     /// Calls admitted and not yet finished (running plus queued).
     pub fn in_flight(&self) -> usize {
         self.clients.load(Ordering::Acquire) + self.subcalls.load(Ordering::Acquire)
+    }
+
+    /// Calls admitted that hold no worker: waiting for one, or waiting on
+    /// their own sub-calls.
+    pub fn queued(&self) -> usize {
+        let running = self.sizing.workers.saturating_sub(self.gate.free());
+        self.in_flight().saturating_sub(running)
+    }
+
+    /// Whether a client call arriving now would be admitted.
+    pub fn has_room(&self) -> bool {
+        self.admission.has_room()
     }
 
     /// Calls run to completion since the node started.
@@ -194,6 +211,7 @@ impl WorkerPool {
             self.gate.clone(),
             permit,
             budget.key,
+            budget,
         );
         // If this future is dropped (the caller went away), the call stops.
         let cancel = CancelOnDrop::new();
@@ -207,8 +225,11 @@ impl WorkerPool {
         // Every call run here, a sub-call as much as a client's, is logged
         // with the key its tree is attributed to.
         let logged = tracing::enabled!(tracing::Level::DEBUG).then(|| method.clone());
+        // The call's log lines (its console's too) stay in its request's span.
+        let span = tracing::Span::current();
         let report = tokio::task::spawn_blocking(move || {
-            let report = runtime.call_in_context(&module, &method, &params, &limits, context);
+            let report = span
+                .in_scope(|| runtime.call_in_context(&module, &method, &params, &limits, context));
             drop(instance);
             report
         })

@@ -1,11 +1,12 @@
 //! The node's HTTP routes. The call routes take calls only from the
 //! cluster (the token as `Authorization: Bearer`) unless the node is
-//! public; `/health` stays open for liveness checks. Every reply carries
+//! public; `/health` (liveness), `/ready` and `/metrics` stay open. Every reply carries
 //! the node mark the gateway checks for.
 
 use super::pool::WorkerPool;
 use crate::cluster::{ClusterToken, NODE_REPLY_HEADER};
 use crate::rpc::{self, CallBudget, CallRequest, Dispatch, EndpointLimits, RpcError, codes};
+use crate::telemetry::{self, CallLog, CallRecord, RequestId, method_label};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::PathRejection;
@@ -16,27 +17,82 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 struct NodeState {
     pool: Arc<WorkerPool>,
     limits: EndpointLimits,
+    observed: Observed,
     /// A job's larger limits are granted only to requests that carry it,
     /// also on a public node.
     token: Arc<ClusterToken>,
 }
 
+/// What the node's observability reads: its name, its calls, and whether
+/// it drains.
+#[derive(Clone)]
+pub(super) struct Observed {
+    /// The URL the node announces; the `node` label of its gauges.
+    pub(super) url: String,
+    /// The node's call log and statistics.
+    pub(super) log: Arc<CallLog>,
+    /// Set when the node starts draining.
+    pub(super) draining: Arc<AtomicBool>,
+}
+
+impl Observed {
+    /// Runs a call on `pool`, logging and counting it.
+    async fn run(
+        &self,
+        pool: &Arc<WorkerPool>,
+        method: String,
+        params: Bytes,
+        budget: CallBudget,
+    ) -> Result<Bytes, RpcError> {
+        let started = std::time::Instant::now();
+        let label = method_label(&method, pool.methods()).to_owned();
+        let outcome = pool.execute(method, params, budget).await;
+        let error = outcome.as_ref().err();
+        self.log.finish(&CallRecord {
+            method: &label,
+            kind: error.map_or("ok", |e| e.kind().unwrap_or("error")),
+            message: error.map(|e| e.message.as_str()),
+            node: Some(&self.url),
+            key: budget.key.map(crate::rpc::KeyName::as_str),
+            request_id: budget.request_id.as_ref().map(RequestId::as_str),
+            elapsed: started.elapsed(),
+        });
+        outcome
+    }
+}
+
 /// The node's JSON-RPC endpoint runs calls on its own pool.
-struct LocalDispatch(Arc<WorkerPool>);
+struct LocalDispatch(Arc<WorkerPool>, Observed);
 
 impl Dispatch for LocalDispatch {
     async fn call(&self, request: CallRequest) -> Result<Bytes, RpcError> {
-        self.0
-            .execute(request.method, request.params, request.budget)
+        self.1
+            .run(&self.0, request.method, request.params, request.budget)
             .await
     }
 
     fn methods(&self) -> Vec<String> {
         self.0.methods().to_vec()
+    }
+
+    fn builtin(&self, name: &str) -> Option<serde_json::Value> {
+        match name {
+            "_metrics" => Some(self.1.log.stats().metrics(false)),
+            "_info" => Some(json!({
+                "server_type": "node",
+                "version": env!("CARGO_PKG_VERSION"),
+                "uptime_ms": self.1.log.stats().uptime().as_millis() as u64,
+                "url": self.1.url,
+                "workers": self.0.workers(),
+                "methods": self.0.methods(),
+            })),
+            _ => None,
+        }
     }
 }
 
@@ -45,13 +101,15 @@ pub(super) fn router(
     limits: EndpointLimits,
     token: Arc<ClusterToken>,
     public: bool,
+    observed: Observed,
 ) -> Router {
     let state = Arc::new(NodeState {
         pool: pool.clone(),
         limits: limits.clone(),
+        observed: observed.clone(),
         token: token.clone(),
     });
-    let mut calls = rpc::router(Arc::new(LocalDispatch(pool)), limits).merge(
+    let mut calls = rpc::router(Arc::new(LocalDispatch(pool, observed)), limits).merge(
         Router::new()
             .route("/v1/call/{method}", post(call))
             .with_state(state.clone()),
@@ -63,6 +121,8 @@ pub(super) fn router(
         .merge(
             Router::new()
                 .route("/health", get(health))
+                .route("/ready", get(ready))
+                .route("/metrics", get(metrics))
                 .with_state(state),
         )
         .layer(middleware::map_response(mark_reply))
@@ -154,7 +214,11 @@ async fn call(
             return error_reply(StatusCode::PAYLOAD_TOO_LARGE, &error);
         }
     };
-    match state.pool.execute(method, params, budget).await {
+    match state
+        .observed
+        .run(&state.pool, method, params, budget)
+        .await
+    {
         Ok(result) => {
             let mut response = (StatusCode::OK, result).into_response();
             response.headers_mut().insert(
@@ -188,4 +252,45 @@ async fn health(State(state): State<Arc<NodeState>>) -> Json<serde_json::Value> 
         "in_flight": state.pool.in_flight(),
         "served": state.pool.served(),
     }))
+}
+
+/// `GET /ready`: 503 while the node drains or has no room for a call.
+async fn ready(State(state): State<Arc<NodeState>>) -> (StatusCode, Json<serde_json::Value>) {
+    let reason = if state.observed.draining.load(Ordering::Acquire) {
+        Some("draining")
+    } else if !state.pool.has_room() {
+        Some("no free capacity")
+    } else {
+        None
+    };
+    let status = match reason {
+        Some(_) => StatusCode::SERVICE_UNAVAILABLE,
+        None => StatusCode::OK,
+    };
+    (
+        status,
+        Json(json!({
+            "ready": reason.is_none(),
+            "status": reason.unwrap_or("ready"),
+            "in_flight": state.pool.in_flight(),
+            "workers": state.pool.workers(),
+        })),
+    )
+}
+
+/// `GET /metrics`: the Prometheus text format, with the load gauges read
+/// now.
+async fn metrics(State(state): State<Arc<NodeState>>) -> Response {
+    let pool = &state.pool;
+    telemetry::metrics::set_node_load(
+        &state.observed.url,
+        pool.in_flight(),
+        pool.queued(),
+        pool.workers(),
+    );
+    (
+        [(header::CONTENT_TYPE, telemetry::metrics::CONTENT_TYPE)],
+        telemetry::metrics::render(),
+    )
+        .into_response()
 }

@@ -67,6 +67,9 @@ pub(super) struct NodeSubcalls {
     permit: Mutex<Option<Slot>>,
     /// The API key the call is attributed to; its sub-calls are too.
     key: Option<KeyName>,
+    /// The budget the call arrived with: its sub-calls carry its request
+    /// id and trace context.
+    origin: CallBudget,
 }
 
 impl NodeSubcalls {
@@ -77,6 +80,7 @@ impl NodeSubcalls {
         gate: Arc<Gate>,
         permit: Slot,
         key: Option<KeyName>,
+        origin: CallBudget,
     ) -> Arc<Self> {
         Arc::new(Self {
             pool,
@@ -85,6 +89,7 @@ impl NodeSubcalls {
             gate,
             permit: Mutex::new(Some(permit)),
             key,
+            origin,
         })
     }
 }
@@ -116,6 +121,8 @@ impl NodeSubcalls {
             deadline: Some(budget.deadline),
             key: self.key,
             tree: budget.tree,
+            request_id: self.origin.request_id,
+            trace: self.origin.trace,
             grant: None,
         };
         match &self.route {

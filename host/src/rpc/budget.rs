@@ -1,8 +1,10 @@
 //! How a sub-call's budget travels over HTTP: request headers that the
 //! gateway forwards and nodes honor. They can only tighten a call's limits.
-//! With them travels the name of the API key a call tree is attributed to.
+//! With them travel the name of the API key a call tree is attributed to,
+//! and the request id and W3C trace context every hop logs.
 
 use super::RpcError;
+use crate::telemetry::{REQUEST_ID_HEADER, RequestId, TRACEPARENT_HEADER, TraceParent};
 use axum::http::HeaderMap;
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -100,6 +102,10 @@ pub struct CallBudget {
     pub key: Option<KeyName>,
     /// The call tree the call belongs to (absent: it starts a new one).
     pub tree: Option<crate::runtime::TreeRef>,
+    /// The client's request id, shared by every call of the tree.
+    pub request_id: Option<RequestId>,
+    /// The W3C trace context, with the sending hop as parent.
+    pub trace: Option<TraceParent>,
     /// Larger limits granted to a job's call (never to its sub-calls).
     pub grant: Option<Grant>,
 }
@@ -144,11 +150,16 @@ impl CallBudget {
                 ))
             })?),
         };
+        // The edge normalizes both before a handler sees them; one that is
+        // not valid here is left out rather than refusing the call.
+        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         Ok(Self {
             depth,
             deadline,
             key: None,
             tree,
+            request_id: text(REQUEST_ID_HEADER).and_then(RequestId::parse),
+            trace: text(TRACEPARENT_HEADER).and_then(TraceParent::parse),
             grant: None,
         })
     }
@@ -205,6 +216,12 @@ impl CallBudget {
                 format!("{},{},{}", tree.id, tree.calls, tree.fuel),
             ));
         }
+        if let Some(id) = self.request_id {
+            headers.push((REQUEST_ID_HEADER, id.as_str().to_owned()));
+        }
+        if let Some(trace) = self.trace {
+            headers.push((TRACEPARENT_HEADER, trace.to_string()));
+        }
         headers
     }
 
@@ -240,6 +257,8 @@ mod tests {
                 calls: 9,
                 fuel: 1000,
             }),
+            request_id: RequestId::parse("req-1"),
+            trace: TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
             grant: None,
         };
         let mut headers = HeaderMap::new();
@@ -249,6 +268,8 @@ mod tests {
         let read = CallBudget::from_headers(&headers).unwrap();
         assert_eq!(read.depth, 3);
         assert_eq!(read.tree, budget.tree);
+        assert_eq!(read.request_id, budget.request_id);
+        assert_eq!(read.trace, budget.trace);
         assert_eq!(read.key, None, "a key name is believed only on request");
         assert_eq!(read.with_key_from(&headers).key.unwrap().as_str(), "alice");
         let left = read.remaining().unwrap();

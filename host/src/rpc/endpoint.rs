@@ -34,6 +34,12 @@ pub trait Dispatch: Send + Sync + 'static {
 
     /// The method names that can be called (for `rpc.discover`).
     fn methods(&self) -> Vec<String>;
+
+    /// The answer to a built-in of the original MaDRPC (`_metrics`,
+    /// `_info`), when this dispatch has one.
+    fn builtin(&self, _name: &str) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// Transport limits of an endpoint.
@@ -202,9 +208,15 @@ async fn run<'a, D: Dispatch>(
         }
         Entry::Call(call) => call,
     };
+    let builtin = match call.method.as_ref() {
+        "_metrics" | "_info" => endpoint.dispatch.builtin(&call.method),
+        _ => None,
+    };
     let outcome = if call.method == "rpc.discover" {
         let document = openrpc::document(&endpoint.dispatch.methods());
         Ok(Bytes::from(document.to_string()))
+    } else if let Some(answer) = builtin {
+        Ok(Bytes::from(answer.to_string()))
     } else if call.method.starts_with("rpc.") {
         Err(RpcError::new(
             codes::METHOD_NOT_FOUND,

@@ -29,6 +29,11 @@ pub struct CallReport {
     /// Time spent afterwards restoring the memory pages the call's slot
     /// holds written, so the next call there starts from the snapshot.
     pub reset: Duration,
+    /// The most linear memory the call's instance had, in bytes.
+    pub peak_memory: usize,
+    /// Time to instantiate the call's sandbox; zero when the call ended
+    /// before it had one.
+    pub instantiation: Duration,
 }
 
 /// The guest's error object (see `guest-sdk/src/error.rs`).
@@ -87,9 +92,18 @@ pub(crate) fn run(
         charged: charged.clone(),
     };
     watch_deadline(&mut store, watch, deadline);
+    let mut instantiation = Duration::ZERO;
     let mut result = match start_fuel {
-        Ok(_) => prepare(&mut store, limits, deadline)
-            .and_then(|()| invoke(&mut store, module, method, params, limits)),
+        Ok(_) => prepare(&mut store, limits, deadline).and_then(|()| {
+            invoke(
+                &mut store,
+                module,
+                method,
+                params,
+                limits,
+                &mut instantiation,
+            )
+        }),
         Err(limit) => Err(CallError::TreeBudgetExceeded(limit)),
     };
     // A breach ends the call even when the guest caught the failure it
@@ -125,6 +139,7 @@ pub(crate) fn run(
     let elapsed = started.elapsed();
     // Dropping the store resets the instance's memory slot.
     let reset_started = Instant::now();
+    let peak_memory = store.data().limiter.peak;
     let console = store.into_data().console.finish();
     let reset = reset_started.elapsed();
     let report = CallReport {
@@ -133,6 +148,8 @@ pub(crate) fn run(
         fuel_used,
         elapsed,
         reset,
+        peak_memory,
+        instantiation,
     };
     (report, reset)
 }
@@ -238,6 +255,7 @@ fn invoke(
     method: &str,
     params: &[u8],
     limits: &Limits,
+    instantiation: &mut Duration,
 ) -> Result<Vec<u8>, CallError> {
     if params.len() > limits.max_params_bytes {
         return Err(CallError::ParamsTooLarge {
@@ -253,10 +271,12 @@ fn invoke(
     }
 
     let linked = module.slots.current();
+    let instantiating = Instant::now();
     let instance = linked
         .pre
         .instantiate(&mut *store)
         .map_err(|e| classify(e, store, limits))?;
+    *instantiation = instantiating.elapsed();
     let memory = export(&instance, store, &linked.exports.memory)?
         .into_memory()
         .ok_or_else(|| CallError::Internal("`memory` is not a memory".into()))?;

@@ -139,6 +139,7 @@ impl Runtime {
         let linked = self.link(&compiled)?;
         Ok(LoadedModule {
             manifest,
+            hash: module::content_hash(wasm),
             slots: Arc::new(module::Slots::new(linked, cached_at)),
         })
     }
@@ -228,6 +229,14 @@ impl Runtime {
         let (report, reset) =
             stack::with_room(|| call::run(&self.engine, module, method, params, &limits, context));
         log_report(call_id, method, &report);
+        if !report.instantiation.is_zero() {
+            crate::telemetry::metrics::record_sandbox(
+                method,
+                report.fuel_used,
+                report.peak_memory,
+                report.instantiation,
+            );
+        }
         self.refresh_if_slow(module, reset);
         report
     }

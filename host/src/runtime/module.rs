@@ -13,6 +13,8 @@ use wasmtime::{InstancePre, ModuleExport};
 #[derive(Clone)]
 pub struct LoadedModule {
     pub(crate) manifest: Manifest,
+    /// Hex SHA-256 of the module's bytes: the version operators see.
+    pub(crate) hash: Arc<str>,
     pub(crate) slots: Arc<Slots>,
 }
 
@@ -127,6 +129,22 @@ impl LoadedModule {
     pub fn methods(&self) -> &[String] {
         &self.manifest.methods
     }
+
+    /// Hex SHA-256 of the module's bytes, which names its version.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+}
+
+/// Hex SHA-256 of `wasm`.
+pub(crate) fn content_hash(wasm: &[u8]) -> Arc<str> {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(wasm);
+    let mut hex = String::with_capacity(64);
+    for byte in digest {
+        hex.push_str(&format!("{byte:02x}"));
+    }
+    Arc::from(hex)
 }
 
 /// Pre-resolved handles of the guest ABI exports, so a call does not look

@@ -28,6 +28,7 @@ impl CallState {
             limiter: MemoryLimiter {
                 limit: memory_bytes,
                 hit: false,
+                peak: 0,
             },
             console: ConsoleCapture::new(console_bytes),
             subcalls: SubcallSession {
@@ -50,6 +51,8 @@ impl CallState {
 pub(crate) struct MemoryLimiter {
     pub(crate) limit: usize,
     pub(crate) hit: bool,
+    /// The largest linear memory granted (creation counts as growth).
+    pub(crate) peak: usize,
 }
 
 impl ResourceLimiter for MemoryLimiter {
@@ -63,6 +66,7 @@ impl ResourceLimiter for MemoryLimiter {
             self.hit = true;
             return Ok(false);
         }
+        self.peak = self.peak.max(desired);
         Ok(true)
     }
 

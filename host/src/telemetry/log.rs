@@ -1,0 +1,44 @@
+//! The log subscriber: text for people or one JSON object per line for
+//! collectors, on stderr. Every line a call causes carries its request id
+//! and trace id through the `request` span the edge opens around it.
+
+use super::access::ACCESS_TARGET;
+use tracing_subscriber::EnvFilter;
+
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable text.
+    #[default]
+    Text,
+    /// One JSON object per line, with the span's fields.
+    Json,
+}
+
+/// Installs the subscriber: `verbose` 0 is INFO, 1 DEBUG, 2 TRACE;
+/// `RUST_LOG` overrides it; `quiet` drops the access log.
+pub fn init(verbose: u8, format: LogFormat, quiet: bool) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    if quiet && let Ok(off) = format!("{ACCESS_TARGET}=off").parse() {
+        filter = filter.add_directive(off);
+    }
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
+}
