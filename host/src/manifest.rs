@@ -2,6 +2,7 @@
 //! recognize a module and list its methods without running guest code.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Name of the custom section holding the JSON manifest.
 pub const SECTION_NAME: &str = "madrpc.manifest";
@@ -19,6 +20,11 @@ pub struct Manifest {
     pub script: String,
     /// The registered function names, in registration order.
     pub methods: Vec<String>,
+    /// The functions registered with `{ cache: '60s' }`, and for how many
+    /// milliseconds the gateway may serve their results from its cache.
+    /// Modules built before the option existed have none, so no ABI change.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cache: BTreeMap<String, u64>,
 }
 
 /// Why a module's manifest could not be read.
@@ -82,10 +88,18 @@ mod tests {
             abi: ABI_VERSION,
             script: "app.js".into(),
             methods: vec!["add".into(), "echo".into()],
+            cache: BTreeMap::from([("add".into(), 60_000)]),
         };
         let mut wasm = EMPTY_MODULE.to_vec();
         manifest.append_to(&mut wasm);
         assert_eq!(Manifest::read(&wasm).unwrap(), manifest);
+    }
+
+    #[test]
+    fn a_manifest_without_cache_options_still_reads() {
+        let manifest: Manifest =
+            serde_json::from_str(r#"{"abi":1,"script":"a.js","methods":["x"]}"#).unwrap();
+        assert!(manifest.cache.is_empty());
     }
 
     #[test]
@@ -111,6 +125,7 @@ mod tests {
             abi: 1,
             script: "a.js".into(),
             methods: vec!["x".into()],
+            cache: BTreeMap::new(),
         }
         .append_to(&mut wasm);
         wasm.truncate(wasm.len() - 3);

@@ -4,6 +4,7 @@
 //! guest code.
 
 mod balance;
+mod cache;
 pub mod discover;
 mod drain;
 mod forward;
@@ -56,6 +57,8 @@ pub struct GatewayConfig {
     pub edge: crate::edge::Edge,
     /// Longest a shutdown waits for calls in flight (`--drain-timeout`).
     pub drain_timeout: Duration,
+    /// Bytes the result cache may hold (`--cache-size`); 0 turns it off.
+    pub cache_bytes: usize,
 }
 
 /// Why a gateway could not run.
@@ -86,10 +89,69 @@ pub struct Balancer {
     client: NodeClient,
     call_timeout: Duration,
     retries: retry_budget::RetryBudget,
+    /// Results of cacheable functions; `None` with `--cache-size 0`.
+    cache: Option<cache::ResultCache>,
+    /// The module the nodes run and which of its functions are cacheable;
+    /// `None` while the gateway does not know it (nothing is cached then).
+    module: std::sync::RwLock<Option<Arc<ServedModule>>>,
+}
+
+/// The module behind the gateway, as far as the cache is concerned.
+struct ServedModule {
+    /// Hex SHA-256 of the module's bytes: results of another build (a new
+    /// version) never match the keys of this one.
+    hash: Arc<str>,
+    /// Cacheable methods and their time to live in milliseconds.
+    cache: std::collections::BTreeMap<String, u64>,
 }
 
 impl Dispatch for Balancer {
+    /// A thin layer over [`Balancer::call_nodes`]: calls of cacheable
+    /// functions go through the result cache.
     async fn call(&self, request: CallRequest) -> Result<Bytes, RpcError> {
+        let module = self
+            .module
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let (Some(cache), Some(module)) = (&self.cache, module) else {
+            return self.call_nodes(request).await;
+        };
+        let Some(&ttl_ms) = module.cache.get(&request.method) else {
+            return self.call_nodes(request).await;
+        };
+        let claim = crate::rpc::CacheHint::claim();
+        let key = cache::CacheKey::new(module.hash.clone(), &request.method, &request.params);
+        let bypass = claim.as_ref().is_some_and(|claim| claim.bypass);
+        let (outcome, how) = cache
+            .get_or_run(key, Duration::from_millis(ttl_ms), bypass, || {
+                self.call_nodes(request)
+            })
+            .await;
+        if let Some(claim) = claim {
+            claim.record(how);
+        }
+        outcome
+    }
+
+    fn methods(&self) -> Vec<String> {
+        self.registry.methods().to_vec()
+    }
+
+    fn cached_methods(&self) -> std::collections::BTreeMap<String, u64> {
+        match (
+            &self.cache,
+            &*self.module.read().unwrap_or_else(|p| p.into_inner()),
+        ) {
+            (Some(_), Some(module)) => module.cache.clone(),
+            _ => Default::default(),
+        }
+    }
+}
+
+impl Balancer {
+    /// Sends a call to a node, with one retry on another node.
+    async fn call_nodes(&self, request: CallRequest) -> Result<Bytes, RpcError> {
         let nodes = self.registry.nodes();
         let methods = self.registry.methods();
         if !methods.is_empty() && methods.binary_search(&request.method).is_err() {
@@ -169,10 +231,6 @@ impl Dispatch for Balancer {
             )
         }))
     }
-
-    fn methods(&self) -> Vec<String> {
-        self.registry.methods().to_vec()
-    }
 }
 
 /// Sub-calls of the worker pools in the gateway's own process: straight
@@ -244,6 +302,8 @@ impl Gateway {
             client: client.clone(),
             call_timeout: config.call_timeout,
             retries: retry_budget::RetryBudget::default(),
+            cache: (config.cache_bytes > 0).then(|| cache::ResultCache::new(config.cache_bytes)),
+            module: std::sync::RwLock::default(),
         });
         Ok(Self {
             listener,
@@ -270,6 +330,25 @@ impl Gateway {
     /// this gateway's balancer, without a socket.
     pub fn subcall_route(&self) -> SubcallRoute {
         SubcallRoute::InProcess(Arc::new(InProcess(Arc::downgrade(&self.balancer))))
+    }
+
+    /// Tells the gateway which module its nodes run (`wasm`, with
+    /// `manifest` read from it), so the results of its cacheable functions
+    /// can be cached under the module's hash. Without it nothing is cached.
+    pub fn serve_module(&self, wasm: &[u8], manifest: &crate::manifest::Manifest) {
+        use sha2::{Digest, Sha256};
+        let hash: String = Sha256::digest(wasm)
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        *self
+            .balancer
+            .module
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(ServedModule {
+            hash: hash.into(),
+            cache: manifest.cache.clone(),
+        }));
     }
 
     /// The balancer, for callers in this process that run calls as a
