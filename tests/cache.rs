@@ -8,7 +8,7 @@ mod support;
 
 use serde_json::{Value, json};
 use std::time::Duration;
-use support::grid::{HttpReply, client, post_with};
+use support::grid::{HttpReply, Process, client, post_with};
 use support::logged::Logged;
 
 const READY: &str = "madrpc is serving at ";
@@ -23,6 +23,14 @@ fn module() -> &'static std::path::Path {
         (dir, path)
     });
     path
+}
+
+/// One call through a standalone gateway.
+async fn call_url(url: &str, method: &str, params: &str) -> HttpReply {
+    let body = format!(r#"{{"jsonrpc":"2.0","method":"{method}","params":{params},"id":1}}"#);
+    post_with(&client(), &format!("{url}/"), "application/json", &[], body)
+        .await
+        .unwrap_or_else(|e| panic!("calling {method}: {e}"))
 }
 
 /// `madrpc serve cache.wasm` with the pool's runs logged, and `extra`.
@@ -276,4 +284,58 @@ fn a_bad_cache_option_fails_the_build_at_its_line() {
     assert!(!output.status.success(), "{stderr}");
     assert!(stderr.contains("typo.js:1"), "{stderr}");
     assert!(stderr.contains("unknown option 'cahce'"), "{stderr}");
+}
+
+/// A standalone gateway caches by the module its nodes announce: when the
+/// node is replaced by one running another module with the same method,
+/// the old results are not served; the new node's sub-calls, which come
+/// back through the gateway over HTTP, use the cache too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_module_never_gets_the_old_modules_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let v2 = support::build_into(dir.path(), "cache_v2.js");
+    let gateway = Process::gateway(&[]);
+    let join = ["--join", gateway.url.as_str()];
+    let old = Process::node(module(), &join);
+    let http = client();
+    assert!(
+        support::grid::nodes_become_available(&http, &gateway.url, 1, Duration::from_secs(30))
+            .await
+    );
+    let first = call_url(&gateway.url, "slow", "{}").await;
+    assert_eq!(cache_header(&first), Some("miss"));
+    let again = call_url(&gateway.url, "slow", "{}").await;
+    assert_eq!(cache_header(&again), Some("hit"));
+    assert_eq!(result(&again), result(&first));
+
+    // The old node goes away (its heartbeats stop), the new one joins.
+    drop(old);
+    let new = Process::node(&v2, &join);
+    let new_url = new.url.clone();
+    assert!(
+        support::grid::eventually(Duration::from_secs(30), || async {
+            let nodes = support::grid::get_json(&http, &format!("{}/v1/nodes", gateway.url)).await;
+            let available: Vec<String> = nodes["nodes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|n| n["available"] == true)
+                .filter_map(|n| n["url"].as_str().map(str::to_owned))
+                .collect();
+            available == [new_url.clone()]
+        })
+        .await
+    );
+    let after = call_url(&gateway.url, "slow", "{}").await;
+    assert_eq!(cache_header(&after), Some("miss"));
+    assert_eq!(result(&after)["version"], 2);
+    let hit = call_url(&gateway.url, "slow", "{}").await;
+    assert_eq!(cache_header(&hit), Some("hit"));
+    assert_eq!(result(&hit), result(&after));
+
+    // The sub-call of `slow` from `outer` gets the cached entry.
+    let direct = call_url(&gateway.url, "slow", r#"{"tag":"t"}"#).await;
+    let outer = call_url(&gateway.url, "outer", r#"["t"]"#).await;
+    assert_eq!(cache_header(&outer), None);
+    assert_eq!(result(&outer), result(&direct)["random"]);
 }

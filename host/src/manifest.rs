@@ -27,6 +27,33 @@ pub struct Manifest {
     pub cache: BTreeMap<String, u64>,
 }
 
+/// What a gateway needs to know of a node's module to cache its results:
+/// which build it is, and which of its functions are cacheable. Nodes send
+/// it with their heartbeats.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleSummary {
+    /// Hex SHA-256 of the module's bytes: a new build (a new version) has
+    /// another hash, so its calls never match the old one's cached results.
+    pub hash: String,
+    /// Cacheable methods and their time to live in milliseconds.
+    #[serde(default)]
+    pub cache: BTreeMap<String, u64>,
+}
+
+impl ModuleSummary {
+    /// The summary of the module `wasm`, whose manifest is `manifest`.
+    pub fn of(wasm: &[u8], manifest: &Manifest) -> Self {
+        use sha2::{Digest, Sha256};
+        Self {
+            hash: Sha256::digest(wasm)
+                .iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect(),
+            cache: manifest.cache.clone(),
+        }
+    }
+}
+
 /// Why a module's manifest could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {

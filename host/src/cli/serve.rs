@@ -88,10 +88,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         cache_bytes: args.gateway.cache_bytes(),
     })
     .await?;
-    let wasm =
-        std::fs::read(&module).with_context(|| format!("cannot read {}", module.display()))?;
-    gateway.serve_module(&wasm, loaded.manifest());
-    drop(wasm);
     let url = format!("{scheme}://{}", gateway.local_addr());
     let registry = gateway.registry();
     for _ in 0..nodes {

@@ -50,6 +50,7 @@ mod tests {
             registry.heartbeat(Announcement {
                 url: url.to_string(),
                 methods: vec!["m".into()],
+                module: None,
             });
         }
         registry
@@ -94,6 +95,7 @@ mod tests {
         registry.heartbeat(Announcement {
             url: "http://b".into(),
             methods: vec!["m".into(), "only_b".into()],
+            module: None,
         });
         let nodes = registry.nodes();
         for _ in 0..100 {

@@ -7,7 +7,7 @@ use crate::rpc::{CacheOutcome, RpcError};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -19,7 +19,7 @@ const ENTRY_OVERHEAD: usize = 96;
 /// the params with their object keys sorted.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey {
-    module: Arc<str>,
+    module: String,
     method: String,
     params: Vec<u8>,
 }
@@ -28,7 +28,7 @@ impl CacheKey {
     /// The key of a call of `method` with raw `params` on `module`. Params
     /// that are not JSON are keyed by their bytes (the node refuses them,
     /// and errors are not stored anyway).
-    pub fn new(module: Arc<str>, method: &str, params: &[u8]) -> Self {
+    pub fn new(module: &str, method: &str, params: &[u8]) -> Self {
         // serde_json's maps are sorted (the `preserve_order` feature is
         // off), so parsing and writing back sorts every object's keys.
         let params = serde_json::from_slice::<serde_json::Value>(params)
@@ -36,7 +36,7 @@ impl CacheKey {
             .and_then(|value| serde_json::to_vec(&value).ok())
             .unwrap_or_else(|| params.to_vec());
         Self {
-            module,
+            module: module.to_owned(),
             method: method.to_owned(),
             params,
         }
@@ -228,7 +228,7 @@ mod tests {
     use super::*;
 
     fn key(module: &str, params: &str) -> CacheKey {
-        CacheKey::new(module.into(), "m", params.as_bytes())
+        CacheKey::new(module, "m", params.as_bytes())
     }
 
     #[test]

@@ -19,15 +19,17 @@ pub use registry::{NodeStatus, Registry};
 
 use crate::cluster::ClusterToken;
 use crate::http::{self, HttpError};
+use crate::manifest::ModuleSummary;
 use crate::node::{SubcallDispatch, SubcallRoute};
 use crate::rpc::{self, CallBudget, CallRequest, Dispatch, EndpointLimits, RpcError, codes};
 use bytes::Bytes;
 use forward::{ForwardError, NodeClient};
 use futures::future::BoxFuture;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
 /// How a gateway runs.
@@ -91,37 +93,20 @@ pub struct Balancer {
     retries: retry_budget::RetryBudget,
     /// Results of cacheable functions; `None` with `--cache-size 0`.
     cache: Option<cache::ResultCache>,
-    /// The module the nodes run and which of its functions are cacheable;
-    /// `None` while the gateway does not know it (nothing is cached then).
-    module: std::sync::RwLock<Option<Arc<ServedModule>>>,
-}
-
-/// The module behind the gateway, as far as the cache is concerned.
-struct ServedModule {
-    /// Hex SHA-256 of the module's bytes: results of another build (a new
-    /// version) never match the keys of this one.
-    hash: Arc<str>,
-    /// Cacheable methods and their time to live in milliseconds.
-    cache: std::collections::BTreeMap<String, u64>,
 }
 
 impl Dispatch for Balancer {
     /// A thin layer over [`Balancer::call_nodes`]: calls of cacheable
     /// functions go through the result cache.
     async fn call(&self, request: CallRequest) -> Result<Bytes, RpcError> {
-        let module = self
-            .module
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let (Some(cache), Some(module)) = (&self.cache, module) else {
+        let Some(cache) = &self.cache else {
             return self.call_nodes(request).await;
         };
-        let Some(&ttl_ms) = module.cache.get(&request.method) else {
+        let Some((module, ttl_ms)) = self.cacheable(&request.method) else {
             return self.call_nodes(request).await;
         };
         let claim = crate::rpc::CacheHint::claim();
-        let key = cache::CacheKey::new(module.hash.clone(), &request.method, &request.params);
+        let key = cache::CacheKey::new(&module, &request.method, &request.params);
         let bypass = claim.as_ref().is_some_and(|claim| claim.bypass);
         let (outcome, how) = cache
             .get_or_run(key, Duration::from_millis(ttl_ms), bypass, || {
@@ -138,18 +123,46 @@ impl Dispatch for Balancer {
         self.registry.methods().to_vec()
     }
 
-    fn cached_methods(&self) -> std::collections::BTreeMap<String, u64> {
-        match (
-            &self.cache,
-            &*self.module.read().unwrap_or_else(|p| p.into_inner()),
-        ) {
-            (Some(_), Some(module)) => module.cache.clone(),
-            _ => Default::default(),
+    fn cached_methods(&self) -> BTreeMap<String, u64> {
+        if self.cache.is_none() {
+            return BTreeMap::new();
         }
+        let mut cached = BTreeMap::new();
+        for module in self.registry.nodes().iter().filter_map(|n| n.module()) {
+            cached.extend(module.cache.iter().map(|(m, ttl)| (m.clone(), *ttl)));
+        }
+        cached
     }
 }
 
 impl Balancer {
+    /// The module hash and time to live under which `method`'s results
+    /// are cached: when every node that can take it runs the same module
+    /// (by hash) and that module registered it with `{ cache }`. While
+    /// nodes disagree (in the middle of a deploy), or one did not say what
+    /// it runs, nothing is cached, so a result is never served for a
+    /// module other than the one that computed it.
+    fn cacheable(&self, method: &str) -> Option<(String, u64)> {
+        let now = Instant::now();
+        let mut found: Option<Arc<ModuleSummary>> = None;
+        for node in self
+            .registry
+            .nodes()
+            .iter()
+            .filter(|n| n.can_take(method, now))
+        {
+            let module = node.module()?;
+            match &found {
+                Some(first) if first.hash != module.hash => return None,
+                Some(_) => {}
+                None => found = Some(module),
+            }
+        }
+        let module = found?;
+        let ttl_ms = *module.cache.get(method)?;
+        Some((module.hash.clone(), ttl_ms))
+    }
+
     /// Sends a call to a node, with one retry on another node.
     async fn call_nodes(&self, request: CallRequest) -> Result<Bytes, RpcError> {
         let nodes = self.registry.nodes();
@@ -303,7 +316,6 @@ impl Gateway {
             call_timeout: config.call_timeout,
             retries: retry_budget::RetryBudget::default(),
             cache: (config.cache_bytes > 0).then(|| cache::ResultCache::new(config.cache_bytes)),
-            module: std::sync::RwLock::default(),
         });
         Ok(Self {
             listener,
@@ -330,25 +342,6 @@ impl Gateway {
     /// this gateway's balancer, without a socket.
     pub fn subcall_route(&self) -> SubcallRoute {
         SubcallRoute::InProcess(Arc::new(InProcess(Arc::downgrade(&self.balancer))))
-    }
-
-    /// Tells the gateway which module its nodes run (`wasm`, with
-    /// `manifest` read from it), so the results of its cacheable functions
-    /// can be cached under the module's hash. Without it nothing is cached.
-    pub fn serve_module(&self, wasm: &[u8], manifest: &crate::manifest::Manifest) {
-        use sha2::{Digest, Sha256};
-        let hash: String = Sha256::digest(wasm)
-            .iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect();
-        *self
-            .balancer
-            .module
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(ServedModule {
-            hash: hash.into(),
-            cache: manifest.cache.clone(),
-        }));
     }
 
     /// The balancer, for callers in this process that run calls as a
@@ -460,6 +453,7 @@ mod tests {
         registry.heartbeat(Announcement {
             url: "http://a".into(),
             methods: vec!["m".into()],
+            module: None,
         });
         let node = registry.nodes()[0].clone();
         let seconds: Vec<u64> = (0..8)

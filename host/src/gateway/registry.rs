@@ -1,6 +1,7 @@
 //! The gateway's view of its nodes: who they are, what they serve, whether
 //! they may take calls, and how many calls each has outstanding.
 
+use crate::manifest::ModuleSummary;
 use crate::node::{Announcement, WorkerPool};
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -58,6 +59,9 @@ struct Health {
     ejections: u32,
     last_seen: Instant,
     methods: Vec<String>,
+    /// The node's module as its last heartbeat (or its pool) described
+    /// it; `None` when unknown, and then its results are not cached.
+    module: Option<Arc<ModuleSummary>>,
 }
 
 /// A node's state as reported by `GET /v1/nodes`.
@@ -90,6 +94,7 @@ impl NodeEntry {
                 ejections: 0,
                 last_seen: Instant::now(),
                 methods,
+                module: None,
             }),
         }
     }
@@ -225,10 +230,13 @@ impl NodeEntry {
         }
     }
 
-    fn heartbeat(&self, methods: Vec<String>) {
+    fn heartbeat(&self, methods: Vec<String>, module: Option<ModuleSummary>) {
         let mut health = self.health();
         health.last_seen = Instant::now();
         health.methods = methods;
+        if health.module.as_deref() != module.as_ref() {
+            health.module = module.map(Arc::new);
+        }
         if health
             .ejected_until
             .is_none_or(|until| Instant::now() >= until)
@@ -243,6 +251,11 @@ impl NodeEntry {
 
     fn methods(&self) -> Vec<String> {
         self.health().methods.clone()
+    }
+
+    /// The node's module, when it said.
+    pub fn module(&self) -> Option<Arc<ModuleSummary>> {
+        self.health().module.clone()
     }
 
     fn status(&self, now: Instant) -> NodeStatus {
@@ -325,6 +338,7 @@ impl Registry {
             true,
             pool.methods().to_vec(),
         );
+        node.health().module = Some(pool.module_summary().clone());
         node.pool = Some(pool);
         nodes.push(Arc::new(node));
         drop(nodes);
@@ -336,18 +350,20 @@ impl Registry {
     pub fn heartbeat(&self, announcement: Announcement) {
         let url = normalize(&announcement.url);
         if let Some(node) = self.nodes().into_iter().find(|n| n.url == url) {
-            node.heartbeat(announcement.methods);
+            node.heartbeat(announcement.methods, announcement.module);
             self.refresh_methods();
             return;
         }
         tracing::info!(node = %url, "node joined");
+        let node = NodeEntry {
+            heartbeat_expiry: self.heartbeat_expiry,
+            ..NodeEntry::new(url, Origin::Joined, true, announcement.methods)
+        };
+        node.health().module = announcement.module.map(Arc::new);
         self.nodes
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .push(Arc::new(NodeEntry {
-                heartbeat_expiry: self.heartbeat_expiry,
-                ..NodeEntry::new(url, Origin::Joined, true, announcement.methods)
-            }));
+            .push(Arc::new(node));
         self.refresh_methods();
     }
 
@@ -454,6 +470,7 @@ mod tests {
         registry.heartbeat(Announcement {
             url: url.into(),
             methods: vec!["m".into()],
+            module: None,
         });
         registry.nodes().into_iter().find(|n| n.url == url).unwrap()
     }

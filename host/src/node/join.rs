@@ -13,6 +13,10 @@ pub struct Announcement {
     pub url: String,
     /// The functions the node serves.
     pub methods: Vec<String>,
+    /// The node's module, for the gateway's result cache; absent from
+    /// older nodes, whose results are then not cached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<crate::manifest::ModuleSummary>,
 }
 
 /// Heartbeats `gateway` every `interval` until `stop` turns true, then

@@ -153,6 +153,7 @@ impl Node {
             let announcement = Announcement {
                 url: self.url.clone(),
                 methods: self.pool.methods().to_vec(),
+                module: Some((**self.pool.module_summary()).clone()),
             };
             tokio::spawn(join::heartbeat(
                 http::client(),

@@ -13,6 +13,7 @@ use wasmtime::{InstancePre, ModuleExport};
 #[derive(Clone)]
 pub struct LoadedModule {
     pub(crate) manifest: Manifest,
+    pub(crate) summary: Arc<crate::manifest::ModuleSummary>,
     pub(crate) slots: Arc<Slots>,
 }
 
@@ -121,6 +122,11 @@ impl LoadedModule {
     /// What the module says about itself (script name, methods).
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    /// The module's hash and cacheable functions, for the gateway's cache.
+    pub fn summary(&self) -> &Arc<crate::manifest::ModuleSummary> {
+        &self.summary
     }
 
     /// The registered function names.
