@@ -102,10 +102,12 @@ impl Dispatch for Balancer {
         let Some(cache) = &self.cache else {
             return self.call_nodes(request).await;
         };
+        // Claimed by the client's own call whether cacheable or not, so
+        // that its sub-calls, wherever they run, never answer for it.
+        let claim = crate::rpc::CacheHint::claim();
         let Some((module, ttl_ms)) = self.cacheable(&request.method) else {
             return self.call_nodes(request).await;
         };
-        let claim = crate::rpc::CacheHint::claim();
         let key = cache::CacheKey::new(&module, &request.method, &request.params);
         let bypass = claim.as_ref().is_some_and(|claim| claim.bypass);
         let (outcome, how) = cache
