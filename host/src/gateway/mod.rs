@@ -5,6 +5,7 @@
 
 mod balance;
 mod cache;
+mod caching;
 pub mod discover;
 mod drain;
 mod forward;
@@ -19,17 +20,15 @@ pub use registry::{NodeStatus, Registry};
 
 use crate::cluster::ClusterToken;
 use crate::http::{self, HttpError};
-use crate::manifest::ModuleSummary;
 use crate::node::{SubcallDispatch, SubcallRoute};
 use crate::rpc::{self, CallBudget, CallRequest, Dispatch, EndpointLimits, RpcError, codes};
 use bytes::Bytes;
 use forward::{ForwardError, NodeClient};
 use futures::future::BoxFuture;
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// How a gateway runs.
@@ -96,75 +95,22 @@ pub struct Balancer {
 }
 
 impl Dispatch for Balancer {
-    /// A thin layer over [`Balancer::call_nodes`]: calls of cacheable
-    /// functions go through the result cache.
+    /// Calls of cacheable functions go through the result cache (see
+    /// `caching`); the rest go straight to [`Balancer::call_nodes`].
     async fn call(&self, request: CallRequest) -> Result<Bytes, RpcError> {
-        let Some(cache) = &self.cache else {
-            return self.call_nodes(request).await;
-        };
-        // Claimed by the client's own call whether cacheable or not, so
-        // that its sub-calls, wherever they run, never answer for it.
-        let claim = crate::rpc::CacheHint::claim();
-        let Some((module, ttl_ms)) = self.cacheable(&request.method) else {
-            return self.call_nodes(request).await;
-        };
-        let key = cache::CacheKey::new(&module, &request.method, &request.params);
-        let bypass = claim.as_ref().is_some_and(|claim| claim.bypass);
-        let (outcome, how) = cache
-            .get_or_run(key, Duration::from_millis(ttl_ms), bypass, || {
-                self.call_nodes(request)
-            })
-            .await;
-        if let Some(claim) = claim {
-            claim.record(how);
-        }
-        outcome
+        self.call_through_cache(request).await
     }
 
     fn methods(&self) -> Vec<String> {
         self.registry.methods().to_vec()
     }
 
-    fn cached_methods(&self) -> BTreeMap<String, u64> {
-        if self.cache.is_none() {
-            return BTreeMap::new();
-        }
-        let mut cached = BTreeMap::new();
-        for module in self.registry.nodes().iter().filter_map(|n| n.module()) {
-            cached.extend(module.cache.iter().map(|(m, ttl)| (m.clone(), *ttl)));
-        }
-        cached
+    fn cached_methods(&self) -> std::collections::BTreeMap<String, u64> {
+        self.cacheable_methods()
     }
 }
 
 impl Balancer {
-    /// The module hash and time to live under which `method`'s results
-    /// are cached: when every node that can take it runs the same module
-    /// (by hash) and that module registered it with `{ cache }`. While
-    /// nodes disagree (in the middle of a deploy), or one did not say what
-    /// it runs, nothing is cached, so a result is never served for a
-    /// module other than the one that computed it.
-    fn cacheable(&self, method: &str) -> Option<(String, u64)> {
-        let now = Instant::now();
-        let mut found: Option<Arc<ModuleSummary>> = None;
-        for node in self
-            .registry
-            .nodes()
-            .iter()
-            .filter(|n| n.can_take(method, now))
-        {
-            let module = node.module()?;
-            match &found {
-                Some(first) if first.hash != module.hash => return None,
-                Some(_) => {}
-                None => found = Some(module),
-            }
-        }
-        let module = found?;
-        let ttl_ms = *module.cache.get(method)?;
-        Some((module.hash.clone(), ttl_ms))
-    }
-
     /// Sends a call to a node, with one retry on another node.
     async fn call_nodes(&self, request: CallRequest) -> Result<Bytes, RpcError> {
         let nodes = self.registry.nodes();
