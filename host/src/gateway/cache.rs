@@ -226,6 +226,7 @@ impl Drop for Leader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn key(module: &str, params: &str) -> CacheKey {
         CacheKey::new(module, "m", params.as_bytes())
@@ -268,5 +269,60 @@ mod tests {
         cache.store(key("h", "[4]"), Bytes::from(vec![b'4'; size * 2]), ttl);
         assert!(cache.lookup(&key("h", "[4]")).is_none());
         assert!(cache.lookup(&key("h", "[1]")).is_some());
+    }
+
+    #[tokio::test]
+    async fn errors_are_shared_with_waiters_but_never_stored() {
+        let cache = ResultCache::new(1 << 20);
+        let ttl = Duration::from_secs(60);
+        let runs = std::sync::atomic::AtomicUsize::new(0);
+        let failing = || async {
+            runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Err(RpcError::internal("no"))
+        };
+        let (a, b) = tokio::join!(
+            cache.get_or_run(key("h", "[]"), ttl, false, failing),
+            cache.get_or_run(key("h", "[]"), ttl, false, failing),
+        );
+        assert!(a.0.is_err() && b.0.is_err());
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let (again, how) = cache.get_or_run(key("h", "[]"), ttl, false, failing).await;
+        assert!(again.is_err());
+        assert_eq!(how, CacheOutcome::Miss);
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_runs_the_call_itself_when_the_leader_is_abandoned() {
+        let cache = Arc::new(ResultCache::new(1 << 20));
+        let ttl = Duration::from_secs(60);
+        let (started, mut leading) = watch::channel(false);
+        let leader = tokio::spawn({
+            let cache = cache.clone();
+            async move {
+                cache
+                    .get_or_run(key("h", "[]"), ttl, false, || async move {
+                        started.send_replace(true);
+                        std::future::pending::<Result<Bytes, RpcError>>().await
+                    })
+                    .await
+            }
+        });
+        leading.wait_for(|started| *started).await.unwrap();
+        let waiter = tokio::spawn({
+            let cache = cache.clone();
+            async move {
+                cache
+                    .get_or_run(key("h", "[]"), ttl, false, || async {
+                        Ok(Bytes::from_static(b"2"))
+                    })
+                    .await
+            }
+        });
+        leader.abort();
+        let (outcome, how) = waiter.await.unwrap();
+        assert_eq!(outcome.unwrap(), Bytes::from_static(b"2"));
+        assert_eq!(how, CacheOutcome::Miss);
     }
 }
