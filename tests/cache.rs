@@ -339,3 +339,42 @@ async fn a_new_module_never_gets_the_old_modules_results() {
     assert_eq!(cache_header(&outer), None);
     assert_eq!(result(&outer), result(&direct)["random"]);
 }
+
+/// A batch's entries use the cache one by one (identical entries run
+/// once); the response has no `x-madrpc-cache`, which could not describe
+/// them all.
+#[tokio::test(flavor = "multi_thread")]
+async fn batch_entries_use_the_cache_without_a_header() {
+    let grid = serve(&[]);
+    let cached = call(&grid, "slow", r#"{"in":"batch"}"#, &[]).await;
+    let body = r#"[
+        {"jsonrpc":"2.0","method":"slow","params":{"in":"batch"},"id":1},
+        {"jsonrpc":"2.0","method":"slow","params":{"ms":300,"new":1},"id":2},
+        {"jsonrpc":"2.0","method":"slow","params":{"new":1,"ms":300},"id":3}
+    ]"#;
+    let reply = post_with(
+        &client(),
+        &format!("{}/", grid.url),
+        "application/json",
+        &[],
+        body,
+    )
+    .await
+    .unwrap();
+    assert_eq!(cache_header(&reply), None);
+    let replies = reply.json();
+    let by_id = |id: u64| {
+        replies
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .map(|r| r["result"].clone())
+            .unwrap()
+    };
+    assert_eq!(by_id(1), result(&cached));
+    assert_eq!(by_id(2), by_id(3));
+    // The first call and one run shared by entries 2 and 3.
+    assert_eq!(await_runs(&grid, "slow", 2), 2);
+    assert_eq!(runs_of(&grid, "slow"), 2);
+}
