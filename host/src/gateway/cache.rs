@@ -170,11 +170,13 @@ impl ResultCache {
         if weight > self.max_bytes {
             return;
         }
-        let mut stored = self.lock_stored();
-        let entry = Entry {
-            result,
-            expires: Instant::now() + ttl,
+        // A time to live past what the clock can count (only a hand-made
+        // manifest has one) keeps nothing rather than panicking.
+        let Some(expires) = Instant::now().checked_add(ttl) else {
+            return;
         };
+        let mut stored = self.lock_stored();
+        let entry = Entry { result, expires };
         if let Some((old_key, old)) = stored.entries.push(key, entry) {
             stored.bytes -= old_key.weight() + old.result.len();
         }
