@@ -19,6 +19,18 @@ export interface RpcError extends Error {
   data?: { kind: string; [key: string]: Json };
 }
 
+/** Options of {@link Madrpc.register}. */
+export interface RegisterOptions {
+  /**
+   * Lets the gateway serve the function's results from its cache for this
+   * long: a positive whole number with a unit, `'500ms'`, `'60s'`, `'5m'`
+   * or `'1h'`. Results are keyed by module, method and params; errors are
+   * never cached. Only for functions whose result depends on their params
+   * alone (not on `Date.now()`, `Math.random()` or `fetch`).
+   */
+  cache?: string;
+}
+
 /** The madrpc global available to every script. */
 export interface Madrpc {
   /**
@@ -27,7 +39,11 @@ export interface Madrpc {
    * arguments. The return value (or what a returned Promise resolves to) is
    * the JSON result. Call at the top level of the script, once per name.
    */
-  register(name: string, fn: (...args: any[]) => Json | undefined | Promise<Json | undefined>): void;
+  register(
+    name: string,
+    fn: (...args: any[]) => Json | undefined | Promise<Json | undefined>,
+    options?: RegisterOptions,
+  ): void;
 
   /**
    * Calls another registered function, anywhere on the grid. Sub-calls

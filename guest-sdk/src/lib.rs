@@ -76,11 +76,11 @@ static mut RET_AREA: [u32; 3] = [0; 3];
 #[unsafe(export_name = "madrpc_init")]
 pub extern "C" fn madrpc_init() {
     match initialize() {
-        Ok(methods) => {
-            let manifest = serde_json::json!({ "methods": methods }).to_string();
+        Ok((methods, cache)) => {
+            let manifest = serde_json::json!({ "methods": methods, "cache": cache }).to_string();
             let _ = std::io::stdout().write_all(manifest.as_bytes());
             let _ = std::io::stdout().flush();
-            drop((manifest, methods));
+            drop((manifest, methods, cache));
             if !heap::seal() {
                 let error = GuestError::internal(
                     "the heap could not be sealed: wasi-libc's allocator no longer lays out chunks as guest-sdk/src/heap.rs expects; calls would be slower and modules larger, so fix heap.rs for this toolchain",
@@ -156,7 +156,9 @@ fn run_call(method: &str, params: &[u8]) -> Result<Vec<u8>, GuestError> {
     })
 }
 
-fn initialize() -> Result<Vec<String>, GuestError> {
+/// Runs the script; the registered names and the cacheable functions'
+/// time to live in milliseconds.
+fn initialize() -> Result<(Vec<String>, std::collections::BTreeMap<String, u64>), GuestError> {
     let mut input = String::new();
     std::io::stdin()
         .read_to_string(&mut input)
@@ -175,7 +177,7 @@ fn initialize() -> Result<Vec<String>, GuestError> {
     let runtime =
         Runtime::new(config).map_err(|e| GuestError::internal(format!("starting QuickJS: {e}")))?;
 
-    let flush = runtime.context().with(|ctx| {
+    let (flush, cache) = runtime.context().with(|ctx| {
         install_random(&ctx)?;
         web::install(&ctx)?;
         ctx.globals()
@@ -189,7 +191,11 @@ fn initialize() -> Result<Vec<String>, GuestError> {
         script::run(&ctx, &bytecode)?;
         while ctx.execute_pending_job() {}
         methods.fill(&ctx, &registry)?;
-        Ok::<_, GuestError>(Persistent::save(&ctx, flush))
+        let cache_ttls: Object = api
+            .get("cacheTtls")
+            .map_err(|e| GuestError::from_js(&ctx, e))?;
+        let cache = methods::cache_ttls(&ctx, &cache_ttls)?;
+        Ok::<_, GuestError>((Persistent::save(&ctx, flush), cache))
     })?;
     if methods.is_empty() {
         return Err(GuestError::no_methods());
@@ -213,7 +219,7 @@ fn initialize() -> Result<Vec<String>, GuestError> {
             })
             .map_err(|_| GuestError::internal("madrpc_init ran twice"))
     })?;
-    Ok(names)
+    Ok((names, cache))
 }
 
 fn install_random(ctx: &Ctx<'_>) -> Result<(), GuestError> {

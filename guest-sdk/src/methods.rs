@@ -85,3 +85,17 @@ impl Methods {
             .map_err(|e| GuestError::from_js(ctx, e))
     }
 }
+
+/// The cacheable functions and their time to live in milliseconds, from
+/// the prelude's record of `madrpc.register(name, fn, { cache })`.
+pub fn cache_ttls<'js>(
+    ctx: &Ctx<'js>,
+    ttls: &Object<'js>,
+) -> Result<std::collections::BTreeMap<String, u64>, GuestError> {
+    ttls.props::<String, f64>()
+        .map(|entry| {
+            let (name, ms) = entry.map_err(|e| GuestError::from_js(ctx, e))?;
+            Ok((name, ms as u64))
+        })
+        .collect()
+}

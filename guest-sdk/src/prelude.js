@@ -11,7 +11,20 @@
   const runSubcalls = globalThis.__madrpc_run_subcalls;
   delete globalThis.__madrpc_run_subcalls;
 
-  const register = (name, fn) => {
+  // How long each cacheable function's results may be served from the
+  // gateway's cache, in milliseconds; it goes into the module's manifest.
+  const cacheTtls = Object.create(null);
+  const TTL_UNITS = { ms: 1, s: 1000, m: 60000, h: 3600000 };
+  const parseTtl = (name, ttl) => {
+    const match = typeof ttl === 'string' ? /^([0-9]+)(ms|s|m|h)$/.exec(ttl) : null;
+    const ms = match ? Number(match[1]) * TTL_UNITS[match[2]] : NaN;
+    if (!(ms > 0) || !Number.isSafeInteger(ms)) {
+      throw new TypeError(`madrpc.register('${name}', fn, { cache }): cache must be a positive duration such as '500ms', '60s', '5m' or '1h', got ${JSON.stringify(ttl)}`);
+    }
+    return ms;
+  };
+
+  const register = (name, fn, options) => {
     if (typeof name !== 'string' || name.length === 0) {
       throw new TypeError('madrpc.register(name, fn): name must be a non-empty string');
     }
@@ -23,6 +36,17 @@
     }
     if (Object.prototype.hasOwnProperty.call(registry, name)) {
       throw new Error(`madrpc.register('${name}', fn): '${name}' is already registered; each name can be registered once`);
+    }
+    if (options !== undefined && (options === null || typeof options !== 'object')) {
+      throw new TypeError(`madrpc.register('${name}', fn, options): options must be an object such as { cache: '60s' }`);
+    }
+    for (const key of Object.keys(options || {})) {
+      if (key !== 'cache') {
+        throw new TypeError(`madrpc.register('${name}', fn, options): unknown option '${key}'; the only option is cache`);
+      }
+    }
+    if (options && options.cache !== undefined) {
+      cacheTtls[name] = parseTtl(name, options.cache);
     }
     registry[name] = fn;
   };
@@ -109,5 +133,5 @@
   const error = (...args) => writeError(...args.map(format));
   Object.assign(console, { log, info: log, debug: log, error, warn: error });
 
-  return { registry, flush };
+  return { registry, flush, cacheTtls };
 })()

@@ -2,6 +2,7 @@
 //! recognize a module and list its methods without running guest code.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Name of the custom section holding the JSON manifest.
 pub const SECTION_NAME: &str = "madrpc.manifest";
@@ -19,6 +20,38 @@ pub struct Manifest {
     pub script: String,
     /// The registered function names, in registration order.
     pub methods: Vec<String>,
+    /// The functions registered with `{ cache: '60s' }`, and for how many
+    /// milliseconds the gateway may serve their results from its cache.
+    /// Modules built before the option existed have none, so no ABI change.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cache: BTreeMap<String, u64>,
+}
+
+/// What a gateway needs to know of a node's module to cache its results:
+/// which build it is, and which of its functions are cacheable. Nodes send
+/// it with their heartbeats.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleSummary {
+    /// Hex SHA-256 of the module's bytes: a new build (a new version) has
+    /// another hash, so its calls never match the old one's cached results.
+    pub hash: String,
+    /// Cacheable methods and their time to live in milliseconds.
+    #[serde(default)]
+    pub cache: BTreeMap<String, u64>,
+}
+
+impl ModuleSummary {
+    /// The summary of the module `wasm`, whose manifest is `manifest`.
+    pub fn of(wasm: &[u8], manifest: &Manifest) -> Self {
+        use sha2::{Digest, Sha256};
+        Self {
+            hash: Sha256::digest(wasm)
+                .iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect(),
+            cache: manifest.cache.clone(),
+        }
+    }
 }
 
 /// Why a module's manifest could not be read.
@@ -82,10 +115,18 @@ mod tests {
             abi: ABI_VERSION,
             script: "app.js".into(),
             methods: vec!["add".into(), "echo".into()],
+            cache: BTreeMap::from([("add".into(), 60_000)]),
         };
         let mut wasm = EMPTY_MODULE.to_vec();
         manifest.append_to(&mut wasm);
         assert_eq!(Manifest::read(&wasm).unwrap(), manifest);
+    }
+
+    #[test]
+    fn a_manifest_without_cache_options_still_reads() {
+        let manifest: Manifest =
+            serde_json::from_str(r#"{"abi":1,"script":"a.js","methods":["x"]}"#).unwrap();
+        assert!(manifest.cache.is_empty());
     }
 
     #[test]
@@ -111,6 +152,7 @@ mod tests {
             abi: 1,
             script: "a.js".into(),
             methods: vec!["x".into()],
+            cache: BTreeMap::new(),
         }
         .append_to(&mut wasm);
         wasm.truncate(wasm.len() - 3);

@@ -89,6 +89,9 @@ struct GuestReport {
 #[derive(Deserialize)]
 struct InitOutput {
     methods: Vec<String>,
+    /// Cacheable functions and their time to live in milliseconds.
+    #[serde(default)]
+    cache: std::collections::BTreeMap<String, u64>,
 }
 
 /// Whether `path` names a script to build (`.js`, `.mjs`) rather than a
@@ -146,6 +149,7 @@ pub fn build_source_with(
         abi: ABI_VERSION,
         script: script_name,
         methods: output.methods,
+        cache: output.cache,
     };
     let mut wasm = preinitialized.wasm;
     manifest.append_to(&mut wasm);

@@ -81,6 +81,18 @@ pub struct GatewayFlags {
     /// their sub-calls) before exiting; a second signal exits at once.
     #[arg(long, default_value = "30s", value_name = "DURATION")]
     pub drain_timeout: humantime::Duration,
+    /// Most bytes the result cache of functions registered with
+    /// `{ cache: '60s' }` may hold, least recently used out first; 0 turns
+    /// the cache off.
+    #[arg(long, default_value = "64MiB", value_name = "SIZE")]
+    pub cache_size: bytesize::ByteSize,
+}
+
+impl GatewayFlags {
+    /// `--cache-size` in bytes.
+    pub fn cache_bytes(&self) -> usize {
+        usize::try_from(self.cache_size.as_u64()).unwrap_or(usize::MAX)
+    }
 }
 
 impl GatewayArgs {
@@ -100,6 +112,7 @@ impl GatewayArgs {
             max_result_bytes: usize::try_from(self.max_result.as_u64()).unwrap_or(usize::MAX),
             edge,
             drain_timeout: self.gateway.drain_timeout.into(),
+            cache_bytes: self.gateway.cache_bytes(),
         })
     }
 }

@@ -108,6 +108,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         max_result_bytes: limits.max_result_bytes,
         edge,
         drain_timeout: args.gateway.drain_timeout.into(),
+        cache_bytes: args.gateway.cache_bytes(),
     })
     .await?;
     let url = format!("{scheme}://{}", gateway.local_addr());

@@ -4,6 +4,8 @@
 //! guest code.
 
 mod balance;
+mod cache;
+mod caching;
 pub mod discover;
 mod drain;
 mod forward;
@@ -58,6 +60,8 @@ pub struct GatewayConfig {
     pub edge: crate::edge::Edge,
     /// Longest a shutdown waits for calls in flight (`--drain-timeout`).
     pub drain_timeout: Duration,
+    /// Bytes the result cache may hold (`--cache-size`); 0 turns it off.
+    pub cache_bytes: usize,
 }
 
 /// Why a gateway could not run.
@@ -89,15 +93,19 @@ pub struct Balancer {
     call_timeout: Duration,
     retries: retry_budget::RetryBudget,
     log: Arc<CallLog>,
+    /// Results of cacheable functions; `None` with `--cache-size 0`.
+    cache: Option<cache::ResultCache>,
 }
 
 impl Dispatch for Balancer {
+    /// Calls of cacheable functions go through the result cache (see
+    /// `caching`); the rest go straight to [`Balancer::call_nodes`].
     async fn call(&self, request: CallRequest) -> Result<Bytes, RpcError> {
         let started = std::time::Instant::now();
         let budget = request.budget;
         let method = request.method.clone();
         let mut node = None;
-        let outcome = self.route(request, &mut node).await;
+        let outcome = self.call_through_cache(request, &mut node).await;
         let error = outcome.as_ref().err();
         self.log.finish(&CallRecord {
             method: method_label(&method, &self.registry.methods()),
@@ -117,6 +125,10 @@ impl Dispatch for Balancer {
 
     fn builtin(&self, name: &str) -> Option<serde_json::Value> {
         observe::builtin(name, &self.registry, &self.log)
+    }
+
+    fn cached_methods(&self) -> std::collections::BTreeMap<String, u64> {
+        self.cacheable_methods()
     }
 }
 
@@ -282,6 +294,7 @@ impl Gateway {
             call_timeout: config.call_timeout,
             retries: retry_budget::RetryBudget::default(),
             log: Arc::new(CallLog::new(telemetry::metrics::Surface::Gateway)),
+            cache: (config.cache_bytes > 0).then(|| cache::ResultCache::new(config.cache_bytes)),
         });
         Ok(Self {
             listener,

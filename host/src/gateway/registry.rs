@@ -1,6 +1,7 @@
 //! The gateway's view of its nodes: who they are, what they serve, whether
 //! they may take calls, and how many calls each has outstanding.
 
+use crate::manifest::ModuleSummary;
 use crate::node::{Announcement, WorkerPool};
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -58,8 +59,9 @@ struct Health {
     ejections: u32,
     last_seen: Instant,
     methods: Vec<String>,
-    /// The module hash a joined node announced.
-    module: Option<String>,
+    /// The node's module as its last heartbeat (or its pool) described
+    /// it; `None` when unknown, and then its results are not cached.
+    module: Option<Arc<ModuleSummary>>,
 }
 
 /// A node's state as reported by `GET /v1/nodes`.
@@ -234,11 +236,13 @@ impl NodeEntry {
         }
     }
 
-    fn heartbeat(&self, methods: Vec<String>, module: Option<String>) {
+    fn heartbeat(&self, methods: Vec<String>, module: Option<ModuleSummary>) {
         let mut health = self.health();
         health.last_seen = Instant::now();
         health.methods = methods;
-        health.module = module;
+        if health.module.as_deref() != module.as_ref() {
+            health.module = module.map(Arc::new);
+        }
         if health
             .ejected_until
             .is_none_or(|until| Instant::now() >= until)
@@ -253,6 +257,11 @@ impl NodeEntry {
 
     fn methods(&self) -> Vec<String> {
         self.health().methods.clone()
+    }
+
+    /// The node's module, when it said.
+    pub fn module(&self) -> Option<Arc<ModuleSummary>> {
+        self.health().module.clone()
     }
 
     fn status(&self, now: Instant) -> NodeStatus {
@@ -274,7 +283,7 @@ impl NodeEntry {
             consecutive_failures,
             module: match &self.pool {
                 Some(pool) => Some(pool.module_hash().to_owned()),
-                None => announced,
+                None => announced.map(|m| m.hash.clone()),
             },
         }
     }
@@ -344,6 +353,7 @@ impl Registry {
             true,
             pool.methods().to_vec(),
         );
+        node.health().module = Some(pool.module_summary().clone());
         node.pool = Some(pool);
         nodes.push(Arc::new(node));
         drop(nodes);
@@ -360,17 +370,15 @@ impl Registry {
             return;
         }
         tracing::info!(node = %url, "node joined");
+        let node = NodeEntry {
+            heartbeat_expiry: self.heartbeat_expiry,
+            ..NodeEntry::new(url, Origin::Joined, true, announcement.methods)
+        };
+        node.health().module = announcement.module.map(Arc::new);
         self.nodes
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .push(Arc::new({
-                let entry = NodeEntry {
-                    heartbeat_expiry: self.heartbeat_expiry,
-                    ..NodeEntry::new(url, Origin::Joined, true, announcement.methods)
-                };
-                entry.health().module = announcement.module;
-                entry
-            }));
+            .push(Arc::new(node));
         self.refresh_methods();
     }
 

@@ -13,18 +13,21 @@ pub struct Announcement {
     pub url: String,
     /// The functions the node serves.
     pub methods: Vec<String>,
-    /// Hex SHA-256 of the module the node serves, for operators (absent
-    /// from nodes that do not report it).
+    /// The node's module, for the gateway's result cache; absent from
+    /// older nodes, whose results are then not cached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub module: Option<String>,
+    pub module: Option<crate::manifest::ModuleSummary>,
 }
 
 impl Announcement {
-    /// The announced module hash, when it is one (64 lowercase hex digits).
-    pub fn checked_module(&self) -> Option<String> {
-        self.module
-            .clone()
-            .filter(|m| m.len() == 64 && m.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+    /// The announced module, when its hash is one (64 lowercase hex digits).
+    pub fn checked_module(&self) -> Option<crate::manifest::ModuleSummary> {
+        self.module.clone().filter(|m| {
+            m.hash.len() == 64
+                && m.hash
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        })
     }
 }
 

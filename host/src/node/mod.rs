@@ -163,7 +163,7 @@ impl Node {
             let announcement = Announcement {
                 url: self.url.clone(),
                 methods: self.pool.methods().to_vec(),
-                module: Some(self.pool.module_hash().to_owned()),
+                module: Some((**self.pool.module_summary()).clone()),
             };
             tokio::spawn(join::heartbeat(
                 http::client(),

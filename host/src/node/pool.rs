@@ -104,6 +104,11 @@ impl WorkerPool {
         self.module.hash()
     }
 
+    /// The module's hash and cacheable functions.
+    pub fn module_summary(&self) -> &Arc<crate::manifest::ModuleSummary> {
+        self.module.summary()
+    }
+
     /// How many calls run at once.
     pub fn workers(&self) -> usize {
         self.sizing.workers

@@ -40,6 +40,12 @@ pub trait Dispatch: Send + Sync + 'static {
     fn builtin(&self, _name: &str) -> Option<serde_json::Value> {
         None
     }
+
+    /// The methods whose results are cached, with their time to live in
+    /// milliseconds (for `rpc.discover`).
+    fn cached_methods(&self) -> std::collections::BTreeMap<String, u64> {
+        Default::default()
+    }
 }
 
 /// Transport limits of an endpoint.
@@ -112,7 +118,10 @@ async fn handle<D: Dispatch>(
     };
     match incoming {
         Incoming::Single(entry) => {
-            let Some(reply) = run(&endpoint, entry, budget).await else {
+            let hint = super::CacheHint::new(no_cache(headers));
+            let Some(reply) =
+                super::CacheHint::scope(hint.clone(), run(&endpoint, entry, budget)).await
+            else {
                 return StatusCode::NO_CONTENT.into_response();
             };
             let status = match &reply.outcome {
@@ -122,7 +131,14 @@ async fn handle<D: Dispatch>(
             };
             let mut out = Vec::with_capacity(128);
             write_reply(&mut out, &reply);
-            json_response(status, out)
+            let mut response = json_response(status, out);
+            if let Some(outcome) = hint.outcome() {
+                response.headers_mut().insert(
+                    super::CACHE_HEADER,
+                    HeaderValue::from_static(outcome.as_str()),
+                );
+            }
+            response
         }
         Incoming::Batch(entries) => {
             let limit = endpoint.limits.max_batch;
@@ -148,9 +164,13 @@ async fn handle<D: Dispatch>(
                 let slots = &slots;
                 let endpoint = &endpoint;
                 let room = &room;
+                let hint = super::CacheHint::new(no_cache(headers));
                 async move {
                     let _slot = slots.acquire().await.ok();
-                    let reply = run(endpoint, entry, budget).await;
+                    // Each entry has its own hint, so entries use the cache
+                    // (and honour no-cache); one header cannot tell about
+                    // all of them, so a batch response has none.
+                    let reply = super::CacheHint::scope(hint, run(endpoint, entry, budget)).await;
                     reply.map(|reply| within(reply, room, endpoint.limits.max_response_bytes))
                 }
             }))
@@ -213,7 +233,10 @@ async fn run<'a, D: Dispatch>(
         _ => None,
     };
     let outcome = if call.method == "rpc.discover" {
-        let document = openrpc::document(&endpoint.dispatch.methods());
+        let document = openrpc::document(
+            &endpoint.dispatch.methods(),
+            &endpoint.dispatch.cached_methods(),
+        );
         Ok(Bytes::from(document.to_string()))
     } else if let Some(answer) = builtin {
         Ok(Bytes::from(answer.to_string()))
@@ -244,6 +267,20 @@ async fn run<'a, D: Dispatch>(
         id: Some(id),
         outcome,
     })
+}
+
+/// Whether the client sent `Cache-Control: no-cache` (or `no-store`): run
+/// the call even when a cached result exists.
+fn no_cache(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|directive| {
+            let directive = directive.trim();
+            directive.eq_ignore_ascii_case("no-cache") || directive.eq_ignore_ascii_case("no-store")
+        })
 }
 
 fn is_json(headers: &HeaderMap) -> bool {

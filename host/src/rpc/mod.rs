@@ -2,6 +2,7 @@
 //! the response writer, the error table and the HTTP endpoint.
 
 mod budget;
+mod cache_hint;
 pub mod codes;
 mod endpoint;
 mod error;
@@ -13,6 +14,7 @@ pub use budget::{
     CallBudget, CallerKey, DEADLINE_HEADER, DEPTH_HEADER, GRANT_HEADER, Grant, KEY_NAME_HEADER,
     KeyName,
 };
+pub use cache_hint::{CACHE_HEADER, CacheHint, CacheOutcome, Claim};
 pub use endpoint::{CallRequest, Dispatch, EndpointLimits, router};
 pub(crate) use endpoint::{body_error, error_response};
 pub use error::RpcError;

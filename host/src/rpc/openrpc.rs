@@ -1,19 +1,26 @@
 //! The OpenRPC document `rpc.discover` returns.
 
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 
 /// An OpenRPC 1.2 document listing `methods`. Guest functions take any JSON
-/// and return any JSON, so params and results are described as such.
-pub fn document(methods: &[String]) -> Value {
+/// and return any JSON, so params and results are described as such. A
+/// cacheable method (in `cache`, with its time to live in milliseconds)
+/// says so in the `x-madrpc-cache` extension field.
+pub fn document(methods: &[String], cache: &BTreeMap<String, u64>) -> Value {
     let methods: Vec<Value> = methods
         .iter()
         .map(|name| {
-            json!({
+            let mut method = json!({
                 "name": name,
                 "paramStructure": "either",
                 "params": [],
                 "result": { "name": "result", "schema": {} },
-            })
+            });
+            if let Some(ttl_ms) = cache.get(name) {
+                method["x-madrpc-cache"] = json!({ "ttl_ms": ttl_ms });
+            }
+            method
         })
         .collect();
     json!({

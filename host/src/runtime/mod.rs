@@ -138,8 +138,8 @@ impl Runtime {
         .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
         let linked = self.link(&compiled)?;
         Ok(LoadedModule {
+            summary: Arc::new(crate::manifest::ModuleSummary::of(wasm, &manifest)),
             manifest,
-            hash: module::content_hash(wasm),
             slots: Arc::new(module::Slots::new(linked, cached_at)),
         })
     }

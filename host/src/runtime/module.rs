@@ -13,8 +13,7 @@ use wasmtime::{InstancePre, ModuleExport};
 #[derive(Clone)]
 pub struct LoadedModule {
     pub(crate) manifest: Manifest,
-    /// Hex SHA-256 of the module's bytes: the version operators see.
-    pub(crate) hash: Arc<str>,
+    pub(crate) summary: Arc<crate::manifest::ModuleSummary>,
     pub(crate) slots: Arc<Slots>,
 }
 
@@ -125,6 +124,11 @@ impl LoadedModule {
         &self.manifest
     }
 
+    /// The module's hash and cacheable functions, for the gateway's cache.
+    pub fn summary(&self) -> &Arc<crate::manifest::ModuleSummary> {
+        &self.summary
+    }
+
     /// The registered function names.
     pub fn methods(&self) -> &[String] {
         &self.manifest.methods
@@ -132,19 +136,8 @@ impl LoadedModule {
 
     /// Hex SHA-256 of the module's bytes, which names its version.
     pub fn hash(&self) -> &str {
-        &self.hash
+        &self.summary.hash
     }
-}
-
-/// Hex SHA-256 of `wasm`.
-pub(crate) fn content_hash(wasm: &[u8]) -> Arc<str> {
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(wasm);
-    let mut hex = String::with_capacity(64);
-    for byte in digest {
-        hex.push_str(&format!("{byte:02x}"));
-    }
-    Arc::from(hex)
 }
 
 /// Pre-resolved handles of the guest ABI exports, so a call does not look
