@@ -156,7 +156,24 @@ async fn honest_client(url: String, stop: Arc<AtomicBool>, done: Arc<AtomicUsize
         let (mut request, expected) = honest_call(round);
         request["jsonrpc"] = json!("2.0");
         request["id"] = json!(round);
-        let reply = rpc(&http, &url, &request.to_string()).await;
+        // A well-behaved client: when the grid refuses a call as overloaded
+        // (a hostile tree may hold every worker), it waits as Retry-After
+        // says and sends the call again, a few times at most.
+        let mut reply = rpc(&http, &url, &request.to_string()).await;
+        for _ in 0..5 {
+            let refused = reply.status == 503
+                && serde_json::from_slice::<Value>(&reply.body)
+                    .is_ok_and(|body| body["error"]["data"]["kind"] == "overloaded");
+            let Some(wait) = refused
+                .then(|| reply.headers.get("retry-after"))
+                .flatten()
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            else {
+                break;
+            };
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+            reply = rpc(&http, &url, &request.to_string()).await;
+        }
         let body: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
         if reply.status != 200 || body["result"] != json!(expected) || body["id"] != json!(round) {
             wrong.push(format!(

@@ -140,9 +140,11 @@ impl ClientAdmission {
         }
     }
 
-    /// Whether a client call arriving now could start or wait for a start.
-    pub(super) fn has_room(&self) -> bool {
-        self.calls.available_permits() > 0 || self.waiting.load(Ordering::Acquire) < self.queue
+    /// Whether a client call arriving now could start at once (given
+    /// whether a worker is free) or wait for a start.
+    pub(super) fn has_room(&self, worker_free: bool) -> bool {
+        (worker_free && self.calls.available_permits() > 0)
+            || self.waiting.load(Ordering::Acquire) < self.queue
     }
 
     /// Starts a client call whose deadline is `deadline`, or refuses it.

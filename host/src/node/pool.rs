@@ -133,7 +133,7 @@ impl WorkerPool {
 
     /// Whether a client call arriving now would be admitted.
     pub fn has_room(&self) -> bool {
-        self.admission.has_room()
+        self.admission.has_room(self.gate.free() > 0)
     }
 
     /// Calls run to completion since the node started.
