@@ -13,7 +13,8 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    cli::init_telemetry(&args);
+    // Held to the end of main: dropping it writes out the last log lines.
+    let _log = cli::init_telemetry(&args);
     match cli::dispatch(args) {
         Ok(code) => code,
         Err(error) => {

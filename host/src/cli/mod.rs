@@ -163,11 +163,11 @@ pub enum LogFormatArg {
 }
 
 /// Logs go to stderr; `RUST_LOG` takes precedence over `-v`.
-pub fn init_telemetry(args: &Cli) {
+pub fn init_telemetry(args: &Cli) -> madrpc::telemetry::log::WorkerGuard {
     use madrpc::telemetry::log::{self, LogFormat};
     let format = match args.log_format {
         LogFormatArg::Text => LogFormat::Text,
         LogFormatArg::Json => LogFormat::Json,
     };
-    log::init(args.verbose, format, args.quiet);
+    log::init(args.verbose, format, args.quiet)
 }
