@@ -130,11 +130,16 @@ async fn finished(base: &str, id: &str) -> Value {
     job
 }
 
-/// Lines of the pool's debug log that record a run of `method`.
-fn runs_of(process: &Logged, method: &str) -> usize {
+/// Lines of the pool's debug log that record a run of `method`, once at
+/// least `at_least` are there (a reply can come before its log line).
+fn runs_of(process: &Logged, method: &str, at_least: usize) -> usize {
     let needle = format!("method={method} ");
     process
-        .matching(|l| l.contains(" call") && l.contains(&needle))
+        .wait_for_count(
+            |l| l.contains(" call") && l.contains(&needle),
+            at_least,
+            Duration::from_secs(10),
+        )
         .len()
 }
 
@@ -242,7 +247,7 @@ async fn an_idempotent_resubmit_runs_the_work_once(store: Store) {
         "{message}"
     );
 
-    assert_eq!(runs_of(&grid, "busy"), 1, "{}", grid.output());
+    assert_eq!(runs_of(&grid, "busy", 1), 1, "{}", grid.output());
 
     let second = submit(&grid.url, json!({"method": "add", "params": [1, 2]})).await;
     finished(&grid.url, &second).await;
@@ -369,7 +374,9 @@ async fn a_job_outlives_kill_9_of_serve() {
     .json();
     assert_eq!(all["jobs"].as_array().unwrap().len(), 1, "{all}");
     assert_eq!(
-        second.matching(|l| l.contains("job finished")).len(),
+        second
+            .wait_for_count(|l| l.contains("job finished"), 1, Duration::from_secs(10))
+            .len(),
         1,
         "one recorded result"
     );
@@ -404,7 +411,10 @@ async fn two_gateways_share_postgres_and_survive_a_kill() {
     assert_eq!(job["state"], "succeeded", "{job}");
     assert_eq!(job["result"], "taken over");
     assert_eq!(job["attempts"], 2);
-    assert_eq!(survivor.matching(|l| l.contains("job finished")).len(), 1);
+    // The reply can come before the log line that records it.
+    let finished_lines =
+        survivor.wait_for_count(|l| l.contains("job finished"), 1, Duration::from_secs(10));
+    assert_eq!(finished_lines.len(), 1);
 }
 
 /// `submit --wait` prints the result; `submit` prints an id that `job

@@ -575,7 +575,17 @@ async fn sub_calls_pass_as_the_cluster_and_never_spend_the_callers_rate() {
 
     // Every call of the tree, sub-calls at every depth included, is
     // attributed to the caller's key.
-    let logged = std::fs::read_to_string(&log).unwrap();
+    // Log lines are written by a thread of their own: wait until the 13
+    // calls of the first tree are all in the file.
+    let mut logged = String::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        logged = std::fs::read_to_string(&log).unwrap();
+        if logged.matches(" call method=").count() >= 13 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let calls: Vec<&str> = logged
         .lines()
         .filter(|l| l.contains(" call method="))
