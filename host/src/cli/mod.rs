@@ -16,6 +16,7 @@ mod serve;
 mod signal;
 mod submit;
 mod top;
+mod top_status;
 mod top_view;
 
 use clap::{Parser, Subcommand};

@@ -4,11 +4,10 @@
 //! a table of methods with their latency percentiles. `q` quits.
 
 use super::edge::TrustArgs;
+use super::top_status::Status;
 use super::top_view::{self, Screen};
 use clap::Args;
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
-use serde::Deserialize;
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -23,75 +22,6 @@ pub struct TopArgs {
     interval: humantime::Duration,
     #[command(flatten)]
     trust: TrustArgs,
-}
-
-/// What `/v1/status` answers (the fields `top` shows).
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub(super) struct Status {
-    pub version: String,
-    pub uptime_ms: u64,
-    pub ready: bool,
-    pub draining: bool,
-    pub modules: Vec<String>,
-    pub methods: Vec<String>,
-    pub nodes: Vec<NodeRow>,
-    pub calls: Calls,
-    pub history: History,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub(super) struct NodeRow {
-    pub url: String,
-    pub origin: String,
-    pub available: bool,
-    pub in_flight: u64,
-    pub consecutive_failures: u64,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub(super) struct Calls {
-    pub total_requests: u64,
-    pub failed_requests: u64,
-    pub methods: BTreeMap<String, MethodCalls>,
-}
-
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(default)]
-pub(super) struct MethodCalls {
-    pub call_count: u64,
-    pub failure_count: u64,
-    pub avg_latency_us: u64,
-    pub p50_latency_us: u64,
-    pub p95_latency_us: u64,
-    pub p99_latency_us: u64,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub(super) struct History {
-    pub now: u64,
-    pub seconds: Vec<Second>,
-    pub errors: Vec<RecentError>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub(super) struct Second {
-    pub at: u64,
-    pub calls: u64,
-    pub errors: u64,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub(super) struct RecentError {
-    pub at_ms: u64,
-    pub method: String,
-    pub kind: String,
-    pub message: Option<String>,
 }
 
 /// Watches the grid until `q`, Esc or Ctrl-C.

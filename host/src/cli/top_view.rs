@@ -2,7 +2,7 @@
 //! second over the last minute, the nodes, the methods and the last
 //! errors. It keeps the previous reading to turn counts into rates.
 
-use super::top::{MethodCalls, Status};
+use super::top_status::{MethodCalls, Status};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout};
 use ratatui::style::{Color, Modifier, Style};
