@@ -108,18 +108,7 @@ async fn ready(State(observe): State<Observe>) -> (StatusCode, Json<Value>) {
     } else {
         None
     };
-    let status = match reason {
-        Some(_) => StatusCode::SERVICE_UNAVAILABLE,
-        None => StatusCode::OK,
-    };
-    (
-        status,
-        Json(json!({
-            "ready": reason.is_none(),
-            "status": reason.unwrap_or("ready"),
-            "available_nodes": available,
-        })),
-    )
+    telemetry::ready::reply(reason, json!({ "available_nodes": available }))
 }
 
 /// The gateway's answers to the original MaDRPC's built-ins: `_metrics`

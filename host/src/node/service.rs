@@ -263,18 +263,12 @@ async fn ready(State(state): State<Arc<NodeState>>) -> (StatusCode, Json<serde_j
     } else {
         None
     };
-    let status = match reason {
-        Some(_) => StatusCode::SERVICE_UNAVAILABLE,
-        None => StatusCode::OK,
-    };
-    (
-        status,
-        Json(json!({
-            "ready": reason.is_none(),
-            "status": reason.unwrap_or("ready"),
+    telemetry::ready::reply(
+        reason,
+        json!({
             "in_flight": state.pool.in_flight(),
             "workers": state.pool.workers(),
-        })),
+        }),
     )
 }
 

@@ -2,11 +2,12 @@
 //! ([`metrics`]), request ids and trace context ([`trace`]), the log
 //! format ([`log`]), the access log ([`access`]) and the recent
 //! statistics behind `_metrics`, `madrpc top` and the status page
-//! ([`stats`]). It sits on the bottom floor: it names no other module.
+//! ([`stats`]), and the `/ready` reply ([`ready`]). It sits on the bottom floor: it names no other module.
 
 pub mod access;
 pub mod log;
 pub mod metrics;
+pub mod ready;
 pub mod stats;
 pub mod trace;
 
