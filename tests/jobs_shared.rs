@@ -1,7 +1,8 @@
-//! Jobs in a shared PostgreSQL store, through real processes: two
-//! `madrpc gateway`s in front of a node share one queue and one survives
-//! the other's `kill -9`; a graceful shutdown finishes or hands back its
-//! running jobs; the store is reached over TLS.
+//! Jobs that outlive their process, through real processes: two
+//! `madrpc gateway`s in front of a node share one PostgreSQL queue and one
+//! survives the other's `kill -9`; a graceful shutdown finishes or hands
+//! back its running jobs (to another process, or to itself restarted); the
+//! PostgreSQL store is reached over TLS.
 
 mod support;
 
@@ -84,6 +85,10 @@ async fn two_gateways_share_postgres_and_one_finishes_the_others_job() {
         1,
         "one recorded result"
     );
+    let all = request(hyper::Method::GET, &format!("{}/v1/jobs", b.url), &[], None)
+        .await
+        .json();
+    assert_eq!(all["jobs"].as_array().unwrap().len(), 1, "{all}");
 }
 
 /// SIGINT to `serve` while two jobs run: the short one finishes within the
@@ -155,6 +160,63 @@ async fn a_graceful_shutdown_finishes_or_hands_back_its_running_jobs() {
         "the handed-back run is not counted: {job}"
     );
     assert_eq!(started(&b), 1, "B ran only the handed-back job");
+}
+
+/// SIGINT to `serve` on the embedded store while a job runs past the
+/// drain time: the job is handed back, and the restarted `serve` runs it
+/// to its one result, the interrupted run not counted as an attempt.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_interrupted_by_a_graceful_shutdown_runs_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().display().to_string();
+    let script = module().display().to_string();
+    let serve = || {
+        Logged::start(
+            &[
+                "serve",
+                &script,
+                "--listen",
+                "127.0.0.1:0",
+                "--drain-timeout",
+                "1s",
+                "--data-dir",
+                &data,
+            ],
+            &[],
+            "madrpc is serving at ",
+        )
+    };
+    let mut first = serve();
+    let id = submit(
+        &first.url,
+        json!({"method": "busy", "params": [2500, "after a restart"]}),
+    )
+    .await;
+    first
+        .wait_for(|l| l.contains("job started"), Duration::from_secs(20))
+        .expect("the job starts");
+    first.signal(libc::SIGINT);
+    let status = first.wait_exit(Duration::from_secs(10)).expect("it exits");
+    assert!(status.success(), "{status:?}: {}", first.output());
+    assert_eq!(
+        first.matching(|l| l.contains("job handed back")).len(),
+        1,
+        "{}",
+        first.output()
+    );
+    assert!(first.matching(|l| l.contains("job finished")).is_empty());
+
+    let second = serve();
+    let job = finished(&second.url, &id).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["result"], "after a restart");
+    assert_eq!(job["attempts"], 1, "{job}");
+    assert_eq!(
+        second
+            .wait_for_count(|l| l.contains("job finished"), 1, Duration::from_secs(10))
+            .len(),
+        1
+    );
 }
 
 /// A PostgreSQL server that takes only TLS connections: a job round-trips
