@@ -398,13 +398,13 @@ async fn known_modules(gateway: &str) -> Vec<String> {
         .collect()
 }
 
-/// A gateway that finds its node with `--node` (no heartbeats) learns the
-/// node's module from its `/health` and caches for it: the node runs the
-/// function once for two calls. A gateway in front of two such nodes that
+/// A gateway that finds its node with `--node` or `--discover` (no
+/// heartbeats) learns the node's module from its `/health` and caches for
+/// it: the node runs the function once for two calls. A gateway in front of two such nodes that
 /// run different modules caches nothing, so neither gets the other's
 /// results.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_gateway_caches_for_nodes_given_with_node_by_their_module() {
+async fn a_gateway_caches_for_nodes_it_health_checks_by_their_module() {
     let node = Process::node(module(), &[]);
     let health = support::grid::get_json(&client(), &format!("{}/health", node.url)).await;
     let hash = health["module"]["hash"].as_str().expect("a module hash");
@@ -423,6 +423,28 @@ async fn a_gateway_caches_for_nodes_given_with_node_by_their_module() {
     let again = call_url(&gateway.url, "slow", r#"{ "n": 1 }"#).await;
     assert_eq!(cache_header(&again), Some("hit"));
     assert_eq!(result(&again), result(&first));
+    assert_eq!(served(&node.url).await - before, 1, "the guest ran once");
+
+    // The same for a node found by DNS (`localhost` names 127.0.0.1).
+    let port = node.url.rsplit(':').next().expect("a port");
+    let found = Process::gateway(&[
+        "--discover",
+        &format!("dns:localhost:{port}"),
+        "--discover-interval",
+        "200ms",
+    ]);
+    assert!(
+        support::grid::eventually(Duration::from_secs(30), || async {
+            known_modules(&found.url).await == [hash.to_owned()]
+        })
+        .await,
+        "the gateway never learned the discovered node's module"
+    );
+    let before = served(&node.url).await;
+    let first = call_url(&found.url, "slow", r#"{"n":3}"#).await;
+    assert_eq!(cache_header(&first), Some("miss"));
+    let again = call_url(&found.url, "slow", r#"{"n":3}"#).await;
+    assert_eq!(cache_header(&again), Some("hit"));
     assert_eq!(served(&node.url).await - before, 1, "the guest ran once");
 
     let dir = tempfile::tempdir().unwrap();

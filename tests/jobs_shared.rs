@@ -134,7 +134,7 @@ async fn a_graceful_shutdown_finishes_or_hands_back_its_running_jobs() {
     .await;
     let long = submit(
         &a.url,
-        json!({"method": "busy", "params": [4000, "handed back"]}),
+        json!({"method": "busy", "params": [5000, "handed back"]}),
     )
     .await;
     a.wait_for_count(|l| l.contains("job started"), 2, Duration::from_secs(20));
