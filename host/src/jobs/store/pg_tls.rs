@@ -34,6 +34,9 @@ impl Target {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             let value = percent_decode_str(value).decode_utf8_lossy();
             match key {
+                // `system` (libpq's name for the system's roots) adds
+                // nothing: they are always trusted.
+                "sslrootcert" if value == "system" => {}
                 "sslrootcert" => root_cert = Some(PathBuf::from(value.as_ref())),
                 "sslmode" => {
                     // tokio-postgres knows three modes; rustls always
@@ -101,7 +104,7 @@ mod tests {
             target.url,
             "postgres://u@h:5432/db?application_name=a%20b&sslmode=require&connect_timeout=5"
         );
-        let plain = Target::parse("postgres://u@h/db").unwrap();
+        let plain = Target::parse("postgres://u@h/db?sslrootcert=system").unwrap();
         assert_eq!(plain.url, "postgres://u@h/db");
         assert!(Target::parse("postgres://u@h/db?sslmode=sometimes").is_err());
         let missing = Target::parse("postgres://u@h/db?sslrootcert=/nonexistent/ca.pem");
