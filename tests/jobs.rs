@@ -360,6 +360,7 @@ async fn each_api_key_sees_only_its_own_jobs() {
         "Bearer {}",
         new_key(&keys, "carol", &["--rate", "1/min", "--burst", "2"])
     );
+    let dave = format!("Bearer {}", new_key(&keys, "dave", &["--concurrency", "1"]));
     let grid = serve(
         &Store::Embedded,
         dir.path(),
@@ -405,6 +406,39 @@ async fn each_api_key_sees_only_its_own_jobs() {
     assert_eq!(
         call.status, 429,
         "submissions and calls share the key's rate"
+    );
+
+    // A long poll holds one of the key's concurrency slots while it waits.
+    let as_dave = [("authorization", dave.as_str())];
+    let reply = request(
+        hyper::Method::POST,
+        &url,
+        &as_dave,
+        Some(json!({"method": "busy", "params": [1500, "polled"]})),
+    )
+    .await;
+    let polled = reply.json()["id"].as_str().unwrap().to_owned();
+    let poll = tokio::spawn({
+        let (url, dave) = (format!("{url}/{polled}?wait=30s"), dave.clone());
+        async move { request(hyper::Method::GET, &url, &[("authorization", &dave)], None).await }
+    });
+    let unknown = json!({"method": "nope"});
+    assert!(
+        support::grid::eventually(Duration::from_secs(10), || async {
+            let reply = request(hyper::Method::POST, &url, &as_dave, Some(unknown.clone())).await;
+            reply.status == 429
+                && reply.json()["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("at once"))
+        })
+        .await,
+        "the long poll did not hold the key's only slot"
+    );
+    assert_eq!(poll.await.unwrap().json()["result"], "polled");
+    let after = request(hyper::Method::POST, &url, &as_dave, Some(unknown)).await;
+    assert_eq!(
+        after.status, 422,
+        "the slot is free again once the poll answered"
     );
 
     let submit_as = |who: &str| {
