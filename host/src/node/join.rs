@@ -22,12 +22,9 @@ pub struct Announcement {
 impl Announcement {
     /// The announced module, when its hash is one (64 lowercase hex digits).
     pub fn checked_module(&self) -> Option<crate::manifest::ModuleSummary> {
-        self.module.clone().filter(|m| {
-            m.hash.len() == 64
-                && m.hash
-                    .bytes()
-                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        })
+        self.module
+            .clone()
+            .filter(crate::manifest::ModuleSummary::is_well_formed)
     }
 }
 
