@@ -3,9 +3,11 @@
 //! retry on another node when a node fails before replying. It never runs
 //! guest code.
 
+mod admin;
 mod balance;
 mod cache;
 mod caching;
+pub mod deploy;
 pub mod discover;
 mod drain;
 mod forward;
@@ -16,6 +18,8 @@ mod registry;
 mod retry_budget;
 mod service;
 
+pub use admin::MAX_MODULE_BYTES;
+pub use deploy::{Activated, DeployError, Deployments};
 pub use membership::{NodePolicy, NodeUrlError};
 pub use registry::{NodeStatus, Registry};
 
@@ -62,6 +66,11 @@ pub struct GatewayConfig {
     pub drain_timeout: Duration,
     /// Bytes the result cache may hold (`--cache-size`); 0 turns it off.
     pub cache_bytes: usize,
+    /// The secret `madrpc deploy` must present; `None` turns deploys off.
+    pub admin_token: Option<String>,
+    /// Where deployed module versions are kept, so a restart serves the
+    /// deployed one; `None` keeps them in memory (`serve`).
+    pub modules_dir: Option<std::path::PathBuf>,
 }
 
 /// Why a gateway could not run.
@@ -84,6 +93,9 @@ pub enum GatewayError {
     /// A `--node` URL is not acceptable.
     #[error("cannot use --node: {0}")]
     BadNode(#[from] NodeUrlError),
+    /// The module store could not be opened.
+    #[error(transparent)]
+    Modules(#[from] crate::modules::StoreError),
 }
 
 /// Routes calls to nodes: the [`Dispatch`] behind the gateway's endpoint.
@@ -95,13 +107,17 @@ pub struct Balancer {
     log: Arc<CallLog>,
     /// Results of cacheable functions; `None` with `--cache-size 0`.
     cache: Option<cache::ResultCache>,
+    /// The module version calls start on.
+    deployments: Arc<Deployments>,
 }
 
 impl Dispatch for Balancer {
     /// Calls of cacheable functions go through the result cache (see
     /// `caching`); the rest go straight to [`Balancer::call_nodes`].
-    async fn call(&self, request: CallRequest) -> Result<Bytes, RpcError> {
+    async fn call(&self, mut request: CallRequest) -> Result<Bytes, RpcError> {
         let started = std::time::Instant::now();
+        // A client's call runs on the version current now, to the end.
+        let _pin = self.deployments.pin(&mut request.budget);
         let budget = request.budget;
         let method = request.method.clone();
         let mut node = None;
@@ -120,7 +136,10 @@ impl Dispatch for Balancer {
     }
 
     fn methods(&self) -> Vec<String> {
-        self.registry.methods().to_vec()
+        match self.deployments.current() {
+            Some(version) => version.manifest.methods.clone(),
+            None => self.registry.methods().to_vec(),
+        }
     }
 
     fn builtin(&self, name: &str) -> Option<serde_json::Value> {
@@ -129,6 +148,10 @@ impl Dispatch for Balancer {
 
     fn cached_methods(&self) -> std::collections::BTreeMap<String, u64> {
         self.cacheable_methods()
+    }
+
+    fn module_version(&self) -> Option<String> {
+        self.deployments.current().map(|v| v.id.to_string())
     }
 }
 
@@ -141,9 +164,20 @@ impl Balancer {
         served_by: &mut Option<String>,
     ) -> Result<Bytes, RpcError> {
         let nodes = self.registry.nodes();
-        let methods = self.registry.methods();
-        if !methods.is_empty() && methods.binary_search(&request.method).is_err() {
-            return Err(RpcError::method_not_found(&request.method, &methods));
+        let version = request.budget.module;
+        match version.and_then(|id| self.deployments.version(id)) {
+            Some(pinned) => {
+                let methods = &pinned.manifest.methods;
+                if !methods.contains(&request.method) {
+                    return Err(RpcError::method_not_found(&request.method, methods));
+                }
+            }
+            None => {
+                let methods = self.registry.methods();
+                if !methods.is_empty() && methods.binary_search(&request.method).is_err() {
+                    return Err(RpcError::method_not_found(&request.method, &methods));
+                }
+            }
         }
         let mut tried = Vec::new();
         let mut last_error = None;
@@ -155,7 +189,7 @@ impl Balancer {
         // that timed out may still be running, so it is neither sent again
         // nor held against its node.
         for attempt in 0..2 {
-            let Some(node) = balance::pick(&nodes, &request.method, &tried) else {
+            let Some(node) = balance::pick(&nodes, &request.method, version, &tried) else {
                 break;
             };
             *served_by = Some(node.url.clone());
@@ -214,12 +248,20 @@ impl Balancer {
             }
             tried.push(node);
         }
-        Err(last_error.unwrap_or_else(|| {
-            RpcError::new(
+        Err(last_error.unwrap_or_else(|| match version {
+            Some(id) if nodes.iter().any(|n| n.is_available(std::time::Instant::now())) => RpcError::new(
+                codes::NO_HEALTHY_NODE,
+                "no_healthy_node",
+                format!(
+                    "No healthy node holds module version {} that this call runs on; retry the call, or check the nodes' logs for a failed load",
+                    id.short()
+                ),
+            ),
+            _ => RpcError::new(
                 codes::NO_HEALTHY_NODE,
                 "no_healthy_node",
                 "No healthy node: the gateway has no node that can take calls; start one with `madrpc node --join <gateway url>` or check the nodes' health",
-            )
+            ),
         }))
     }
 }
@@ -259,6 +301,7 @@ pub struct Gateway {
     listener: TcpListener,
     registry: Arc<Registry>,
     token: Arc<ClusterToken>,
+    admin: Arc<ClusterToken>,
     balancer: Arc<Balancer>,
     client: NodeClient,
     config: GatewayConfig,
@@ -287,6 +330,12 @@ impl Gateway {
         let registry =
             Arc::new(Registry::new(&nodes).with_heartbeat_expiry(config.health_interval * 3));
         let token = Arc::new(ClusterToken::new(config.join_token.clone()));
+        let admin = Arc::new(ClusterToken::new(config.admin_token.clone()));
+        let store = crate::modules::Store::open(config.modules_dir.as_deref())?;
+        if let Some(current) = store.current() {
+            tracing::info!(module = %current.id, methods = ?current.manifest.methods, "serving the deployed module version");
+        }
+        let deployments = Arc::new(Deployments::new(store));
         let client = NodeClient::new(http::client(), token.clone(), config.max_result_bytes);
         let balancer = Arc::new(Balancer {
             registry: registry.clone(),
@@ -295,11 +344,13 @@ impl Gateway {
             retries: retry_budget::RetryBudget::default(),
             log: Arc::new(CallLog::new(telemetry::metrics::Surface::Gateway)),
             cache: (config.cache_bytes > 0).then(|| cache::ResultCache::new(config.cache_bytes)),
+            deployments,
         });
         Ok(Self {
             listener,
             registry,
             token,
+            admin,
             balancer,
             client,
             config,
@@ -321,6 +372,11 @@ impl Gateway {
     /// this gateway's balancer, without a socket.
     pub fn subcall_route(&self) -> SubcallRoute {
         SubcallRoute::InProcess(Arc::new(InProcess(Arc::downgrade(&self.balancer))))
+    }
+
+    /// The module versions: what calls start on, deploys and rollbacks.
+    pub fn deployments(&self) -> Arc<Deployments> {
+        self.balancer.deployments.clone()
     }
 
     /// The balancer, for callers in this process that run calls as a
@@ -371,7 +427,13 @@ impl Gateway {
             Some(extra) => calls.merge(edge.guard(extra, self.token.clone())),
             None => calls,
         };
-        let router = edge.wrap(calls.merge(service::router(
+        let modules = admin::routes(
+            self.balancer.deployments.clone(),
+            self.registry.clone(),
+            self.admin.clone(),
+            self.token.clone(),
+        );
+        let router = edge.wrap(calls.merge(modules).merge(service::router(
             self.registry.clone(),
             self.token.clone(),
             NodePolicy {
@@ -380,6 +442,7 @@ impl Gateway {
             observe::Observed {
                 log: self.balancer.log.clone(),
                 drain: drain.clone(),
+                deployments: self.balancer.deployments.clone(),
             },
         )))?;
         tracing::info!(addr = %self.local_addr(), scheme = edge.scheme(), "gateway serving");
@@ -437,6 +500,7 @@ mod tests {
             url: "http://a".into(),
             methods: vec!["m".into()],
             module: None,
+            loaded: Vec::new(),
         });
         let node = registry.nodes()[0].clone();
         let seconds: Vec<u64> = (0..8)

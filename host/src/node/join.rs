@@ -1,8 +1,15 @@
-//! Registering with a gateway and staying registered.
+//! Registering with a gateway and staying registered. Every heartbeat says
+//! which module versions the node holds; the gateway's answer says which
+//! it should hold and which is current, and [`super::follow`] fetches and
+//! loads the missing ones.
 
+use super::follow::Follower;
+use super::pool::WorkerPool;
 use crate::http::{self, HttpClient};
+use crate::modules::ModuleId;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -17,26 +24,53 @@ pub struct Announcement {
     /// older nodes, whose results are then not cached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub module: Option<crate::manifest::ModuleSummary>,
+    /// Every module version the node holds (the current one included), so
+    /// the gateway can send a call pinned to a version to a node that has
+    /// it; absent from older nodes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loaded: Vec<crate::manifest::ModuleSummary>,
 }
 
 impl Announcement {
     /// The announced module, when its hash is one (64 lowercase hex digits).
     pub fn checked_module(&self) -> Option<crate::manifest::ModuleSummary> {
-        self.module.clone().filter(|m| {
-            m.hash.len() == 64
-                && m.hash
-                    .bytes()
-                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        })
+        self.module
+            .clone()
+            .filter(|m| ModuleId::parse(&m.hash).is_some())
+    }
+
+    /// What `pool` serves, announced at `url`.
+    pub fn of(url: &str, pool: &WorkerPool) -> Self {
+        Self {
+            url: url.to_owned(),
+            methods: pool.methods(),
+            module: Some((*pool.module_summary()).clone()),
+            loaded: pool.loaded().iter().map(|m| (**m).clone()).collect(),
+        }
     }
 }
 
+/// The gateway's answer to a heartbeat once a version is deployed: the
+/// versions a node should hold, and the current one.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Versions {
+    /// The version calls start on.
+    pub current: Option<ModuleId>,
+    /// Every version a node should hold: the current one, the previous
+    /// one, one being deployed, and any that calls in flight still use.
+    pub wanted: Vec<ModuleId>,
+}
+
 /// Heartbeats `gateway` every `interval` until `stop` turns true, then
-/// tells the gateway the node is leaving.
+/// tells the gateway the node is leaving. A new version the gateway wants
+/// is fetched and loaded beside the heartbeats (a compile can take longer
+/// than the gateway waits for a heartbeat), and the node heartbeats again
+/// as soon as it holds it.
 pub(super) async fn heartbeat(
     client: HttpClient,
     gateway: String,
-    announcement: Announcement,
+    url: String,
+    pool: Arc<WorkerPool>,
     join_token: Option<String>,
     interval: Duration,
     mut stop: watch::Receiver<bool>,
@@ -46,12 +80,13 @@ pub(super) async fn heartbeat(
         .unwrap_or_default();
     let gateway = gateway.trim_end_matches('/').to_owned();
     let join_url = format!("{gateway}/v1/nodes");
-    let body = Bytes::from(serde_json::to_vec(&announcement).unwrap_or_default());
+    let follower = Follower::new(pool.clone(), client.clone(), &gateway, headers.clone());
     let timeout = interval.max(Duration::from_secs(1));
     let mut registered = None;
     loop {
-        let outcome =
-            http::post_json_with(&client, &join_url, body.clone(), timeout, &headers).await;
+        let body =
+            Bytes::from(serde_json::to_vec(&Announcement::of(&url, &pool)).unwrap_or_default());
+        let outcome = http::post_json_with(&client, &join_url, body, timeout, &headers).await;
         let ok = matches!(&outcome, Ok((status, _, _)) if status.is_success());
         if registered != Some(ok) {
             match &outcome {
@@ -66,12 +101,20 @@ pub(super) async fn heartbeat(
             }
             registered = Some(ok);
         }
+        if let Ok((status, _, body)) = &outcome
+            && status.is_success()
+            && let Ok(versions) = serde_json::from_slice::<Versions>(body)
+        {
+            follower.follow(&versions);
+        }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
+            _ = follower.loaded() => {}
             _ = stop.wait_for(|stopped| *stopped) => break,
         }
     }
     let leave_url = format!("{gateway}/v1/nodes/leave");
+    let body = Bytes::from(serde_json::to_vec(&Announcement::of(&url, &pool)).unwrap_or_default());
     if let Err(error) = http::post_json_with(&client, &leave_url, body, timeout, &headers).await {
         tracing::debug!(%error, "could not tell the gateway this node is leaving");
     }

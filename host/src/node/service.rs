@@ -50,7 +50,7 @@ impl Observed {
         budget: CallBudget,
     ) -> Result<Bytes, RpcError> {
         let started = std::time::Instant::now();
-        let label = method_label(&method, pool.methods()).to_owned();
+        let label = method_label(&method, &pool.methods()).to_owned();
         let outcome = pool.execute(method, params, budget).await;
         let error = outcome.as_ref().err();
         self.log.finish(&CallRecord {
@@ -77,7 +77,11 @@ impl Dispatch for LocalDispatch {
     }
 
     fn methods(&self) -> Vec<String> {
-        self.0.methods().to_vec()
+        self.0.methods()
+    }
+
+    fn module_version(&self) -> Option<String> {
+        Some(self.0.module_hash())
     }
 
     fn builtin(&self, name: &str) -> Option<serde_json::Value> {
@@ -247,6 +251,7 @@ fn error_reply(status: StatusCode, error: &RpcError) -> Response {
 async fn health(State(state): State<Arc<NodeState>>) -> Json<serde_json::Value> {
     Json(json!({
         "status": "ok",
+        "module": state.pool.module_hash(),
         "methods": state.pool.methods(),
         "workers": state.pool.workers(),
         "in_flight": state.pool.in_flight(),
