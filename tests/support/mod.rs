@@ -4,6 +4,7 @@
 
 pub mod fake_node;
 pub mod grid;
+pub mod load;
 pub mod logged;
 pub mod netns;
 pub mod postgres;

@@ -119,6 +119,9 @@ fn deploy_error(failure: DeployError) -> Response {
 /// `POST /v1/modules`: deploys the module in the body.
 async fn deploy(State(admin): State<Admin>, headers: HeaderMap, body: Body) -> Response {
     if let Some(refusal) = admin.refuse(&headers) {
+        // Read the module first: a client still sending it when the
+        // connection closed would see a broken pipe, not the refusal.
+        let _ = axum::body::to_bytes(body, MAX_MODULE_BYTES).await;
         return refusal;
     }
     let wasm = match axum::body::to_bytes(body, MAX_MODULE_BYTES).await {

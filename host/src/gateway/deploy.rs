@@ -155,22 +155,23 @@ impl Deployments {
     }
 
     /// The versions every node should hold, and the current one; `None`
-    /// before the first deploy (nodes keep what they were started with).
+    /// before the first deploy starts (nodes keep what they were started
+    /// with).
     pub fn wanted(&self) -> Option<Versions> {
-        let current = self.current()?.id;
-        let mut wanted = vec![current];
+        let current = self.current().map(|v| v.id);
+        let staged = *self.staged.lock().unwrap_or_else(|p| p.into_inner());
+        if current.is_none() && staged.is_none() {
+            return None;
+        }
+        let mut wanted: Vec<ModuleId> = current.into_iter().chain(staged).collect();
         wanted.extend(self.store().previous().map(|v| v.id));
-        wanted.extend(*self.staged.lock().unwrap_or_else(|p| p.into_inner()));
         let mut retired = self.retired.lock().unwrap_or_else(|p| p.into_inner());
         retired.retain(|live| live.calls.load(Ordering::Acquire) > 0);
         wanted.extend(retired.iter().map(|live| live.version.id));
         drop(retired);
         wanted.sort_unstable();
         wanted.dedup();
-        Some(Versions {
-            current: Some(current),
-            wanted,
-        })
+        Some(Versions { current, wanted })
     }
 
     /// The versions kept, newest first, as `GET /v1/modules` lists them.

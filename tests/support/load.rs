@@ -1,0 +1,112 @@
+//! A load run for deploy tests: clients that call the grid in a loop until
+//! stopped, and check every reply.
+
+use super::grid::rpc;
+use super::madrpc;
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// What the clients saw.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    /// Calls answered with a correct result.
+    pub ok: u64,
+    /// Every other answer, as text.
+    pub failures: Vec<String>,
+    /// The versions answers came from.
+    pub versions: BTreeSet<String>,
+}
+
+/// Clients calling `version` and `tree` (whose answer lists the version of
+/// the call and of each of its sub-calls) until [`Load::stop`].
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    clients: Vec<tokio::task::JoinHandle<LoadReport>>,
+}
+
+impl Load {
+    /// Starts `clients` clients against the JSON-RPC endpoint `url`.
+    pub fn start(url: &str, clients: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let clients = (0..clients)
+            .map(|n| {
+                let stop = stop.clone();
+                let url = url.to_owned();
+                tokio::spawn(async move {
+                    let http = super::grid::client();
+                    let mut report = LoadReport::default();
+                    let mut id = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        id += 1;
+                        let tree = (id + n as u64) % 2 == 0;
+                        let body = if tree {
+                            json!({"jsonrpc": "2.0", "method": "tree", "params": {"rounds": 2, "ms": 2}, "id": id})
+                        } else {
+                            json!({"jsonrpc": "2.0", "method": "version", "id": id})
+                        };
+                        let reply = rpc(&http, &url, &body.to_string()).await;
+                        let answer: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+                        check(&answer, tree, &mut report);
+                    }
+                    report
+                })
+            })
+            .collect();
+        Load { stop, clients }
+    }
+
+    /// Stops the clients and adds up what they saw.
+    pub async fn stop(self) -> LoadReport {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut total = LoadReport::default();
+        for client in self.clients {
+            let report = client.await.expect("a load client ran");
+            total.ok += report.ok;
+            total.failures.extend(report.failures);
+            total.versions.extend(report.versions);
+        }
+        total
+    }
+}
+
+/// A `version` answer is a string; a `tree` answer lists one version per
+/// call of the tree, all the same.
+fn check(answer: &Value, tree: bool, report: &mut LoadReport) {
+    let result = &answer["result"];
+    let versions: Option<Vec<&str>> = if tree {
+        result
+            .as_array()
+            .and_then(|all| all.iter().map(Value::as_str).collect())
+    } else {
+        result.as_str().map(|v| vec![v])
+    };
+    match versions {
+        Some(versions) if !versions.is_empty() && versions.iter().all(|v| *v == versions[0]) => {
+            report.ok += 1;
+            report.versions.insert(versions[0].to_owned());
+        }
+        _ => report.failures.push(answer.to_string()),
+    }
+}
+
+/// Runs `madrpc args...` off the async threads and returns its status,
+/// stdout and stderr.
+pub async fn run_madrpc(args: Vec<String>, env: Vec<(String, String)>) -> (bool, String, String) {
+    tokio::task::spawn_blocking(move || {
+        let output = madrpc()
+            .args(&args)
+            .env_remove("MADRPC_ADMIN_TOKEN")
+            .envs(env)
+            .output()
+            .expect("madrpc runs");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    })
+    .await
+    .expect("madrpc ran")
+}
