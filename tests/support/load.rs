@@ -40,7 +40,7 @@ impl Load {
                     let mut id = 0u64;
                     while !stop.load(Ordering::Relaxed) {
                         id += 1;
-                        let tree = (id + n as u64) % 2 == 0;
+                        let tree = (id + n as u64).is_multiple_of(2);
                         let body = if tree {
                             json!({"jsonrpc": "2.0", "method": "tree", "params": {"rounds": 2, "ms": 2}, "id": id})
                         } else {
