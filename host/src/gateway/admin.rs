@@ -103,6 +103,7 @@ fn deploy_error(failure: DeployError) -> Response {
         DeployError::NothingToRollBack => StatusCode::CONFLICT,
         DeployError::Load(_) => StatusCode::UNPROCESSABLE_ENTITY,
         DeployError::NodesLagging { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        DeployError::NodesCannotFollow(_) => StatusCode::CONFLICT,
         DeployError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     let kind = match failure {

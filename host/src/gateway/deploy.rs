@@ -58,6 +58,11 @@ pub enum DeployError {
         /// The nodes without it.
         nodes: String,
     },
+    /// Nodes that cannot take a deploy serve calls.
+    #[error(
+        "nodes {0} were given with --node or found with --discover: they do not tell the gateway which versions they hold, so they cannot take a deploy; roll them out with their own --module (or your orchestrator), or start them with --join"
+    )]
+    NodesCannotFollow(String),
     /// A rollback with no earlier version.
     #[error(
         "there is no earlier version to roll back to: this grid has had one version since its store began"
