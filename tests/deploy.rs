@@ -94,6 +94,7 @@ async fn switch_under_load(base: &str, args: &[&str], before: &str, after: &str)
         "the long call started"
     );
     let load = Load::start(&url, 4);
+    load.answers(20).await;
     let id = deploy(base, args).await;
     let still_running = !long.is_finished();
     let now = rpc(&http, &url, &call("version", json!({}))).await.json();
@@ -101,13 +102,14 @@ async fn switch_under_load(base: &str, args: &[&str], before: &str, after: &str)
         now["result"], after,
         "a call after the deploy runs on the new version"
     );
+    load.answers(20).await;
     let report = load.stop().await;
     assert!(
         report.failures.is_empty(),
         "failed calls during the switch: {:?}",
         report.failures
     );
-    assert!(report.ok > 20, "the load ran: {report:?}");
+    assert!(report.ok >= 40, "the load ran: {report:?}");
     let long = long.await.unwrap().json();
     assert!(
         still_running,
@@ -367,6 +369,7 @@ async fn serve_watch_swaps_the_module_on_save_and_keeps_it_through_a_syntax_erro
     let url = format!("{}/", serve.url);
     let http = client();
     let load = Load::start(&url, 4);
+    load.answers(20).await;
     std::fs::write(&script, source("v2", "")).unwrap();
     let deployed = tokio::task::block_in_place(|| {
         serve.wait_for(|l| l.starts_with("deployed "), Duration::from_secs(60))
@@ -394,6 +397,7 @@ async fn serve_watch_swaps_the_module_on_save_and_keeps_it_through_a_syntax_erro
     );
     let still = rpc(&http, &url, &call("version", json!({}))).await.json();
     assert_eq!(still["result"], "v2", "the old version keeps serving");
+    load.answers(20).await;
     let report = load.stop().await;
     assert!(
         report.failures.is_empty(),

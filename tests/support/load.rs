@@ -6,7 +6,8 @@ use super::madrpc;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 /// What the clients saw.
 #[derive(Debug, Default)]
@@ -23,6 +24,8 @@ pub struct LoadReport {
 /// the call and of each of its sub-calls) until [`Load::stop`].
 pub struct Load {
     stop: Arc<AtomicBool>,
+    /// Calls answered so far, right or wrong.
+    answered: Arc<AtomicU64>,
     clients: Vec<tokio::task::JoinHandle<LoadReport>>,
 }
 
@@ -30,9 +33,11 @@ impl Load {
     /// Starts `clients` clients against the JSON-RPC endpoint `url`.
     pub fn start(url: &str, clients: usize) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
+        let answered = Arc::new(AtomicU64::new(0));
         let clients = (0..clients)
             .map(|n| {
                 let stop = stop.clone();
+                let answered = answered.clone();
                 let url = url.to_owned();
                 tokio::spawn(async move {
                     let http = super::grid::client();
@@ -49,12 +54,27 @@ impl Load {
                         let reply = rpc(&http, &url, &body.to_string()).await;
                         let answer: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
                         check(&answer, tree, &mut report);
+                        answered.fetch_add(1, Ordering::Relaxed);
                     }
                     report
                 })
             })
             .collect();
-        Load { stop, clients }
+        Load {
+            stop,
+            answered,
+            clients,
+        }
+    }
+
+    /// Waits until `more` calls beyond those answered so far are answered.
+    pub async fn answers(&self, more: u64) {
+        let target = self.answered.load(Ordering::Relaxed) + more;
+        let ran = super::grid::eventually(Duration::from_secs(60), || async {
+            self.answered.load(Ordering::Relaxed) >= target
+        })
+        .await;
+        assert!(ran, "the load clients answered {more} more calls");
     }
 
     /// Stops the clients and adds up what they saw.

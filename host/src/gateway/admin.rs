@@ -141,14 +141,15 @@ async fn deploy(State(admin): State<Admin>, headers: HeaderMap, body: Body) -> R
         }
     };
     tracing::info!(module = %version.id, script = %version.manifest.script, "deploying a module version");
-    match admin
-        .deployments
-        .activate(version, &admin.registry, "deploy")
-        .await
-    {
-        Ok(done) => Json(done).into_response(),
-        Err(failure) => deploy_error(failure),
-    }
+    // A task of its own: a client that goes away does not stop a deploy
+    // halfway, as a `kubectl rollout` goes on without its terminal.
+    let task = tokio::spawn(async move {
+        admin
+            .deployments
+            .activate(version, &admin.registry, "deploy")
+            .await
+    });
+    finish(task.await)
 }
 
 /// `POST /v1/modules/rollback`: the previous version becomes current.
@@ -156,9 +157,21 @@ async fn rollback(State(admin): State<Admin>, headers: HeaderMap) -> Response {
     if let Some(refusal) = admin.refuse(&headers) {
         return refusal;
     }
-    match admin.deployments.rollback(&admin.registry).await {
-        Ok(done) => Json(done).into_response(),
-        Err(failure) => deploy_error(failure),
+    let task = tokio::spawn(async move { admin.deployments.rollback(&admin.registry).await });
+    finish(task.await)
+}
+
+/// The answer to a deploy or rollback.
+fn finish(
+    outcome: Result<Result<super::Activated, DeployError>, tokio::task::JoinError>,
+) -> Response {
+    match outcome {
+        Ok(Ok(done)) => Json(done).into_response(),
+        Ok(Err(failure)) => deploy_error(failure),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            RpcError::internal(format!("the deploy stopped: {e}")),
+        ),
     }
 }
 

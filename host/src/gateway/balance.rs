@@ -57,6 +57,7 @@ mod tests {
                 methods: vec!["m".into()],
                 module: None,
                 loaded: Vec::new(),
+                failed: Default::default(),
             });
         }
         registry
@@ -103,6 +104,7 @@ mod tests {
             methods: vec!["m".into(), "only_b".into()],
             module: None,
             loaded: Vec::new(),
+            failed: Default::default(),
         });
         let nodes = registry.nodes();
         for _ in 0..100 {

@@ -257,10 +257,21 @@ impl Deployments {
         let id = version.id;
         self.store().put(version.clone())?;
         *self.staged.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
-        let handed = self.hand_out(&version, registry).await;
-        *self.staged.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        let nodes = handed?;
-        self.store().make_current(id)?;
+        let handed: Result<usize, DeployError> = match self.hand_out(&version, registry).await {
+            Ok(nodes) => self
+                .store()
+                .make_current(id)
+                .map(|()| nodes)
+                .map_err(DeployError::from),
+            Err(error) => Err(error),
+        };
+        let nodes = match handed {
+            Ok(nodes) => nodes,
+            Err(error) => {
+                *self.staged.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                return Err(error);
+            }
+        };
         let replaced = self
             .current
             .write()
@@ -276,6 +287,10 @@ impl Deployments {
                 .unwrap_or_else(|p| p.into_inner())
                 .push(replaced);
         }
+        // Unstaged only now: until the pointer flipped, the store already
+        // names the old version as the previous one, and the new one must
+        // stay wanted in between.
+        *self.staged.lock().unwrap_or_else(|p| p.into_inner()) = None;
         crate::telemetry::metrics::set_module(
             &id.to_string(),
             previous.map(|p| p.to_string()).as_deref(),
@@ -337,6 +352,12 @@ impl Deployments {
                 .collect();
             if lagging.is_empty() {
                 return Ok(nodes.iter().filter(|n| n.holds(version.id)).count());
+            }
+            if let Some((node, why)) = nodes
+                .iter()
+                .find_map(|n| Some((n.url.as_str(), n.load_failure(version.id)?)))
+            {
+                return Err(DeployError::Load(format!("node {node}: {why}")));
             }
             if started.elapsed() >= DEPLOY_TIMEOUT {
                 return Err(DeployError::NodesLagging {

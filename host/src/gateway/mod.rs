@@ -391,6 +391,7 @@ mod tests {
             methods: vec!["m".into()],
             module: None,
             loaded: Vec::new(),
+            failed: Default::default(),
         });
         let node = registry.nodes()[0].clone();
         let seconds: Vec<u64> = (0..8)

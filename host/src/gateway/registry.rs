@@ -66,6 +66,8 @@ struct Health {
     /// Every version the node said it holds, with its functions: where a
     /// call pinned to a version may go.
     loaded: Vec<(ModuleId, Arc<ModuleSummary>)>,
+    /// Versions the node said it could not load, and why.
+    failed: std::collections::BTreeMap<ModuleId, String>,
 }
 
 /// A node's state as reported by `GET /v1/nodes`.
@@ -108,6 +110,7 @@ impl NodeEntry {
                 methods,
                 module: None,
                 loaded: Vec::new(),
+                failed: Default::default(),
             }),
         }
     }
@@ -170,6 +173,11 @@ impl NodeEntry {
                 .iter()
                 .any(|(held, module)| *held == id && module.methods.iter().any(|m| m == method)),
         }
+    }
+
+    /// Why the node could not load version `id`, when it said so.
+    pub fn load_failure(&self, id: ModuleId) -> Option<String> {
+        self.health().failed.get(&id).cloned()
     }
 
     /// Whether the node holds module version `id`.
@@ -270,6 +278,7 @@ impl NodeEntry {
         health.last_seen = Instant::now();
         health.methods = announcement.methods;
         health.loaded = loaded_of(announcement.loaded);
+        health.failed = announcement.failed;
         if health.module.as_deref() != module.as_ref() {
             health.module = module.map(Arc::new);
         }
@@ -543,6 +552,7 @@ mod tests {
             methods: vec!["m".into()],
             module: None,
             loaded: Vec::new(),
+            failed: Default::default(),
         });
         registry.nodes().into_iter().find(|n| n.url == url).unwrap()
     }

@@ -9,7 +9,7 @@ use super::pool::WorkerPool;
 use crate::http::{self, HttpClient};
 use crate::modules::ModuleId;
 use bytes::Bytes;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -26,9 +26,9 @@ pub(super) struct Follower {
     /// Versions being fetched or loaded now, so a heartbeat does not start
     /// a second load of the same one.
     loading: Arc<Mutex<HashSet<ModuleId>>>,
-    /// Versions that failed to load: not tried again, since the same bytes
-    /// fail the same way.
-    failed: Arc<Mutex<HashSet<ModuleId>>>,
+    /// Versions that failed to load, and why: not tried again, since the
+    /// same bytes fail the same way. A failed download is tried again.
+    failed: Arc<Mutex<BTreeMap<ModuleId, String>>>,
     done: Arc<Notify>,
 }
 
@@ -77,9 +77,18 @@ impl Follower {
             let done = self.done.clone();
             tokio::spawn(async move {
                 let id = task.id;
-                if let Err(error) = task.run().await {
-                    tracing::error!(module = %id.short(), "{error}");
-                    failed.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+                match task.run().await {
+                    Ok(()) => {}
+                    Err(Failure::Fetch(error)) => {
+                        tracing::warn!(module = %id.short(), "{error}; trying again at the next heartbeat");
+                    }
+                    Err(Failure::Load(error)) => {
+                        tracing::error!(module = %id.short(), "{error}");
+                        failed
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(id, error);
+                    }
                 }
                 loading
                     .lock()
@@ -110,7 +119,15 @@ impl Follower {
         self.failed
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .contains(&id)
+            .contains_key(&id)
+    }
+
+    /// The versions that failed to load, and why.
+    pub(super) fn failed(&self) -> BTreeMap<ModuleId, String> {
+        self.failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -123,14 +140,24 @@ struct Load {
     id: ModuleId,
 }
 
+/// Why a version is not loaded.
+enum Failure {
+    /// It could not be downloaded (worth another try).
+    Fetch(String),
+    /// It downloaded but does not load here.
+    Load(String),
+}
+
 impl Load {
-    async fn run(self) -> Result<(), String> {
-        let wasm = fetch(&self.client, &self.url, &self.headers, Some(self.id)).await?;
+    async fn run(self) -> Result<(), Failure> {
+        let wasm = fetch(&self.client, &self.url, &self.headers, Some(self.id))
+            .await
+            .map_err(Failure::Fetch)?;
         let runtime = self.pool.runtime().clone();
         let loaded = tokio::task::spawn_blocking(move || runtime.load(&wasm))
             .await
-            .map_err(|e| format!("loading the module version failed: {e}"))?
-            .map_err(|e| format!("cannot load the deployed module version: {e}"))?;
+            .map_err(|e| Failure::Load(format!("loading the module version failed: {e}")))?
+            .map_err(|e| Failure::Load(format!("cannot load the deployed module version: {e}")))?;
         self.pool.install(loaded);
         Ok(())
     }

@@ -9,6 +9,7 @@ use crate::http::{self, HttpClient};
 use crate::modules::ModuleId;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -29,6 +30,10 @@ pub struct Announcement {
     /// it; absent from older nodes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub loaded: Vec<crate::manifest::ModuleSummary>,
+    /// Versions the gateway wanted that the node could not load, with
+    /// why, so a deploy fails at once rather than at its timeout.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub failed: BTreeMap<ModuleId, String>,
 }
 
 impl Announcement {
@@ -39,13 +44,15 @@ impl Announcement {
             .filter(|m| ModuleId::parse(&m.hash).is_some())
     }
 
-    /// What `pool` serves, announced at `url`.
-    pub fn of(url: &str, pool: &WorkerPool) -> Self {
+    /// What `pool` serves, announced at `url`, and the versions that
+    /// failed to load.
+    pub(super) fn of(url: &str, pool: &WorkerPool, failed: BTreeMap<ModuleId, String>) -> Self {
         Self {
             url: url.to_owned(),
             methods: pool.methods(),
             module: Some((*pool.module_summary()).clone()),
             loaded: pool.loaded().iter().map(|m| (**m).clone()).collect(),
+            failed,
         }
     }
 }
@@ -84,8 +91,8 @@ pub(super) async fn heartbeat(
     let timeout = interval.max(Duration::from_secs(1));
     let mut registered = None;
     loop {
-        let body =
-            Bytes::from(serde_json::to_vec(&Announcement::of(&url, &pool)).unwrap_or_default());
+        let announcement = Announcement::of(&url, &pool, follower.failed());
+        let body = Bytes::from(serde_json::to_vec(&announcement).unwrap_or_default());
         let outcome = http::post_json_with(&client, &join_url, body, timeout, &headers).await;
         let ok = matches!(&outcome, Ok((status, _, _)) if status.is_success());
         if registered != Some(ok) {
@@ -114,7 +121,8 @@ pub(super) async fn heartbeat(
         }
     }
     let leave_url = format!("{gateway}/v1/nodes/leave");
-    let body = Bytes::from(serde_json::to_vec(&Announcement::of(&url, &pool)).unwrap_or_default());
+    let announcement = Announcement::of(&url, &pool, BTreeMap::new());
+    let body = Bytes::from(serde_json::to_vec(&announcement).unwrap_or_default());
     if let Err(error) = http::post_json_with(&client, &leave_url, body, timeout, &headers).await {
         tracing::debug!(%error, "could not tell the gateway this node is leaving");
     }
