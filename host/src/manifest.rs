@@ -56,6 +56,17 @@ impl ModuleSummary {
             methods: manifest.methods.clone(),
         }
     }
+
+    /// Whether the hash is one (64 lowercase hex digits): a summary from
+    /// the network that is not is ignored, and its node's results are not
+    /// cached.
+    pub fn is_well_formed(&self) -> bool {
+        self.hash.len() == 64
+            && self
+                .hash
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    }
 }
 
 /// Why a module's manifest could not be read.

@@ -201,7 +201,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     let scheme = config.edge.scheme();
     let max_body_bytes = config.endpoint.max_body_bytes;
     let gateway = Gateway::bind(config).await?;
-    let (gateway, _jobs) = args.jobs.start(gateway, max_body_bytes).await?;
+    let gateway = args.jobs.start(gateway, max_body_bytes).await?;
     if !args.discover.is_empty() {
         tokio::spawn(discover::run(
             gateway.registry(),

@@ -155,7 +155,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ))
     });
 
-    let (gateway, _jobs) = args.jobs.start(gateway, max_body_bytes).await?;
+    let gateway = args.jobs.start(gateway, max_body_bytes).await?;
 
     print_banner(&url, nodes, workers, &methods);
     if args.watch {

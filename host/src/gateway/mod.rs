@@ -197,7 +197,13 @@ pub struct Gateway {
     config: GatewayConfig,
     /// More client routes (the job API), behind the same edge layer as calls.
     extra: Option<axum::Router>,
+    /// More work a drain waits for (the job workers), given the drain
+    /// timeout.
+    also_drain: Option<DrainHook>,
 }
+
+/// Work a drain waits for besides the calls in flight.
+type DrainHook = Box<dyn FnOnce(Duration) -> BoxFuture<'static, ()> + Send>;
 
 impl Gateway {
     /// Checks the static nodes and binds the listen address.
@@ -245,6 +251,7 @@ impl Gateway {
             client,
             config,
             extra: None,
+            also_drain: None,
         })
     }
 
@@ -285,6 +292,17 @@ impl Gateway {
         self
     }
 
+    /// Makes a drain wait for `drain` too, given the drain timeout: the
+    /// listener stays open until it completes, since the job workers'
+    /// calls send their sub-calls through it.
+    pub fn drain_also(
+        mut self,
+        drain: impl FnOnce(Duration) -> BoxFuture<'static, ()> + Send + 'static,
+    ) -> Self {
+        self.also_drain = Some(Box::new(drain));
+        self
+    }
+
     /// The cluster credential, shared with the routes that check it; set a
     /// new token on it to revoke the old one.
     pub fn cluster_token(&self) -> Arc<ClusterToken> {
@@ -295,7 +313,7 @@ impl Gateway {
     /// are refused, while the calls in flight finish with every round of
     /// their sub-calls (within the drain timeout); then it stops.
     pub async fn serve(
-        self,
+        mut self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), GatewayError> {
         let health = tokio::spawn(health::run(
@@ -336,6 +354,8 @@ impl Gateway {
             },
         )))?;
         tracing::info!(addr = %self.local_addr(), scheme = edge.scheme(), "gateway serving");
+        let also_drain = self.also_drain.take();
+        let drain_timeout = self.config.drain_timeout;
         let result = crate::edge::serve_draining(
             self.listener,
             router,
@@ -345,7 +365,12 @@ impl Gateway {
             move || async move {
                 drain.start();
                 tracing::info!("draining: refusing new calls; waiting for the calls in flight");
-                drain.idle().await;
+                let also = async move {
+                    if let Some(also) = also_drain {
+                        also(drain_timeout).await;
+                    }
+                };
+                tokio::join!(drain.idle(), also);
             },
             self.config.drain_timeout,
         )

@@ -246,10 +246,10 @@ impl NodeEntry {
     /// not whether it is still a member: a joined node's `last_seen` moves
     /// only with its heartbeats, so a node whose token was revoked leaves
     /// even while it answers `/health`.
-    pub fn record_check(&self, outcome: Option<Vec<String>>) {
+    pub fn record_check(&self, outcome: Option<Checked>) {
         let mut health = self.health();
         match outcome {
-            Some(methods) => {
+            Some(Checked { methods, module }) => {
                 if !health.healthy {
                     tracing::info!(node = %self.url, "node healthy");
                 }
@@ -259,6 +259,10 @@ impl NodeEntry {
                     health.last_seen = Instant::now();
                 }
                 health.methods = methods;
+                // A joined node's heartbeats say which module it runs.
+                if self.origin != Origin::Joined && health.module.as_deref() != module.as_ref() {
+                    health.module = module.map(Arc::new);
+                }
             }
             None => {
                 let was_healthy = health.healthy;
@@ -339,6 +343,15 @@ fn loaded_of(loaded: Vec<ModuleSummary>) -> Vec<(ModuleId, Arc<ModuleSummary>)> 
         .into_iter()
         .filter_map(|m| Some((ModuleId::parse(&m.hash)?, Arc::new(m))))
         .collect()
+}
+
+/// What a passing health check found.
+#[derive(Debug, Clone, Default)]
+pub struct Checked {
+    /// The functions the node serves.
+    pub methods: Vec<String>,
+    /// The node's module, when it said (a node's `/health` reports it).
+    pub module: Option<ModuleSummary>,
 }
 
 /// Keeps a call counted as outstanding on its node.
@@ -546,6 +559,13 @@ fn normalize(url: &str) -> String {
 mod tests {
     use super::*;
 
+    fn checked(methods: &[&str]) -> Checked {
+        Checked {
+            methods: methods.iter().map(|m| m.to_string()).collect(),
+            module: None,
+        }
+    }
+
     fn joined(registry: &Registry, url: &str) -> Arc<NodeEntry> {
         registry.heartbeat(Announcement {
             url: url.into(),
@@ -563,10 +583,10 @@ mod tests {
         let registry = Registry::new(&[]).with_heartbeat_expiry(expiry);
         let node = joined(&registry, "http://a:1");
         assert!(node.is_available(Instant::now()));
-        node.record_check(Some(vec!["m".into()]));
+        node.record_check(Some(checked(&["m"])));
         assert!(!node.is_available(Instant::now() + expiry));
         let registry = Registry::new(&[]).with_heartbeat_expiry(Duration::ZERO);
-        joined(&registry, "http://a:1").record_check(Some(vec!["m".into()]));
+        joined(&registry, "http://a:1").record_check(Some(checked(&["m"])));
         registry.expire();
         assert!(registry.nodes().is_empty());
     }
@@ -609,7 +629,7 @@ mod tests {
         let found = registry.nodes()[1].clone();
         assert_eq!(found.origin, Origin::Discovered);
         assert!(!found.is_available(Instant::now()));
-        found.record_check(Some(vec!["m".into()]));
+        found.record_check(Some(checked(&["m"])));
         assert!(found.is_available(Instant::now()));
         let call = found.begin_call();
         registry.set_discovered(&[]);
@@ -636,7 +656,7 @@ mod tests {
         let registry = Registry::new(&["http://s:1".into()]).with_heartbeat_expiry(Duration::ZERO);
         let fixed = registry.nodes()[0].clone();
         assert!(!fixed.is_available(Instant::now()));
-        fixed.record_check(Some(Vec::new()));
+        fixed.record_check(Some(checked(&[])));
         registry.expire();
         assert_eq!(registry.nodes().len(), 1);
         assert!(fixed.is_available(Instant::now() + Duration::from_secs(60)));

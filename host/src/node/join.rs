@@ -41,7 +41,7 @@ impl Announcement {
     pub fn checked_module(&self) -> Option<crate::manifest::ModuleSummary> {
         self.module
             .clone()
-            .filter(|m| ModuleId::parse(&m.hash).is_some())
+            .filter(crate::manifest::ModuleSummary::is_well_formed)
     }
 
     /// What `pool` serves, announced at `url`, and the versions that

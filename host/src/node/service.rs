@@ -251,11 +251,13 @@ fn error_reply(status: StatusCode, error: &RpcError) -> Response {
 async fn health(State(state): State<Arc<NodeState>>) -> Json<serde_json::Value> {
     Json(json!({
         "status": "ok",
-        "module": state.pool.module_hash(),
         "methods": state.pool.methods(),
         "workers": state.pool.workers(),
         "in_flight": state.pool.in_flight(),
         "served": state.pool.served(),
+        // For gateways that find the node by --node or --discover: which
+        // module it runs, so they cache its cacheable functions' results.
+        "module": &*state.pool.module_summary(),
     }))
 }
 
