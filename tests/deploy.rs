@@ -258,6 +258,27 @@ async fn a_gateway_hands_versions_to_joined_nodes_and_keeps_them_across_a_restar
         .map(|v| v["id"].as_str().unwrap())
         .collect();
     assert_eq!(versions, [id1.as_str(), id2.as_str()]);
+    let (ok, history, stderr) = run_madrpc(
+        vec![
+            "deploy".into(),
+            "--history".into(),
+            "--url".into(),
+            gateway.url.clone(),
+        ],
+        Vec::new(),
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    let lines: Vec<&str> = history.lines().collect();
+    assert_eq!(lines.len(), 2, "{history}");
+    assert!(
+        lines[0].starts_with(&format!("* {}", &id1[..12])),
+        "{history}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("  {}", &id2[..12])) && lines[1].contains("next.js"),
+        "{history}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,7 +1,8 @@
 //! `madrpc deploy app.js|app.wasm --url GATEWAY [--admin-token T]` and
 //! `madrpc deploy --rollback --url GATEWAY`: ships a module version to a
 //! running grid (a script is built first), waits until the grid has
-//! switched to it, and prints its id.
+//! switched to it, and prints its id. `--history` lists the versions the
+//! grid keeps.
 
 use super::edge::TrustArgs;
 use anyhow::Context;
@@ -16,11 +17,17 @@ use std::time::Duration;
 #[derive(Debug, Args)]
 pub struct DeployArgs {
     /// A `.js` script (built first) or a module built by `madrpc build`.
-    #[arg(required_unless_present = "rollback", conflicts_with = "rollback")]
+    #[arg(
+        required_unless_present_any = ["rollback", "history"],
+        conflicts_with_all = ["rollback", "history"]
+    )]
     module: Option<PathBuf>,
     /// Switch back to the version before the current one.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "history")]
     rollback: bool,
+    /// List the versions the grid keeps, the current one marked `*`.
+    #[arg(long)]
+    history: bool,
     /// The gateway (or `serve`) to deploy to.
     #[arg(
         long,
@@ -62,6 +69,9 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
         base.starts_with("http://") || base.starts_with("https://"),
         "--url must be an http:// or https:// URL, for example http://127.0.0.1:8080 (got '{base}')"
     );
+    if args.history {
+        return history(&base).await;
+    }
     let (url, body, what) = match &args.module {
         Some(path) => {
             let wasm = module_bytes(path).await?;
@@ -126,6 +136,52 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
             .map(|p| format!("; previous {}", &p[..12.min(p.len())]))
             .unwrap_or_default()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the versions the grid keeps, newest first.
+async fn history(base: &str) -> anyhow::Result<ExitCode> {
+    let url = format!("{base}/v1/modules");
+    let (status, _, body) =
+        madrpc::http::get(&madrpc::http::client(), &url, Duration::from_secs(30))
+            .await
+            .map_err(|error| {
+                anyhow::anyhow!(
+                    "cannot reach the grid at {base} ({error}); is it running? Check --url"
+                )
+            })?;
+    anyhow::ensure!(
+        status.is_success(),
+        "the grid at {base} answered {status} to GET /v1/modules; is it a madrpc gateway of this version?"
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&body)
+        .with_context(|| format!("the grid at {base} answered something other than a list"))?;
+    let versions = listed["versions"].as_array().cloned().unwrap_or_default();
+    if versions.is_empty() {
+        eprintln!("no version deployed on {base} yet");
+    }
+    for version in versions {
+        let id = version["id"].as_str().unwrap_or("");
+        let deployed = version["deployed_at"]
+            .as_u64()
+            .map(|secs| {
+                humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+                    .to_string()
+            })
+            .unwrap_or_else(|| "-".into());
+        let methods: Vec<&str> = version["methods"]
+            .as_array()
+            .map(|m| m.iter().filter_map(|m| m.as_str()).collect())
+            .unwrap_or_default();
+        println!(
+            "{} {}  {}  {}  {}",
+            if version["current"] == true { "*" } else { " " },
+            &id[..12.min(id.len())],
+            deployed,
+            version["script"].as_str().unwrap_or(""),
+            methods.join(", ")
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
