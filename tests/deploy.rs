@@ -170,6 +170,19 @@ async fn a_deploy_and_a_rollback_on_serve_switch_every_call_without_a_failure() 
         names.contains(&"added"),
         "rpc.discover lists the new method: {names:?}"
     );
+    let (_, _, metrics) =
+        madrpc::http::get(&http, &format!("{base}/metrics"), Duration::from_secs(10))
+            .await
+            .unwrap();
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(
+        metrics.contains(&format!("madrpc_gateway_module_info{{module=\"{id}\"}} 1")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"madrpc_gateway_deploys_total{action="deploy",outcome="activated"} 1"#),
+        "{metrics}"
+    );
     let status = get_json(&http, &format!("{base}/v1/status")).await;
     assert_eq!(status["deployed"]["id"], id.as_str());
     assert!(
