@@ -377,6 +377,27 @@ async fn deploys_need_the_admin_token() {
     )
     .await;
     assert!(!ok && stderr.contains("no earlier version"), "{stderr}");
+    // A script that does not build, and bytes that are not a module.
+    let broken = dir.path().join("broken.js");
+    std::fs::write(&broken, "madrpc.register('x', () => {\n  return (1\n});\n").unwrap();
+    let garbage = dir.path().join("garbage.wasm");
+    std::fs::write(&garbage, "not a module").unwrap();
+    for (file, expected) in [
+        (&broken, "broken.js:3:"),
+        (&garbage, "not a WebAssembly module"),
+    ] {
+        let (ok, _, stderr) = run_madrpc(
+            vec![
+                "deploy".into(),
+                file.to_str().unwrap().into(),
+                "--url".into(),
+                open.url.clone(),
+            ],
+            vec![("MADRPC_ADMIN_TOKEN".into(), ADMIN.into())],
+        )
+        .await;
+        assert!(!ok && stderr.contains(expected), "{expected}: {stderr}");
+    }
     let (ok, _, stderr) = run_madrpc(args("http://127.0.0.1:9"), Vec::new()).await;
     assert!(!ok && stderr.contains("cannot reach the grid"), "{stderr}");
 }
