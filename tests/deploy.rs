@@ -9,48 +9,14 @@
 mod support;
 
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 use support::grid::{
     Process, TEST_TOKEN, client, eventually, get_json, nodes_become_available, rpc, spawn_rpc,
 };
-use support::load::{Load, run_madrpc};
+use support::load::{Load, module, run_madrpc, source};
 use support::logged::Logged;
 
 const ADMIN: &str = "test-admin-token";
-
-/// A script whose functions answer with `version`; `tree` makes `rounds`
-/// sub-calls one after another, each busy for `ms`, and lists the version
-/// of the call and of every sub-call.
-fn source(version: &str, extra: &str) -> String {
-    format!(
-        r#"const VERSION = '{version}';
-madrpc.register('version', () => VERSION);
-madrpc.register('leaf', ({{ ms = 0 }} = {{}}) => {{ const end = Date.now() + ms; while (Date.now() < end) {{}} return VERSION; }});
-madrpc.register('tree', async ({{ rounds = 2, ms = 1 }} = {{}}) => {{
-  const seen = [VERSION];
-  for (let i = 0; i < rounds; i++) seen.push(await madrpc.call('leaf', {{ ms }}));
-  return seen;
-}});
-madrpc.register('cached', ({{ x }}) => ({{ x, version: VERSION }}), {{ cache: '60s' }});
-{extra}"#
-    )
-}
-
-/// Writes `source` to `dir/name`, builds it next to it, and compiles it
-/// once into the module cache the grid's processes share, so a deploy in
-/// the test waits on no first compile. Returns the module's path.
-fn module(dir: &Path, name: &str, source: &str) -> PathBuf {
-    let script = dir.join(name);
-    std::fs::write(&script, source).unwrap();
-    let built = madrpc::build::build_file(&script).expect("the script builds");
-    support::runtime()
-        .load(&built.wasm)
-        .expect("the module loads");
-    let wasm = script.with_extension("wasm");
-    std::fs::write(&wasm, built.wasm).unwrap();
-    wasm
-}
 
 fn call(method: &str, params: Value) -> String {
     json!({"jsonrpc": "2.0", "method": method, "params": params, "id": 1}).to_string()

@@ -1,10 +1,12 @@
 //! A load run for deploy tests: clients that call the grid in a loop until
-//! stopped, and check every reply.
+//! stopped, and check every reply; and the scripts they call, whose
+//! answers name their version.
 
 use super::grid::rpc;
 use super::madrpc;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -129,4 +131,37 @@ pub async fn run_madrpc(args: Vec<String>, env: Vec<(String, String)>) -> (bool,
     })
     .await
     .expect("madrpc ran")
+}
+
+/// A script whose functions answer with `version`; `tree` makes `rounds`
+/// sub-calls one after another, each busy for `ms`, and lists the version
+/// of the call and of every sub-call.
+pub fn source(version: &str, extra: &str) -> String {
+    format!(
+        r#"const VERSION = '{version}';
+madrpc.register('version', () => VERSION);
+madrpc.register('leaf', ({{ ms = 0 }} = {{}}) => {{ const end = Date.now() + ms; while (Date.now() < end) {{}} return VERSION; }});
+madrpc.register('tree', async ({{ rounds = 2, ms = 1 }} = {{}}) => {{
+  const seen = [VERSION];
+  for (let i = 0; i < rounds; i++) seen.push(await madrpc.call('leaf', {{ ms }}));
+  return seen;
+}});
+madrpc.register('cached', ({{ x }}) => ({{ x, version: VERSION }}), {{ cache: '60s' }});
+{extra}"#
+    )
+}
+
+/// Writes `source` to `dir/name`, builds it next to it, and compiles it
+/// once into the module cache the grid's processes share, so a deploy in
+/// the test waits on no first compile. Returns the module's path.
+pub fn module(dir: &Path, name: &str, source: &str) -> PathBuf {
+    let script = dir.join(name);
+    std::fs::write(&script, source).unwrap();
+    let built = ::madrpc::build::build_file(&script).expect("the script builds");
+    super::runtime()
+        .load(&built.wasm)
+        .expect("the module loads");
+    let wasm = script.with_extension("wasm");
+    std::fs::write(&wasm, built.wasm).unwrap();
+    wasm
 }
