@@ -39,8 +39,9 @@ impl Balancer {
         let mut tried = Vec::new();
         let mut last_error = None;
         // One try, and one retry on another node only when the first node
-        // failed before replying: it cannot have answered, and a call has no
-        // effects outside its sandbox. Everything else is final: a guest
+        // failed before replying (it cannot have answered, and a call has no
+        // effects outside its sandbox) or no longer held the call's module
+        // version (nothing ran). Everything else is final: a guest
         // error or a limit breach would fail the same way elsewhere, an
         // overloaded node's `Retry-After` reaches the client, and a call
         // that timed out may still be running, so it is neither sent again
@@ -79,6 +80,12 @@ impl Balancer {
                 }
                 Err(ForwardError::Call(error) | ForwardError::Overloaded(error)) => {
                     return Err(error);
+                }
+                Err(ForwardError::VersionGone(error)) => {
+                    // Nothing ran and the node is sound: another node that
+                    // holds the version takes the call.
+                    tracing::warn!(node = %node.url, method = %request.method, "the node no longer held the call's module version; trying another");
+                    last_error = Some(error);
                 }
                 Err(ForwardError::Unreachable(HttpError::Timeout { timeout, .. })) => {
                     return Err(RpcError::new(
