@@ -15,8 +15,8 @@
 //! tells a node that has not finished a call yet, or whose calls turned
 //! slow, what to expect. That bound rests on a few calls and can be one
 //! slow call among trivial ones, so a call it alone judges too late is let
-//! wait: it checks again every `RECHECK` and leaves as soon as the wait it
-//! can expect passes its share of the time left.
+//! wait: it checks again every `RECHECK` and leaves as soon as it can no
+//! longer expect to start within half its time left.
 //!
 //! Until the first `WARM_SAMPLES` calls finished, an eighth of `queue` may
 //! wait at once; a call past that share waits for the pace to be known (at
@@ -227,7 +227,7 @@ impl ClientAdmission {
         // running says the wait is long. They may have turned slow, or be
         // one slow call among trivial ones (a fresh slot, a descheduled
         // thread); such a call waits, checking again, and leaves as soon as
-        // the wait it can expect passes its share of the time left:
+        // it can no longer expect to start within half its time left:
         // refused late rather than run out its deadline here.
         let unsure = paced.is_none() || bounded.is_some_and(|wait| wait > left / WAIT_SHARE);
         let start = async {
@@ -250,7 +250,7 @@ impl ClientAdmission {
                     let position = ticket.saturating_sub(self.departed.load(Ordering::Acquire)) + 1;
                     let left = deadline.saturating_duration_since(Instant::now());
                     let (_, bounded) = self.expected_wait(position);
-                    if bounded.is_some_and(|wait| wait > left / WAIT_SHARE) {
+                    if bounded.is_some_and(|wait| wait > left / 2) {
                         return Err(RpcError::overloaded(1));
                     }
                 }
@@ -294,8 +294,8 @@ impl ClientAdmission {
     }
 
     /// The wait a call with `position` calls ahead of it and itself can
-    /// expect before it starts: on the learned pace alone (`None` before it
-    /// is known), and on the pace bounded by the age of the calls running
+    /// expect before it starts: on the learned pace alone (`None` until
+    /// `WARM_SAMPLES` calls finished), and on the pace bounded by the age of the calls running
     /// (`None` when neither is known).
     fn expected_wait(&self, position: usize) -> (Option<Duration>, Option<Duration>) {
         let pace = self.pace.lock().unwrap_or_else(|p| p.into_inner());
@@ -303,6 +303,7 @@ impl ClientAdmission {
         let wait = |pace: f64| {
             Duration::try_from_secs_f64(pace * position as f64).unwrap_or(Duration::MAX)
         };
-        (pace.learned.map(wait), pace.seconds(running).map(wait))
+        let learned = pace.learned.filter(|_| pace.warm_count >= WARM_SAMPLES);
+        (learned.map(wait), pace.seconds(running).map(wait))
     }
 }
