@@ -164,6 +164,14 @@ impl WorkerPool {
         module.is_some_and(|m| m.methods().iter().any(|name| name == method))
     }
 
+    /// Whether any version the pool holds has `method`.
+    pub fn serves_anywhere(&self, method: &str) -> bool {
+        let versions = self.versions();
+        std::iter::once(&versions.current)
+            .chain(&versions.others)
+            .any(|m| m.methods().iter().any(|name| name == method))
+    }
+
     /// The runtime the pool's calls run in, to load new versions into.
     pub fn runtime(&self) -> &Arc<Runtime> {
         &self.runtime
