@@ -23,6 +23,10 @@ pub enum Method {
     /// Any other method, sent without params; only the presence of a
     /// `result` is checked.
     Other(String),
+    /// A method sent without params that must be answered with this
+    /// JSON-RPC error code (an unknown method measures the server's floor:
+    /// HTTP and JSON-RPC without running anything).
+    Refused(String, i64),
 }
 
 impl Method {
@@ -40,7 +44,7 @@ impl Method {
         match self {
             Self::Add => "add",
             Self::Noop => "noop",
-            Self::Other(name) => name,
+            Self::Other(name) | Self::Refused(name, _) => name,
         }
     }
 
@@ -50,6 +54,7 @@ impl Method {
             Self::Add => Expect::Number(id + ADD_OPERAND),
             Self::Noop => Expect::Null,
             Self::Other(_) => Expect::AnyResult,
+            Self::Refused(_, code) => Expect::Error(*code),
         }
     }
 }
@@ -63,6 +68,8 @@ pub enum Expect {
     Null,
     /// Any value: the result is not checked, only its presence.
     AnyResult,
+    /// A JSON-RPC error with this code.
+    Error(i64),
 }
 
 /// One JSON-RPC call that was sent: its id and the result it must produce.
