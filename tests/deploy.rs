@@ -427,3 +427,44 @@ async fn serve_watch_swaps_the_module_on_save_and_keeps_it_through_a_syntax_erro
     );
     assert_eq!(report.versions.iter().collect::<Vec<_>>(), ["v1", "v2"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_grid_with_nodes_that_cannot_report_their_versions_refuses_deploys() {
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = module(dir.path(), "app.js", &source("v1", ""));
+    let node = Process::node(&v1, &[]);
+    let data = dir.path().join("data");
+    let gateway = Process::gateway(&[
+        "--admin-token",
+        ADMIN,
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--node",
+        &node.url,
+    ]);
+    let http = client();
+    assert!(nodes_become_available(&http, &gateway.url, 1, Duration::from_secs(30)).await);
+    let (ok, _, stderr) = run_madrpc(
+        vec![
+            "deploy".into(),
+            v1.to_str().unwrap().into(),
+            "--url".into(),
+            gateway.url.clone(),
+        ],
+        vec![("MADRPC_ADMIN_TOKEN".into(), ADMIN.into())],
+    )
+    .await;
+    assert!(
+        !ok && stderr.contains("--node or found with --discover"),
+        "{stderr}"
+    );
+    // Calls go on as before, on the node's own module.
+    let now = rpc(
+        &http,
+        &format!("{}/", gateway.url),
+        &call("version", json!({})),
+    )
+    .await
+    .json();
+    assert_eq!(now["result"], "v1");
+}

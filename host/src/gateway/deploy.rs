@@ -322,6 +322,18 @@ impl Deployments {
         version: &Arc<Version>,
         registry: &Registry,
     ) -> Result<usize, DeployError> {
+        let now = Instant::now();
+        let fixed: Vec<String> = registry
+            .nodes()
+            .iter()
+            .filter(|n| {
+                matches!(n.origin, Origin::Static | Origin::Discovered) && n.is_available(now)
+            })
+            .map(|n| n.url.clone())
+            .collect();
+        if !fixed.is_empty() {
+            return Err(DeployError::NodesCannotFollow(fixed.join(", ")));
+        }
         let pools: Vec<_> = registry
             .nodes()
             .into_iter()
