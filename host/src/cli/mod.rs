@@ -169,7 +169,7 @@ pub enum LogFormatArg {
 }
 
 /// Logs go to stderr; `RUST_LOG` takes precedence over `-v`.
-pub fn init_telemetry(args: &Cli) -> madrpc::telemetry::log::WorkerGuard {
+pub fn init_telemetry(args: &Cli) -> Option<madrpc::telemetry::log::FlushGuard> {
     use madrpc::telemetry::log::{self, LogFormat};
     let format = match args.log_format {
         LogFormatArg::Text => LogFormat::Text,

@@ -114,6 +114,10 @@ async fn handle<D: Dispatch>(
         Ok(budget) => budget,
         Err(error) => return error_response(StatusCode::BAD_REQUEST, error),
     };
+    if parts.extensions.get::<super::TreeMember>().is_none() {
+        budget.depth = 0;
+        budget.tree = None;
+    }
     budget.key = parts
         .extensions
         .get::<super::CallerKey>()
