@@ -38,6 +38,9 @@ pub struct ModuleSummary {
     /// Cacheable methods and their time to live in milliseconds.
     #[serde(default)]
     pub cache: BTreeMap<String, u64>,
+    /// The module's functions (absent from older nodes' announcements).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
 }
 
 impl ModuleSummary {
@@ -50,6 +53,7 @@ impl ModuleSummary {
                 .map(|byte| format!("{byte:02x}"))
                 .collect(),
             cache: manifest.cache.clone(),
+            methods: manifest.methods.clone(),
         }
     }
 

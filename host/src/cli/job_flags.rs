@@ -103,7 +103,7 @@ impl JobFlags {
 }
 
 /// `$XDG_DATA_HOME/madrpc`, else `~/.local/share/madrpc`, else `.madrpc`.
-fn default_data_dir() -> PathBuf {
+pub(super) fn default_data_dir() -> PathBuf {
     let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
     if let Some(data) = env("XDG_DATA_HOME") {
         return PathBuf::from(data).join("madrpc");

@@ -84,6 +84,8 @@ async fn run(jobs: &Jobs, owner: &str, job: Job) {
                 deadline: settings.deadline,
                 fuel: settings.fuel,
             }),
+            // The gateway pins it to the version current when it starts.
+            module: None,
         },
     };
     let call = jobs.dispatch.call(request);

@@ -46,6 +46,12 @@ pub trait Dispatch: Send + Sync + 'static {
     fn cached_methods(&self) -> std::collections::BTreeMap<String, u64> {
         Default::default()
     }
+
+    /// The id of the module version calls start on now (for
+    /// `rpc.discover`), when known.
+    fn module_version(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Transport limits of an endpoint.
@@ -240,6 +246,7 @@ async fn run<'a, D: Dispatch>(
         let document = openrpc::document(
             &endpoint.dispatch.methods(),
             &endpoint.dispatch.cached_methods(),
+            endpoint.dispatch.module_version().as_deref(),
         );
         Ok(Bytes::from(document.to_string()))
     } else if let Some(answer) = builtin {
