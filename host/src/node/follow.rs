@@ -4,15 +4,26 @@
 //! serves, makes the gateway's current version its own, and drops the
 //! versions nobody wants any more.
 
-use super::join::Versions;
 use super::pool::WorkerPool;
 use crate::http::{self, HttpClient};
 use crate::modules::ModuleId;
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
+
+/// The gateway's answer to a heartbeat once a version is deployed: the
+/// versions a node should hold, and the current one.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Versions {
+    /// The version calls start on.
+    pub current: Option<ModuleId>,
+    /// Every version a node should hold: the current one, the previous
+    /// one, one being deployed, and any that calls in flight still use.
+    pub wanted: Vec<ModuleId>,
+}
 
 /// Longest a module download may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(120);

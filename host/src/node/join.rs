@@ -3,7 +3,7 @@
 //! it should hold and which is current, and [`super::follow`] fetches and
 //! loads the missing ones.
 
-use super::follow::Follower;
+use super::follow::{Follower, Versions};
 use super::pool::WorkerPool;
 use crate::http::{self, HttpClient};
 use crate::modules::ModuleId;
@@ -55,17 +55,6 @@ impl Announcement {
             failed,
         }
     }
-}
-
-/// The gateway's answer to a heartbeat once a version is deployed: the
-/// versions a node should hold, and the current one.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Versions {
-    /// The version calls start on.
-    pub current: Option<ModuleId>,
-    /// Every version a node should hold: the current one, the previous
-    /// one, one being deployed, and any that calls in flight still use.
-    pub wanted: Vec<ModuleId>,
 }
 
 /// Heartbeats `gateway` every `interval` until `stop` turns true, then

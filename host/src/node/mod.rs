@@ -12,8 +12,9 @@ mod service;
 mod sizing;
 mod subcalls;
 
+pub use follow::Versions;
 pub use follow::{FetchError, fetch_current};
-pub use join::{Announcement, Versions};
+pub use join::Announcement;
 pub use pool::WorkerPool;
 pub use sizing::{
     DEFAULT_CLIENT_CALLS_PER_WORKER, DEFAULT_QUEUE_PER_WORKER, DEFAULT_SUBCALLS_PER_WORKER,

@@ -84,10 +84,10 @@ pub struct CallerKey(pub KeyName);
 
 /// Attached by the edge layer to a request whose sender may speak for a
 /// call tree: a node of the cluster (it presented the cluster token), or
-/// any sender where membership is open. Without it, the depth and tree
-/// headers are checked and then set aside: a client's call starts a tree
-/// at depth 0, so it cannot claim a sub-call's place in admission or
-/// spend another tree's budget.
+/// any sender where membership is open. Without it, the depth, tree and
+/// module headers are checked and then set aside: a client's call starts
+/// a tree at depth 0 on the current module version, so it cannot claim a
+/// sub-call's place in admission or spend another tree's budget.
 #[derive(Debug, Clone, Copy)]
 pub struct TreeMember;
 

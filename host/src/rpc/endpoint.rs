@@ -117,6 +117,7 @@ async fn handle<D: Dispatch>(
     if parts.extensions.get::<super::TreeMember>().is_none() {
         budget.depth = 0;
         budget.tree = None;
+        budget.module = None;
     }
     budget.key = parts
         .extensions
