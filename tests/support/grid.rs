@@ -19,6 +19,9 @@ pub struct Process {
     pub child: Child,
     pub url: String,
     lines: mpsc::Receiver<String>,
+    /// The process's own default data folder, so that no two processes of
+    /// a test run, nor the user's, share a job store.
+    _data: tempfile::TempDir,
 }
 
 impl Process {
@@ -30,9 +33,11 @@ impl Process {
 
     /// [`Process::start`] with extra environment variables.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)], ready_prefix: &str) -> Process {
+        let data = tempfile::tempdir().expect("a data folder");
         let mut child = madrpc()
             .args(args)
             .env_remove("MADRPC_JOIN_TOKEN")
+            .env("XDG_DATA_HOME", data.path())
             .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
@@ -52,6 +57,7 @@ impl Process {
             child,
             url: String::new(),
             lines,
+            _data: data,
         };
         let line = process
             .wait_for_line(
@@ -112,8 +118,11 @@ impl Process {
             module,
             "--listen",
             "127.0.0.1:0",
+            // Twice per gateway health interval: the gateway drops a node
+            // silent for three intervals (600 ms), and a loaded test
+            // machine can hold a heartbeat back for hundreds of ms.
             "--heartbeat",
-            "200ms",
+            "100ms",
         ];
         args.extend_from_slice(extra);
         Process::start_with_env(

@@ -19,6 +19,8 @@ pub struct Logged {
     pub child: Child,
     pub url: String,
     lines: Arc<Lines>,
+    /// The process's own default data folder (see `grid::Process`).
+    _data: tempfile::TempDir,
 }
 
 fn collect(stream: impl Read + Send + 'static, lines: Arc<Lines>) {
@@ -39,9 +41,11 @@ impl Logged {
     /// given, and waits for the stdout line that starts with `ready_prefix`,
     /// taking the URL that follows it.
     pub fn start(args: &[&str], env: &[(&str, &str)], ready_prefix: &str) -> Logged {
+        let data = tempfile::tempdir().expect("a data folder");
         let mut command = madrpc();
         command
             .args(args)
+            .env("XDG_DATA_HOME", data.path())
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -56,6 +60,7 @@ impl Logged {
             child,
             url: String::new(),
             lines,
+            _data: data,
         };
         let line = process
             .wait_for(|l| l.starts_with(ready_prefix), Duration::from_secs(60))

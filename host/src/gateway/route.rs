@@ -38,6 +38,9 @@ impl Balancer {
         }
         let mut tried = Vec::new();
         let mut last_error = None;
+        // A node that no longer held the version ran nothing: sending the
+        // call to one that does adds no load, so it spends no budget.
+        let mut version_gone = false;
         // One try, and one retry on another node only when the first node
         // failed before replying (it cannot have answered, and a call has no
         // effects outside its sandbox) or no longer held the call's module
@@ -53,7 +56,7 @@ impl Balancer {
             *served_by = Some(node.url.clone());
             if attempt == 0 {
                 self.retries.deposit();
-            } else if !self.retries.withdraw() {
+            } else if !version_gone && !self.retries.withdraw() {
                 telemetry::metrics::record_retry(false);
                 // Re-sends are spent: many nodes are failing at once, and
                 // sending every call twice would only double the load.
@@ -85,6 +88,7 @@ impl Balancer {
                     // Nothing ran and the node is sound: another node that
                     // holds the version takes the call.
                     tracing::warn!(node = %node.url, method = %request.method, "the node no longer held the call's module version; trying another");
+                    version_gone = true;
                     last_error = Some(error);
                 }
                 Err(ForwardError::Unreachable(HttpError::Timeout { timeout, .. })) => {
