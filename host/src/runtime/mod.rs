@@ -1,11 +1,12 @@
 //! The sandboxed runtime: loads madrpc modules and runs every call in a
-//! fresh Wasm instance under fuel, memory and deadline limits.
+//! fresh Wasm instance under CPU (fuel), memory and deadline limits.
 //!
 //! Nothing outside this module names a Wasmtime type.
 
 mod cache;
 mod call;
 mod console;
+mod cpu;
 mod engine;
 mod error;
 mod limits;
@@ -20,6 +21,7 @@ mod tree;
 pub use cache::ModuleCache;
 pub use call::CallReport;
 pub use console::{ConsoleLine, ConsoleOutput, ConsoleStream};
+pub use cpu::{FUEL_PER_NANOSECOND, duration_to_fuel, fuel_to_duration};
 pub use error::{CallError, GuestException, LoadError};
 pub use limits::Limits;
 pub use local::LocalSubcalls;

@@ -2,6 +2,7 @@
 //! memory limiter and the console capture.
 
 use super::console::{ConsoleCapture, ConsoleStream};
+use super::cpu::CpuMeter;
 use super::subcall::{self, CallContext, SubcallSession};
 use std::time::Instant;
 use wasmtime::{Caller, Linker, ResourceLimiter};
@@ -14,6 +15,8 @@ pub(crate) struct CallState {
     pub(crate) limiter: MemoryLimiter,
     pub(crate) console: ConsoleCapture,
     pub(crate) subcalls: SubcallSession,
+    /// The call's CPU time, its budget's measure.
+    pub(crate) cpu: CpuMeter,
 }
 
 impl CallState {
@@ -41,6 +44,7 @@ impl CallState {
                 outcomes: Vec::new(),
                 deadline_hit: false,
             },
+            cpu: CpuMeter::start(),
         }
     }
 }
