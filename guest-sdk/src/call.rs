@@ -22,6 +22,11 @@ fn decode_params<'js>(ctx: &Ctx<'js>, params: &[u8]) -> Result<Value<'js>, Guest
     if params.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::new_undefined(ctx.clone()));
     }
+    match crate::params::parse(ctx, params) {
+        Ok(Some(value)) => return Ok(value),
+        Ok(None) => {}
+        Err(e) => return Err(GuestError::from_js(ctx, e)),
+    }
     ctx.json_parse(params.to_vec()).map_err(|e| {
         let detail = GuestError::from_js(ctx, e);
         if detail.is_limit() {
