@@ -13,8 +13,12 @@ pub fn dispatch<'js>(
     params: &[u8],
 ) -> Result<Vec<u8>, GuestError> {
     let params = decode_params(ctx, params)?;
+    // The instance is thrown away after the call: freeing the params (every
+    // object of a data-heavy call) and the result would only cost time.
+    std::mem::forget(params.clone());
     let returned = invoke(ctx, function, params).map_err(|e| GuestError::from_js(ctx, e))?;
     let value = settle(ctx, flush, returned)?;
+    std::mem::forget(value.clone());
     encode(ctx, value)
 }
 
