@@ -378,3 +378,92 @@ async fn batch_entries_use_the_cache_without_a_header() {
     assert_eq!(await_runs(&grid, "slow", 2), 2);
     assert_eq!(runs_of(&grid, "slow"), 2);
 }
+
+/// Calls the node at `url` has served so far, from its `/health`.
+async fn served(url: &str) -> u64 {
+    support::grid::get_json(&client(), &format!("{url}/health")).await["served"]
+        .as_u64()
+        .expect("a served count")
+}
+
+/// The module hashes a gateway knows its available nodes run.
+async fn known_modules(gateway: &str) -> Vec<String> {
+    let nodes = support::grid::get_json(&client(), &format!("{gateway}/v1/nodes")).await;
+    nodes["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|n| n["available"] == true)
+        .filter_map(|n| n["module"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// A gateway that finds its node with `--node` or `--discover` (no
+/// heartbeats) learns the node's module from its `/health` and caches for
+/// it: the node runs the function once for two calls. A gateway in front of two such nodes that
+/// run different modules caches nothing, so neither gets the other's
+/// results.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gateway_caches_for_nodes_it_health_checks_by_their_module() {
+    let node = Process::node(module(), &[]);
+    let health = support::grid::get_json(&client(), &format!("{}/health", node.url)).await;
+    let hash = health["module"]["hash"].as_str().expect("a module hash");
+    assert_eq!(health["module"]["cache"]["slow"], 60_000, "{health}");
+    let gateway = Process::gateway(&["--node", &node.url]);
+    assert!(
+        support::grid::eventually(Duration::from_secs(30), || async {
+            known_modules(&gateway.url).await == [hash.to_owned()]
+        })
+        .await,
+        "the gateway never learned the node's module"
+    );
+    let before = served(&node.url).await;
+    let first = call_url(&gateway.url, "slow", r#"{"n":1}"#).await;
+    assert_eq!(cache_header(&first), Some("miss"));
+    let again = call_url(&gateway.url, "slow", r#"{ "n": 1 }"#).await;
+    assert_eq!(cache_header(&again), Some("hit"));
+    assert_eq!(result(&again), result(&first));
+    assert_eq!(served(&node.url).await - before, 1, "the guest ran once");
+
+    // The same for a node found by DNS (`localhost` names 127.0.0.1).
+    let port = node.url.rsplit(':').next().expect("a port");
+    let found = Process::gateway(&[
+        "--discover",
+        &format!("dns:localhost:{port}"),
+        "--discover-interval",
+        "200ms",
+    ]);
+    assert!(
+        support::grid::eventually(Duration::from_secs(30), || async {
+            known_modules(&found.url).await == [hash.to_owned()]
+        })
+        .await,
+        "the gateway never learned the discovered node's module"
+    );
+    let before = served(&node.url).await;
+    let first = call_url(&found.url, "slow", r#"{"n":3}"#).await;
+    assert_eq!(cache_header(&first), Some("miss"));
+    let again = call_url(&found.url, "slow", r#"{"n":3}"#).await;
+    assert_eq!(cache_header(&again), Some("hit"));
+    assert_eq!(served(&node.url).await - before, 1, "the guest ran once");
+
+    let dir = tempfile::tempdir().unwrap();
+    let v2 = support::build_into(dir.path(), "cache_v2.js");
+    let other = Process::node(&v2, &[]);
+    let mixed = Process::gateway(&["--node", &node.url, "--node", &other.url]);
+    assert!(
+        support::grid::eventually(Duration::from_secs(30), || async {
+            let modules = known_modules(&mixed.url).await;
+            modules.len() == 2 && modules[0] != modules[1]
+        })
+        .await,
+        "the gateway never learned both modules"
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..4 {
+        let reply = call_url(&mixed.url, "slow", r#"{"n":2}"#).await;
+        assert_eq!(cache_header(&reply), None, "cached across modules");
+        seen.insert(result(&reply)["random"].to_string());
+    }
+    assert_eq!(seen.len(), 4, "a result was reused: {seen:?}");
+}

@@ -172,6 +172,34 @@ async fn budget_headers_cannot_be_forged_past_their_range() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_client_cannot_claim_a_place_deep_in_a_call_tree() {
+    // Believed, depth 8 would put the sub-calls of `tree` past the depth
+    // limit of 8, and a tree header would tie the call to another tree's
+    // budget. From a client (no cluster token) both are set aside after
+    // their check: the call starts its own tree at depth 0.
+    let dir = tempfile::tempdir().unwrap();
+    let grid = serve(dir.path(), &[]);
+    let url = format!("{}/", grid.url);
+    let body = r#"{"jsonrpc":"2.0","method":"tree","params":[1,2],"id":1}"#;
+    for headers in [
+        &[("x-madrpc-depth", "8")][..],
+        &[("x-madrpc-depth", "3"), ("x-madrpc-tree", "1,10000,1000")][..],
+    ] {
+        let reply = support::grid::post_with(
+            &client(),
+            &url,
+            "application/json",
+            headers,
+            body.to_owned(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(reply.status, 200, "{headers:?}");
+        assert_eq!(reply.json()["result"], 2, "{headers:?}: {}", reply.json());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_call_whose_deadline_passes_in_the_queue_never_runs() {
     let dir = tempfile::tempdir().unwrap();
     let grid = serve(dir.path(), &["--workers", "1"]);

@@ -223,3 +223,33 @@ fn console_output_reaches_the_log_tagged_with_the_call() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_module_cache_keeps_within_its_size_limit() {
+    // Each compiled module is several MiB: with a 1 MiB limit only the
+    // entry just written stays.
+    let dir = workdir();
+    let cache = dir.path().join("cache");
+    write_script(&dir, "one.js", "madrpc.register('f', () => 1);");
+    write_script(&dir, "two.js", "madrpc.register('f', () => 2);");
+    let entries = || {
+        std::fs::read_dir(&cache)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+            .count()
+    };
+    for (script, expected) in [("one.js", "1"), ("two.js", "2")] {
+        let output = support::madrpc()
+            .current_dir(dir.path())
+            .args(["run", script, "f"])
+            .env("MADRPC_CACHE_DIR", &cache)
+            .env("MADRPC_CACHE_MAX_MB", "1")
+            .output()
+            .unwrap();
+        let (stdout, stderr) = texts(&output);
+        assert!(output.status.success(), "{stderr}");
+        assert_eq!(stdout.trim(), expected);
+        assert_eq!(entries(), 1, "entries after running {script}");
+    }
+}

@@ -187,6 +187,13 @@ async fn a_draining_node_leaves_the_rotation_and_finishes_its_call() {
         .iter()
         .position(|n| n.url == busy_url)
         .expect("the busy node is one of ours");
+    // The gateway counts the call before the node has it: wait until the
+    // node itself runs it, or it would drain empty and exit at once.
+    let running = eventually(Duration::from_secs(10), || async {
+        get_json(&http, &format!("{busy_url}/health")).await["in_flight"] == 1
+    })
+    .await;
+    assert!(running, "the call never started on {busy_url}");
     let node = grid.nodes.remove(index);
     node.signal(libc::SIGTERM);
     // The node leaves the rotation while its call still runs...

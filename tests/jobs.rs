@@ -4,11 +4,10 @@
 
 mod support;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 use std::time::Duration;
-use support::grid::{HttpReply, client};
+use support::grid::client;
+use support::jobs::{finished, get_job, module, request, submit};
 use support::logged::Logged;
 use support::postgres::Postgres;
 
@@ -35,18 +34,6 @@ impl Store {
     }
 }
 
-/// `tests/scripts/jobs.js`, built once for every test of this binary.
-fn module() -> &'static std::path::Path {
-    static MODULE: std::sync::OnceLock<(tempfile::TempDir, std::path::PathBuf)> =
-        std::sync::OnceLock::new();
-    let (_, path) = MODULE.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let path = support::build_into(dir.path(), "jobs.js");
-        (dir, path)
-    });
-    path
-}
-
 /// `madrpc serve jobs.wasm` with the store's flags and `extra`.
 fn serve(store: &Store, dir: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> Logged {
     let script = module().display().to_string();
@@ -60,74 +47,6 @@ fn serve(store: &Store, dir: &std::path::Path, extra: &[&str], env: &[(&str, &st
     args.extend(extra.iter().map(|s| s.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     Logged::start(&args, env, READY)
-}
-
-async fn request(
-    method: hyper::Method,
-    url: &str,
-    headers: &[(&str, &str)],
-    body: Option<Value>,
-) -> HttpReply {
-    let mut builder = hyper::Request::builder().method(method).uri(url);
-    if body.is_some() {
-        builder = builder.header(hyper::header::CONTENT_TYPE, "application/json");
-    }
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let response = tokio::time::timeout(
-        Duration::from_secs(60),
-        client().request(builder.body(Full::new(Bytes::from(body))).unwrap()),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("{url} did not answer within 60 s"))
-    .unwrap_or_else(|e| panic!("{url}: {e:?}"));
-    let (parts, body) = response.into_parts();
-    HttpReply {
-        status: parts.status.as_u16(),
-        headers: parts.headers,
-        body: body.collect().await.expect("a body").to_bytes(),
-    }
-}
-
-async fn submit(base: &str, body: Value) -> String {
-    let reply = request(
-        hyper::Method::POST,
-        &format!("{base}/v1/jobs"),
-        &[],
-        Some(body),
-    )
-    .await;
-    assert_eq!(
-        reply.status,
-        202,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
-    let answer = reply.json();
-    assert_eq!(answer["state"], "queued");
-    answer["id"].as_str().expect("an id").to_owned()
-}
-
-async fn get_job(base: &str, id: &str, wait: &str) -> HttpReply {
-    request(
-        hyper::Method::GET,
-        &format!("{base}/v1/jobs/{id}?wait={wait}"),
-        &[],
-        None,
-    )
-    .await
-}
-
-/// The job once finished (waiting up to 30 s).
-async fn finished(base: &str, id: &str) -> Value {
-    let job = get_job(base, id, "30s").await.json();
-    assert!(
-        ["succeeded", "failed", "cancelled"].contains(&job["state"].as_str().unwrap_or("")),
-        "the job did not finish: {job}"
-    );
-    job
 }
 
 /// Lines of the pool's debug log that record a run of `method`, once at
@@ -382,41 +301,6 @@ async fn a_job_outlives_kill_9_of_serve() {
     );
 }
 
-/// Two gateways share one PostgreSQL queue; the one running a job is
-/// killed, and the other takes the job over once its lease runs out.
-#[tokio::test(flavor = "multi_thread")]
-async fn two_gateways_share_postgres_and_survive_a_kill() {
-    let store = Store::postgres();
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let lease = ["--job-lease", "1s"];
-    let a = serve(&store, dir_a.path(), &lease, &[]);
-    let b = serve(&store, dir_b.path(), &lease, &[]);
-    let id = submit(
-        &a.url,
-        json!({"method": "busy", "params": [2000, "taken over"]}),
-    )
-    .await;
-    let started = |p: &Logged| p.matching(|l| l.contains("job started")).len();
-    assert!(
-        support::grid::eventually(Duration::from_secs(20), || async {
-            started(&a) + started(&b) > 0
-        })
-        .await,
-        "neither gateway started the job"
-    );
-    let (mut victim, survivor) = if started(&a) > 0 { (a, b) } else { (b, a) };
-    victim.signal(libc::SIGKILL);
-    victim.wait_exit(Duration::from_secs(10));
-    let job = finished(&survivor.url, &id).await;
-    assert_eq!(job["state"], "succeeded", "{job}");
-    assert_eq!(job["result"], "taken over");
-    assert_eq!(job["attempts"], 2);
-    // The reply can come before the log line that records it.
-    let finished_lines =
-        survivor.wait_for_count(|l| l.contains("job finished"), 1, Duration::from_secs(10));
-    assert_eq!(finished_lines.len(), 1);
-}
-
 /// `submit --wait` prints the result; `submit` prints an id that `job
 /// --wait` shows once finished; piped, neither shows progress.
 #[tokio::test(flavor = "multi_thread")]
@@ -453,25 +337,30 @@ async fn the_submit_and_job_commands() {
     assert!(support::texts(&out).1.contains("no luck"));
 }
 
-/// `madrpc keys new NAME --file FILE`, returning the secret.
-fn new_key(file: &std::path::Path, name: &str) -> String {
+/// `madrpc keys new NAME --file FILE [limits]`, returning the secret.
+fn new_key(file: &std::path::Path, name: &str, limits: &[&str]) -> String {
     let file = file.to_str().expect("UTF-8 path");
-    let output = support::run_cli(
-        std::path::Path::new("."),
-        &["keys", "new", name, "--file", file],
-    );
+    let mut args = vec!["keys", "new", name, "--file", file];
+    args.extend_from_slice(limits);
+    let output = support::run_cli(std::path::Path::new("."), &args);
     assert!(output.status.success(), "{output:?}");
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
 /// With API keys, the job API wants one; each key sees only its own jobs,
-/// and idempotency keys are scoped per API key.
+/// idempotency keys are scoped per API key, and a key's rate limit counts
+/// its submissions as it counts its calls.
 #[tokio::test(flavor = "multi_thread")]
 async fn each_api_key_sees_only_its_own_jobs() {
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys.toml");
-    let alice = format!("Bearer {}", new_key(&keys, "alice"));
-    let bob = format!("Bearer {}", new_key(&keys, "bob"));
+    let alice = format!("Bearer {}", new_key(&keys, "alice", &[]));
+    let bob = format!("Bearer {}", new_key(&keys, "bob", &[]));
+    let carol = format!(
+        "Bearer {}",
+        new_key(&keys, "carol", &["--rate", "1/min", "--burst", "2"])
+    );
+    let dave = format!("Bearer {}", new_key(&keys, "dave", &["--concurrency", "1"]));
     let grid = serve(
         &Store::Embedded,
         dir.path(),
@@ -482,6 +371,75 @@ async fn each_api_key_sees_only_its_own_jobs() {
     let body = json!({"method": "add", "params": [20, 22]});
     let anonymous = request(hyper::Method::POST, &url, &[], Some(body.clone())).await;
     assert_eq!(anonymous.status, 401);
+    assert_eq!(anonymous.json()["error"]["data"]["kind"], "unauthorized");
+    assert!(anonymous.headers.contains_key("www-authenticate"));
+
+    // Past its burst, a key's submissions are refused as its calls are:
+    // 429, Retry-After, and the JSON-RPC error calls get; nothing is stored.
+    let as_carol = [("authorization", carol.as_str())];
+    for _ in 0..2 {
+        let accepted = request(hyper::Method::POST, &url, &as_carol, Some(body.clone())).await;
+        assert_eq!(accepted.status, 202);
+    }
+    let limited = request(hyper::Method::POST, &url, &as_carol, Some(body.clone())).await;
+    assert_eq!(limited.status, 429);
+    let retry_after: u64 = limited.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1, "Retry-After: {retry_after}");
+    let refusal = limited.json();
+    assert_eq!(refusal["jsonrpc"], "2.0");
+    assert_eq!(refusal["error"]["code"], -32031);
+    assert_eq!(refusal["error"]["data"]["kind"], "rate_limited");
+    assert_eq!(refusal["error"]["data"]["retry_after_secs"], retry_after);
+    let call = support::grid::post_with(
+        &client(),
+        &format!("{}/", grid.url),
+        "application/json",
+        &as_carol,
+        r#"{"jsonrpc":"2.0","method":"add","params":[1,2],"id":1}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        call.status, 429,
+        "submissions and calls share the key's rate"
+    );
+
+    // A long poll holds one of the key's concurrency slots while it waits.
+    let as_dave = [("authorization", dave.as_str())];
+    let reply = request(
+        hyper::Method::POST,
+        &url,
+        &as_dave,
+        Some(json!({"method": "busy", "params": [1500, "polled"]})),
+    )
+    .await;
+    let polled = reply.json()["id"].as_str().unwrap().to_owned();
+    let poll = tokio::spawn({
+        let (url, dave) = (format!("{url}/{polled}?wait=30s"), dave.clone());
+        async move { request(hyper::Method::GET, &url, &[("authorization", &dave)], None).await }
+    });
+    let unknown = json!({"method": "nope"});
+    assert!(
+        support::grid::eventually(Duration::from_secs(10), || async {
+            let reply = request(hyper::Method::POST, &url, &as_dave, Some(unknown.clone())).await;
+            reply.status == 429
+                && reply.json()["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("at once"))
+        })
+        .await,
+        "the long poll did not hold the key's only slot"
+    );
+    assert_eq!(poll.await.unwrap().json()["result"], "polled");
+    let after = request(hyper::Method::POST, &url, &as_dave, Some(unknown)).await;
+    assert_eq!(
+        after.status, 422,
+        "the slot is free again once the poll answered"
+    );
 
     let submit_as = |who: &str| {
         let headers = [

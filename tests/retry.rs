@@ -1,5 +1,6 @@
 //! What the gateway sends again, and what it does not: a call is retried
-//! once on another node only when its node failed before replying; a guest
+//! once on another node only when its node failed before replying or no
+//! longer held the call's module version; a guest
 //! error, a limit breach, an overload or a timeout is final. A failing node
 //! is ejected for 1 s, doubling to 30 s, until it succeeds again.
 
@@ -208,4 +209,60 @@ async fn ejection_backs_off_from_one_second_and_resets_after_a_success() {
     assert_eq!(reply["error"]["code"], -32012, "{reply}");
     assert_eq!(ejections(&gateway, 3), [1000, 2000, 1000]);
     assert_eq!(fake.calls(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_that_no_longer_holds_a_calls_version_passes_it_to_one_that_does() {
+    use support::load::{module, run_madrpc, source};
+    let dir = tempfile::tempdir().unwrap();
+    let app = module(dir.path(), "app.js", &source("v1", ""));
+    let data = dir.path().join("data");
+    let gateway = gateway(&["--admin-token", "adm", "--data-dir", data.to_str().unwrap()]);
+    let http = client();
+    let _real = Process::node(&app, &["--join", &gateway.url]);
+    assert!(nodes_become_available(&http, &gateway.url, 1, Duration::from_secs(30)).await);
+    let (ok, id, stderr) = run_madrpc(
+        vec![
+            "deploy".into(),
+            app.to_str().unwrap().into(),
+            "--url".into(),
+            gateway.url.clone(),
+        ],
+        vec![("MADRPC_ADMIN_TOKEN".into(), "adm".into())],
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    // A stand-in node says it holds the version, then refuses every call
+    // as a node that just dropped it would.
+    let gone = r#"{"code":-32012,"message":"this node does not hold module version","data":{"kind":"module_unavailable"}}"#;
+    let fake = FakeNode::start(&["version"], Vec::new(), Reply::Http(422, gone)).await;
+    let summary = json!({"hash": id.trim(), "methods": ["version"]});
+    let announcement =
+        json!({"url": fake.url, "methods": ["version"], "module": summary, "loaded": [summary]});
+    let join = format!("{}/v1/nodes", gateway.url);
+    let heartbeats = tokio::spawn(async move {
+        let http = client();
+        let auth = format!("Bearer {}", support::grid::TEST_TOKEN);
+        loop {
+            let _ = support::grid::post_with(
+                &http,
+                &join,
+                "application/json",
+                &[("authorization", auth.as_str())],
+                announcement.to_string(),
+            )
+            .await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    assert!(nodes_become_available(&http, &gateway.url, 2, Duration::from_secs(10)).await);
+    for _ in 0..10 {
+        let reply = call(&gateway.url, "version", json!({})).await;
+        assert_eq!(reply["result"], "v1", "{reply}");
+    }
+    heartbeats.abort();
+    assert!(
+        fake.calls() > 0,
+        "the gateway sent calls to the stand-in node"
+    );
 }

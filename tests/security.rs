@@ -581,7 +581,13 @@ async fn sub_calls_pass_as_the_cluster_and_never_spend_the_callers_rate() {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while std::time::Instant::now() < deadline {
         logged = std::fs::read_to_string(&log).unwrap();
-        if logged.matches(" call method=").count() >= 13 {
+        // The debug lines (`call method=tree depth=...`), not the access
+        // log's (`call method="tree"`), which come on another thread.
+        let debug_lines = logged
+            .lines()
+            .filter(|l| l.contains(" call method=") && l.contains(" depth="))
+            .count();
+        if debug_lines >= 13 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -79,10 +79,22 @@ pub async fn post_json_with(
     timeout: Duration,
     headers: &[(&str, String)],
 ) -> Result<(StatusCode, hyper::HeaderMap, Bytes), HttpError> {
+    post_with(client, url, "application/json", body, timeout, headers).await
+}
+
+/// POSTs `body` of `content_type` to `url` with extra request headers.
+pub async fn post_with(
+    client: &HttpClient,
+    url: &str,
+    content_type: &str,
+    body: Bytes,
+    timeout: Duration,
+    headers: &[(&str, String)],
+) -> Result<(StatusCode, hyper::HeaderMap, Bytes), HttpError> {
     let mut request = Request::builder()
         .method(Method::POST)
         .uri(url)
-        .header(header::CONTENT_TYPE, "application/json");
+        .header(header::CONTENT_TYPE, content_type);
     for (name, value) in headers {
         request = request.header(*name, value);
     }
@@ -101,9 +113,21 @@ pub async fn get(
     url: &str,
     timeout: Duration,
 ) -> Result<(StatusCode, hyper::HeaderMap, Bytes), HttpError> {
-    let request = Request::builder()
-        .method(Method::GET)
-        .uri(url)
+    get_with(client, url, timeout, &[]).await
+}
+
+/// [`get`] with extra request headers.
+pub async fn get_with(
+    client: &HttpClient,
+    url: &str,
+    timeout: Duration,
+    headers: &[(&str, String)],
+) -> Result<(StatusCode, hyper::HeaderMap, Bytes), HttpError> {
+    let mut request = Request::builder().method(Method::GET).uri(url);
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    let request = request
         .body(Full::new(Bytes::new()))
         .map_err(|e| HttpError::BadUrl {
             url: url.to_owned(),

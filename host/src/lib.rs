@@ -10,6 +10,7 @@
 //!   connection caps, API keys, rate limits, CORS.
 //! - [`rpc`] is JSON-RPC 2.0 as all of them speak it.
 //! - [`telemetry`] is metrics, request ids, log format and access log.
+//! - [`modules`] names module versions by hash and keeps the deployed ones.
 //! - [`cluster`] is the credential a gateway and its nodes share.
 //! - [`jobs`] keeps long work in a durable store and runs it through the
 //!   gateway's dispatch.
@@ -23,6 +24,7 @@ pub mod gateway;
 pub mod http;
 pub mod jobs;
 pub mod manifest;
+pub mod modules;
 pub mod node;
 pub mod plugin;
 pub mod progress;

@@ -13,9 +13,11 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    // Held to the end of main: dropping it writes out the last log lines.
-    let _log = cli::init_telemetry(&args);
-    match cli::dispatch(args) {
+    // Dropping it writes out the last log lines, before the error if any.
+    let log = cli::init_telemetry(&args);
+    let outcome = cli::dispatch(args);
+    drop(log);
+    match outcome {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");

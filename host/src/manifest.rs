@@ -38,6 +38,9 @@ pub struct ModuleSummary {
     /// Cacheable methods and their time to live in milliseconds.
     #[serde(default)]
     pub cache: BTreeMap<String, u64>,
+    /// The module's functions (absent from older nodes' announcements).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
 }
 
 impl ModuleSummary {
@@ -50,7 +53,19 @@ impl ModuleSummary {
                 .map(|byte| format!("{byte:02x}"))
                 .collect(),
             cache: manifest.cache.clone(),
+            methods: manifest.methods.clone(),
         }
+    }
+
+    /// Whether the hash is one (64 lowercase hex digits): a summary from
+    /// the network that is not is ignored, and its node's results are not
+    /// cached.
+    pub fn is_well_formed(&self) -> bool {
+        self.hash.len() == 64
+            && self
+                .hash
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     }
 }
 

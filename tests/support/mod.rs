@@ -4,6 +4,8 @@
 
 pub mod fake_node;
 pub mod grid;
+pub mod jobs;
+pub mod load;
 pub mod logged;
 pub mod netns;
 pub mod postgres;

@@ -14,8 +14,13 @@ pub struct Postgres {
     child: Child,
     /// `postgres://postgres@127.0.0.1:PORT/postgres`.
     pub url: String,
+    /// With [`Postgres::start_tls`]: the PEM file of the CA that signed the
+    /// server's certificate.
+    pub ca: Option<PathBuf>,
     port: u16,
     dir: tempfile::TempDir,
+    /// Extra `-c name=value` settings of the server.
+    settings: Vec<String>,
 }
 
 /// The newest installed server's `bin` directory.
@@ -65,6 +70,17 @@ impl Postgres {
     /// Creates a cluster and starts the server; returns once it takes
     /// connections.
     pub fn start() -> Postgres {
+        Postgres::create(false)
+    }
+
+    /// [`Postgres::start`] with TLS on, a certificate for 127.0.0.1 from a
+    /// CA made for the test, and `hostssl` lines only in `pg_hba.conf`:
+    /// connections without TLS are refused.
+    pub fn start_tls() -> Postgres {
+        Postgres::create(true)
+    }
+
+    fn create(tls: bool) -> Postgres {
         let bin = bin_dir();
         let dir = tempfile::tempdir().expect("a temporary directory");
         if is_root() {
@@ -87,13 +103,34 @@ impl Postgres {
             "initdb failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
+        let (ca, settings) = if tls {
+            let (ca, settings) = certificates(dir.path());
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+            )
+            .expect("pg_hba.conf is written");
+            (Some(ca), settings)
+        } else {
+            (None, Vec::new())
+        };
+        if is_root() {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .expect("chown runs");
+            assert!(status.success(), "cannot hand the files to postgres");
+        }
         let port = free_port();
-        let child = spawn(&bin, dir.path(), port);
+        let child = spawn(&bin, dir.path(), port, &settings);
         let mut server = Postgres {
             child,
             url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            ca,
             port,
             dir,
+            settings,
         };
         server.wait_ready(&bin);
         server
@@ -103,7 +140,7 @@ impl Postgres {
     pub fn restart(&mut self) {
         self.stop();
         let bin = bin_dir();
-        self.child = spawn(&bin, self.dir.path(), self.port);
+        self.child = spawn(&bin, self.dir.path(), self.port, &self.settings);
         self.wait_ready(&bin);
     }
 
@@ -147,9 +184,53 @@ impl Postgres {
     }
 }
 
-/// Starts `postgres` on the cluster in `dir`.
-fn spawn(bin: &Path, dir: &Path, port: u16) -> Child {
-    command(&bin.join("postgres"))
+/// A CA and a server certificate it signed for 127.0.0.1, written into
+/// `dir`; returns the CA's file and the server settings that use them.
+fn certificates(dir: &Path) -> (PathBuf, Vec<String>) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
+    let ca_key = KeyPair::generate().expect("a CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "madrpc test PostgreSQL CA");
+    let ca = ca_params.self_signed(&ca_key).expect("a CA certificate");
+    let mut server_params =
+        CertificateParams::new(vec!["localhost".to_owned()]).expect("server parameters");
+    server_params
+        .subject_alt_names
+        .push(SanType::IpAddress("127.0.0.1".parse().expect("an address")));
+    let server_key = KeyPair::generate().expect("a server key");
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let server = server_params
+        .signed_by(&server_key, &issuer)
+        .expect("a server certificate");
+    let (ca_file, cert, key) = (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    );
+    std::fs::write(&ca_file, ca.pem()).expect("the CA is written");
+    std::fs::write(&cert, server.pem()).expect("the certificate is written");
+    std::fs::write(&key, server_key.serialize_pem()).expect("the key is written");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+        .expect("the key is made private");
+    let settings = vec![
+        "ssl=on".to_owned(),
+        format!("ssl_cert_file={}", cert.display()),
+        format!("ssl_key_file={}", key.display()),
+    ];
+    (ca_file, settings)
+}
+
+/// Starts `postgres` on the cluster in `dir`, with extra `-c` settings.
+fn spawn(bin: &Path, dir: &Path, port: u16, settings: &[String]) -> Child {
+    let mut command = command(&bin.join("postgres"));
+    for setting in settings {
+        command.args(["-c", setting]);
+    }
+    command
         .arg("-D")
         .arg(dir.join("data"))
         .arg("-k")

@@ -86,9 +86,24 @@ pub struct GatewayFlags {
     /// the cache off.
     #[arg(long, default_value = "64MiB", value_name = "SIZE")]
     pub cache_size: bytesize::ByteSize,
+    /// The secret `madrpc deploy` must present to ship a new module
+    /// version or roll back (default: none, and deploys are refused).
+    #[arg(long, env = "MADRPC_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
 }
 
 impl GatewayFlags {
+    /// The admin token, refused when empty (an empty secret would match an
+    /// empty credential).
+    pub fn admin_token(&self) -> anyhow::Result<Option<String>> {
+        match &self.admin_token {
+            Some(token) if token.trim().is_empty() => anyhow::bail!(
+                "the admin token is empty; give a secret (openssl rand -hex 32), or leave --admin-token out to keep deploys off"
+            ),
+            token => Ok(token.clone()),
+        }
+    }
+
     /// `--cache-size` in bytes.
     pub fn cache_bytes(&self) -> usize {
         usize::try_from(self.cache_size.as_u64()).unwrap_or(usize::MAX)
@@ -113,7 +128,32 @@ impl GatewayArgs {
             edge,
             drain_timeout: self.gateway.drain_timeout.into(),
             cache_bytes: self.gateway.cache_bytes(),
+            admin_token: self.gateway.admin_token()?,
+            modules_dir: self.modules_dir(),
         })
+    }
+}
+
+impl GatewayArgs {
+    /// Where deployed versions are kept: `modules/` under the data
+    /// directory, once deploys are on. A default directory that cannot be
+    /// created keeps them in memory (with a warning); a restart then
+    /// serves no deployed version until the next deploy.
+    fn modules_dir(&self) -> Option<PathBuf> {
+        self.gateway.admin_token.as_ref()?;
+        let dir = self
+            .jobs
+            .data_dir
+            .clone()
+            .unwrap_or_else(super::job_flags::default_data_dir)
+            .join("modules");
+        if self.jobs.data_dir.is_none()
+            && let Err(error) = std::fs::create_dir_all(&dir)
+        {
+            tracing::warn!(dir = %dir.display(), %error, "cannot keep deployed modules on disk; a restart will serve none until the next deploy");
+            return None;
+        }
+        Some(dir)
     }
 }
 
@@ -161,7 +201,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     let scheme = config.edge.scheme();
     let max_body_bytes = config.endpoint.max_body_bytes;
     let gateway = Gateway::bind(config).await?;
-    let (gateway, _jobs) = args.jobs.start(gateway, max_body_bytes).await?;
+    let gateway = args.jobs.start(gateway, max_body_bytes).await?;
     if !args.discover.is_empty() {
         tokio::spawn(discover::run(
             gateway.registry(),

@@ -3,7 +3,7 @@
 
 use clap::Args;
 use madrpc::gateway::Gateway;
-use madrpc::jobs::{self, JobSettings, Jobs, Via, Workers};
+use madrpc::jobs::{self, JobSettings, Jobs, Via};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -66,15 +66,12 @@ impl JobFlags {
     }
 
     /// Opens the job store and serves the job API on `gateway`; the
-    /// workers run until the returned handle is dropped. When the default
+    /// workers run until the gateway drains, when they finish or hand back
+    /// their jobs within the drain timeout. When the default
     /// store cannot be opened (another process has it, or the data
     /// directory cannot be written), the job API answers 503 and says why;
     /// a store the user named must open.
-    pub async fn start(
-        &self,
-        gateway: Gateway,
-        max_body_bytes: usize,
-    ) -> anyhow::Result<(Gateway, Option<Workers>)> {
+    pub async fn start(&self, gateway: Gateway, max_body_bytes: usize) -> anyhow::Result<Gateway> {
         let settings = self.settings(max_body_bytes)?;
         let dir = self.data_dir.clone().unwrap_or_else(default_data_dir);
         let store = match jobs::store::open(self.jobs_store.as_deref(), &dir).await {
@@ -83,12 +80,9 @@ impl JobFlags {
             // must open.
             Err(error) if self.data_dir.is_none() && self.jobs_store.is_none() => {
                 tracing::warn!("{error}; the job API is off");
-                return Ok((
-                    gateway.with_routes(jobs::unavailable(format!(
-                        "jobs are off on this server: {error}"
-                    ))),
-                    None,
-                ));
+                return Ok(gateway.with_routes(jobs::unavailable(format!(
+                    "jobs are off on this server: {error}"
+                ))));
             }
             Err(error) => return Err(error.into()),
         };
@@ -102,12 +96,14 @@ impl JobFlags {
             std::sync::Arc::new(Via(gateway.balancer())),
         );
         let workers = service.start();
-        Ok((gateway.with_routes(jobs::router(service)), Some(workers)))
+        Ok(gateway
+            .with_routes(jobs::router(service))
+            .drain_also(move |within| Box::pin(workers.shut_down(within))))
     }
 }
 
 /// `$XDG_DATA_HOME/madrpc`, else `~/.local/share/madrpc`, else `.madrpc`.
-fn default_data_dir() -> PathBuf {
+pub(super) fn default_data_dir() -> PathBuf {
     let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
     if let Some(data) = env("XDG_DATA_HOME") {
         return PathBuf::from(data).join("madrpc");

@@ -3,6 +3,7 @@
 mod build;
 mod call;
 mod completions;
+mod deploy;
 mod edge;
 mod endpoint;
 mod gateway;
@@ -18,6 +19,7 @@ mod submit;
 mod top;
 mod top_status;
 mod top_view;
+mod watch;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -69,6 +71,8 @@ enum Command {
     Keys(keys::KeysArgs),
     /// Watch a running grid live: nodes, calls/s, latency, errors.
     Top(top::TopArgs),
+    /// Ship a new module version to a running grid, or roll back.
+    Deploy(deploy::DeployArgs),
     /// Submit a durable job and print its id (with --wait, its result).
     Submit(submit::SubmitArgs),
     /// Show a job (with --wait, once it has finished).
@@ -99,6 +103,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Call(args) => async_runtime()?.block_on(call::run(args)),
         Command::Keys(args) => keys::run(args),
         Command::Top(args) => top::run(args),
+        Command::Deploy(args) => async_runtime()?.block_on(deploy::run(args)),
         Command::Submit(args) => async_runtime()?.block_on(submit::run(args)),
         Command::Job(args) => async_runtime()?.block_on(job::run(args)),
         Command::Completions(args) => completions::run(args),
@@ -164,7 +169,7 @@ pub enum LogFormatArg {
 }
 
 /// Logs go to stderr; `RUST_LOG` takes precedence over `-v`.
-pub fn init_telemetry(args: &Cli) -> madrpc::telemetry::log::WorkerGuard {
+pub fn init_telemetry(args: &Cli) -> Option<madrpc::telemetry::log::FlushGuard> {
     use madrpc::telemetry::log::{self, LogFormat};
     let format = match args.log_format {
         LogFormatArg::Text => LogFormat::Text,

@@ -1,9 +1,12 @@
 //! `madrpc node --module app.wasm --listen ADDR [--join GATEWAY_URL]`.
+//! Without `--module`, a node that joins a gateway serves the gateway's
+//! deployed module, fetched with the join token.
 
 use super::edge::{ListenerArgs, TrustArgs};
 use super::endpoint::EndpointArgs;
 use super::limits::{AdmissionArgs, LimitArgs};
 use super::signal::shutdown_requested;
+use anyhow::Context;
 use clap::Args;
 use madrpc::node::{Node, NodeConfig, SubcallRoute, WorkerPool};
 use std::net::SocketAddr;
@@ -14,9 +17,10 @@ use std::sync::Arc;
 /// Arguments of `madrpc node`.
 #[derive(Debug, Args)]
 pub struct NodeArgs {
-    /// The module to serve (built by `madrpc build`).
-    #[arg(long)]
-    module: PathBuf,
+    /// The module to serve (built by `madrpc build`); without it, the
+    /// module deployed on the --join gateway.
+    #[arg(long, required_unless_present = "join")]
+    module: Option<PathBuf>,
     /// Address to listen on (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:9000")]
     listen: SocketAddr,
@@ -78,7 +82,26 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
     let slots = args.admission.instance_slots(sizing, 1);
     let limits = args.limits.to_limits();
     let runtime = super::limits::node_runtime(&limits, slots)?;
-    let module = super::load_module(&runtime, &args.module).await?;
+    let module = match (&args.module, &args.join) {
+        (Some(path), _) => super::load_module(&runtime, path).await?,
+        (None, Some(gateway)) => {
+            let wasm = madrpc::node::fetch_current(
+                &madrpc::http::client(),
+                gateway,
+                args.join_token.as_deref(),
+            )
+            .await?;
+            let loader = runtime.clone();
+            let module = tokio::task::spawn_blocking(move || loader.load(&wasm))
+                .await?
+                .context("cannot load the module the gateway deploys")?;
+            tracing::info!(module = %module.id(), methods = ?module.methods(), "fetched the deployed module from the gateway");
+            module
+        }
+        (None, None) => anyhow::bail!(
+            "give the node a module with --module, or a gateway to fetch it from with --join"
+        ),
+    };
     let route = match &args.join {
         Some(gateway) => SubcallRoute::Gateway {
             url: format!("{}/", gateway.trim_end_matches('/')),

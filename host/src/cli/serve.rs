@@ -6,7 +6,9 @@
 //! only add an HTTP exchange per call on the same cores. Sub-calls go from
 //! a local node straight into the balancer, without a socket. On Ctrl-C or
 //! SIGTERM the gateway stops taking calls and finishes those in flight,
-//! with all their sub-calls.
+//! with all their sub-calls. With `--watch` it rebuilds the script when
+//! it changes and deploys the new version to its local nodes (see
+//! `watch`).
 
 use super::edge::{ListenerArgs, PolicyArgs};
 use super::endpoint::EndpointArgs;
@@ -36,6 +38,11 @@ pub struct ServeArgs {
     /// The gateway's address.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Rebuild the script when it changes and switch the grid to the new
+    /// version without a failed call; a build error keeps the old version
+    /// serving.
+    #[arg(long)]
+    watch: bool,
     #[command(flatten)]
     gateway: GatewayFlags,
     #[command(flatten)]
@@ -73,8 +80,14 @@ impl ServeArgs {
 
 /// Runs the grid until Ctrl-C or SIGTERM.
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        !args.watch || madrpc::build::is_script(&args.module),
+        "--watch rebuilds a script: give serve the .js file, not a built module"
+    );
     let workdir = tempfile::Builder::new().prefix("madrpc-serve").tempdir()?;
     let module = prepare_module(&args.module, workdir.path()).await?;
+    let wasm =
+        std::fs::read(&module).with_context(|| format!("cannot read {}", module.display()))?;
 
     let nodes = args.nodes();
     let sizing = args.sizing();
@@ -109,6 +122,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         edge,
         drain_timeout: args.gateway.drain_timeout.into(),
         cache_bytes: args.gateway.cache_bytes(),
+        admin_token: args.gateway.admin_token()?,
+        // What serve starts with is the script it is given: deploys to it
+        // last as long as the process.
+        modules_dir: None,
     })
     .await?;
     let url = format!("{scheme}://{}", gateway.local_addr());
@@ -127,11 +144,28 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         )));
     }
 
-    let (gateway, _jobs) = args.jobs.start(gateway, max_body_bytes).await?;
+    let deployments = gateway.deployments();
+    let version = madrpc::modules::Version::check(wasm.into())?;
+    deployments.start_with(Arc::new(version))?;
+    let watcher = args.watch.then(|| {
+        tokio::spawn(super::watch::run(
+            args.module.clone(),
+            deployments,
+            registry,
+        ))
+    });
+
+    let gateway = args.jobs.start(gateway, max_body_bytes).await?;
 
     print_banner(&url, nodes, workers, &methods);
+    if args.watch {
+        println!("watching {} for changes", args.module.display());
+    }
     // Ctrl-C or SIGTERM: stop accepting, finish the calls in flight, exit.
     gateway.serve(shutdown_requested()).await?;
+    if let Some(watcher) = watcher {
+        watcher.abort();
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -227,6 +227,9 @@ pub async fn admit(State(guard): State<Arc<Guard>>, request: Request, next: Next
     if let Some(key) = principal.key_name().and_then(crate::rpc::KeyName::intern) {
         request.extensions_mut().insert(crate::rpc::CallerKey(key));
     }
+    if matches!(principal, Principal::Member(_)) || !guard.cluster.is_set() {
+        request.extensions_mut().insert(crate::rpc::TreeMember);
+    }
     request.extensions_mut().insert(principal);
     next.run(request).await
 }

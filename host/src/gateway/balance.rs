@@ -7,20 +7,25 @@
 //! neither.
 
 use super::registry::NodeEntry;
+use crate::modules::ModuleId;
 use rand::RngExt;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Picks a node that serves `method` for a call, never one of `exclude`.
+/// Picks a node that serves `method` (on `version`, when the call is
+/// pinned to one) for a call, never one of `exclude`.
 pub fn pick(
     nodes: &[Arc<NodeEntry>],
     method: &str,
+    version: Option<ModuleId>,
     exclude: &[Arc<NodeEntry>],
 ) -> Option<Arc<NodeEntry>> {
     let now = Instant::now();
     let candidates: Vec<&Arc<NodeEntry>> = nodes
         .iter()
-        .filter(|node| node.can_take(method, now) && !exclude.iter().any(|x| Arc::ptr_eq(x, node)))
+        .filter(|node| {
+            node.can_take(method, version, now) && !exclude.iter().any(|x| Arc::ptr_eq(x, node))
+        })
         .collect();
     match candidates.len() {
         0 => None,
@@ -51,6 +56,8 @@ mod tests {
                 url: url.to_string(),
                 methods: vec!["m".into()],
                 module: None,
+                loaded: Vec::new(),
+                failed: Default::default(),
             });
         }
         registry
@@ -62,7 +69,7 @@ mod tests {
         let nodes = registry.nodes();
         let _busy: Vec<_> = (0..5).map(|_| nodes[0].begin_call()).collect();
         for _ in 0..100 {
-            assert_eq!(pick(&nodes, "m", &[]).unwrap().url, "http://b");
+            assert_eq!(pick(&nodes, "m", None, &[]).unwrap().url, "http://b");
         }
     }
 
@@ -72,10 +79,10 @@ mod tests {
         let nodes = registry.nodes();
         nodes[1].eject();
         for _ in 0..100 {
-            let picked = pick(&nodes, "m", &[nodes[0].clone()]).unwrap();
+            let picked = pick(&nodes, "m", None, &[nodes[0].clone()]).unwrap();
             assert_eq!(picked.url, "http://c");
         }
-        assert!(pick(&nodes, "m", &[nodes[0].clone(), nodes[2].clone()]).is_none());
+        assert!(pick(&nodes, "m", None, &[nodes[0].clone(), nodes[2].clone()]).is_none());
     }
 
     #[test]
@@ -84,7 +91,7 @@ mod tests {
         let nodes = registry.nodes();
         let mut seen = std::collections::HashSet::new();
         for _ in 0..200 {
-            seen.insert(pick(&nodes, "m", &[]).unwrap().url.clone());
+            seen.insert(pick(&nodes, "m", None, &[]).unwrap().url.clone());
         }
         assert_eq!(seen.len(), 3);
     }
@@ -96,11 +103,13 @@ mod tests {
             url: "http://b".into(),
             methods: vec!["m".into(), "only_b".into()],
             module: None,
+            loaded: Vec::new(),
+            failed: Default::default(),
         });
         let nodes = registry.nodes();
         for _ in 0..100 {
-            assert_eq!(pick(&nodes, "only_b", &[]).unwrap().url, "http://b");
+            assert_eq!(pick(&nodes, "only_b", None, &[]).unwrap().url, "http://b");
         }
-        assert!(pick(&nodes, "nowhere", &[]).is_none());
+        assert!(pick(&nodes, "nowhere", None, &[]).is_none());
     }
 }

@@ -24,7 +24,7 @@ impl Balancer {
         // Claimed by the client's own call whether cacheable or not, so
         // that its sub-calls, wherever they run, never answer for it.
         let claim = CacheHint::claim();
-        let Some((module, ttl_ms)) = self.cacheable(&request.method) else {
+        let Some((module, ttl_ms)) = self.cacheable(&request.method, request.budget.module) else {
             return self.route(request, served_by).await;
         };
         let key = CacheKey::new(&module, &request.method, &request.params);
@@ -46,6 +46,9 @@ impl Balancer {
         if self.cache.is_none() {
             return BTreeMap::new();
         }
+        if let Some(version) = self.deployments.current() {
+            return version.summary.cache.clone();
+        }
         let mut cached = BTreeMap::new();
         for module in self.registry.nodes().iter().filter_map(|n| n.module()) {
             cached.extend(module.cache.iter().map(|(m, ttl)| (m.clone(), *ttl)));
@@ -58,15 +61,26 @@ impl Balancer {
     /// (by hash) and that module registered it with `{ cache }`. While
     /// nodes disagree (in the middle of a deploy), or one did not say what
     /// it runs, nothing is cached, so a result is never served for a
-    /// module other than the one that computed it.
-    fn cacheable(&self, method: &str) -> Option<(String, u64)> {
+    /// module other than the one that computed it. A call pinned to a
+    /// deployed version is cached under that version, which every node it
+    /// may go to runs.
+    fn cacheable(
+        &self,
+        method: &str,
+        version: Option<crate::modules::ModuleId>,
+    ) -> Option<(String, u64)> {
+        if let Some(id) = version {
+            let version = self.deployments.version(id)?;
+            let ttl_ms = *version.summary.cache.get(method)?;
+            return Some((version.summary.hash.clone(), ttl_ms));
+        }
         let now = Instant::now();
         let mut found: Option<Arc<ModuleSummary>> = None;
         for node in self
             .registry
             .nodes()
             .iter()
-            .filter(|n| n.can_take(method, now))
+            .filter(|n| n.can_take(method, None, now))
         {
             let module = node.module()?;
             match &found {

@@ -136,6 +136,23 @@ pub enum ForwardError {
     /// been answered; safe to retry, since a call has no effects outside
     /// its sandbox.
     Unreachable(HttpError),
+    /// The node no longer holds the module version the call is pinned to
+    /// (it dropped it just before the call arrived): nothing ran, and
+    /// another node that holds it may take the call. The node is fine.
+    VersionGone(RpcError),
+}
+
+/// The kind of a node's refusal of a call pinned to a version it does not
+/// hold.
+const VERSION_GONE: &str = "module_unavailable";
+
+/// Sorts a node's error into final, or worth another node.
+fn sort(error: RpcError) -> ForwardError {
+    if error.kind() == Some(VERSION_GONE) {
+        ForwardError::VersionGone(error)
+    } else {
+        ForwardError::Call(error)
+    }
 }
 
 /// Sends `method(params)` to `node`: over HTTP, or straight to its pool
@@ -152,7 +169,7 @@ pub async fn forward(
         return match pool.execute(method.to_owned(), params, budget).await {
             Ok(result) => Ok(result),
             Err(error) if error.is_unavailable() => Err(ForwardError::Overloaded(error)),
-            Err(error) => Err(ForwardError::Call(error)),
+            Err(error) => Err(sort(error)),
         };
     }
     let url = format!("{}/v1/call/{}", node.url, encode_path_segment(method));
@@ -212,7 +229,7 @@ pub async fn forward(
                         "the node chosen for the call does not accept this gateway's join token, and no other node could take the call; start nodes with the gateway's current token",
                     )))
                 }
-                _ => Err(ForwardError::Call(error)),
+                _ => Err(sort(error)),
             }
         }
         status => Err(refuse(node, &format!("HTTP {status}"))),

@@ -3,8 +3,10 @@
 //! node protocol's reply: a JSON object marked as a node's.
 
 use super::forward::{NodeClient, SendError, is_node_reply};
-use super::registry::Registry;
+use super::registry::{Checked, Registry};
+use crate::manifest::ModuleSummary;
 use hyper::Method;
+use serde::Deserialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,7 +38,7 @@ pub async fn run(registry: Arc<Registry>, client: NodeClient, interval: Duration
                             serde_json::from_slice::<serde_json::Value>(&body)
                                 .ok()
                                 .filter(serde_json::Value::is_object)
-                                .map(|health| methods_of(&health))
+                                .map(|health| checked(&health))
                         }
                         Ok((parts, _)) => {
                             tracing::debug!(node = %node.url, status = %parts.status, "health check refused");
@@ -56,8 +58,10 @@ pub async fn run(registry: Arc<Registry>, client: NodeClient, interval: Duration
     }
 }
 
-fn methods_of(health: &serde_json::Value) -> Vec<String> {
-    health["methods"]
+/// The methods and module a node's `/health` reply reports; a module
+/// that is missing or malformed counts as unknown.
+fn checked(health: &serde_json::Value) -> Checked {
+    let methods = health["methods"]
         .as_array()
         .map(|methods| {
             methods
@@ -65,5 +69,9 @@ fn methods_of(health: &serde_json::Value) -> Vec<String> {
                 .filter_map(|m| m.as_str().map(str::to_owned))
                 .collect()
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+    let module = ModuleSummary::deserialize(&health["module"])
+        .ok()
+        .filter(ModuleSummary::is_well_formed);
+    Checked { methods, module }
 }

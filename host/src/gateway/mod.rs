@@ -3,9 +3,11 @@
 //! retry on another node when a node fails before replying. It never runs
 //! guest code.
 
+mod admin;
 mod balance;
 mod cache;
 mod caching;
+pub mod deploy;
 pub mod discover;
 mod drain;
 mod forward;
@@ -14,18 +16,21 @@ mod membership;
 mod observe;
 mod registry;
 mod retry_budget;
+mod route;
 mod service;
 
+pub use admin::MAX_MODULE_BYTES;
+pub use deploy::{Activated, DeployError, Deployments};
 pub use membership::{NodePolicy, NodeUrlError};
 pub use registry::{NodeStatus, Registry};
 
 use crate::cluster::ClusterToken;
-use crate::http::{self, HttpError};
+use crate::http;
 use crate::node::{SubcallDispatch, SubcallRoute};
-use crate::rpc::{self, CallBudget, CallRequest, Dispatch, EndpointLimits, RpcError, codes};
+use crate::rpc::{self, CallBudget, CallRequest, Dispatch, EndpointLimits, RpcError};
 use crate::telemetry::{self, CallLog, CallRecord, RequestId, method_label};
 use bytes::Bytes;
-use forward::{ForwardError, NodeClient};
+use forward::NodeClient;
 use futures::future::BoxFuture;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -62,6 +67,11 @@ pub struct GatewayConfig {
     pub drain_timeout: Duration,
     /// Bytes the result cache may hold (`--cache-size`); 0 turns it off.
     pub cache_bytes: usize,
+    /// The secret `madrpc deploy` must present; `None` turns deploys off.
+    pub admin_token: Option<String>,
+    /// Where deployed module versions are kept, so a restart serves the
+    /// deployed one; `None` keeps them in memory (`serve`).
+    pub modules_dir: Option<std::path::PathBuf>,
 }
 
 /// Why a gateway could not run.
@@ -84,6 +94,9 @@ pub enum GatewayError {
     /// A `--node` URL is not acceptable.
     #[error("cannot use --node: {0}")]
     BadNode(#[from] NodeUrlError),
+    /// The module store could not be opened.
+    #[error(transparent)]
+    Modules(#[from] crate::modules::StoreError),
 }
 
 /// Routes calls to nodes: the [`Dispatch`] behind the gateway's endpoint.
@@ -95,13 +108,17 @@ pub struct Balancer {
     log: Arc<CallLog>,
     /// Results of cacheable functions; `None` with `--cache-size 0`.
     cache: Option<cache::ResultCache>,
+    /// The module version calls start on.
+    deployments: Arc<Deployments>,
 }
 
 impl Dispatch for Balancer {
     /// Calls of cacheable functions go through the result cache (see
     /// `caching`); the rest go straight to [`Balancer::call_nodes`].
-    async fn call(&self, request: CallRequest) -> Result<Bytes, RpcError> {
+    async fn call(&self, mut request: CallRequest) -> Result<Bytes, RpcError> {
         let started = std::time::Instant::now();
+        // A client's call runs on the version current now, to the end.
+        let _pin = self.deployments.pin(&mut request.budget);
         let budget = request.budget;
         let method = request.method.clone();
         let mut node = None;
@@ -120,7 +137,10 @@ impl Dispatch for Balancer {
     }
 
     fn methods(&self) -> Vec<String> {
-        self.registry.methods().to_vec()
+        match self.deployments.current() {
+            Some(version) => version.manifest.methods.clone(),
+            None => self.registry.methods().to_vec(),
+        }
     }
 
     fn builtin(&self, name: &str) -> Option<serde_json::Value> {
@@ -130,97 +150,9 @@ impl Dispatch for Balancer {
     fn cached_methods(&self) -> std::collections::BTreeMap<String, u64> {
         self.cacheable_methods()
     }
-}
 
-impl Balancer {
-    /// Sends a call to a node, and once more to another when the first
-    /// failed before replying; `served_by` is the last node tried.
-    async fn route(
-        &self,
-        request: CallRequest,
-        served_by: &mut Option<String>,
-    ) -> Result<Bytes, RpcError> {
-        let nodes = self.registry.nodes();
-        let methods = self.registry.methods();
-        if !methods.is_empty() && methods.binary_search(&request.method).is_err() {
-            return Err(RpcError::method_not_found(&request.method, &methods));
-        }
-        let mut tried = Vec::new();
-        let mut last_error = None;
-        // One try, and one retry on another node only when the first node
-        // failed before replying: it cannot have answered, and a call has no
-        // effects outside its sandbox. Everything else is final: a guest
-        // error or a limit breach would fail the same way elsewhere, an
-        // overloaded node's `Retry-After` reaches the client, and a call
-        // that timed out may still be running, so it is neither sent again
-        // nor held against its node.
-        for attempt in 0..2 {
-            let Some(node) = balance::pick(&nodes, &request.method, &tried) else {
-                break;
-            };
-            *served_by = Some(node.url.clone());
-            if attempt == 0 {
-                self.retries.deposit();
-            } else if !self.retries.withdraw() {
-                telemetry::metrics::record_retry(false);
-                // Re-sends are spent: many nodes are failing at once, and
-                // sending every call twice would only double the load.
-                tracing::warn!(failed = %tried[0].url, method = %request.method, "not retrying: the retry budget is spent");
-                break;
-            } else {
-                telemetry::metrics::record_retry(true);
-                tracing::warn!(node = %node.url, failed = %tried[0].url, method = %request.method, "retrying the call on another node");
-            }
-            let _in_flight = node.begin_call();
-            match forward::forward(
-                &self.client,
-                &node,
-                &request.method,
-                request.params.clone(),
-                request.budget,
-                self.call_timeout,
-            )
-            .await
-            {
-                Ok(result) => {
-                    node.record_success();
-                    return Ok(result);
-                }
-                Err(ForwardError::Call(error) | ForwardError::Overloaded(error)) => {
-                    return Err(error);
-                }
-                Err(ForwardError::Unreachable(HttpError::Timeout { timeout, .. })) => {
-                    return Err(RpcError::new(
-                        codes::DEADLINE_EXCEEDED,
-                        "deadline_exceeded",
-                        format!(
-                            "node {} did not answer within the gateway's call timeout of {} ms; raise --call-timeout or do less work per call",
-                            node.url,
-                            timeout.as_millis()
-                        ),
-                    )
-                    .with("limit_ms", timeout.as_millis() as u64));
-                }
-                Err(ForwardError::Unreachable(error)) => {
-                    node.eject();
-                    last_error = Some(RpcError::new(
-                        codes::NODE_FAILED,
-                        "node_failed",
-                        format!(
-                            "the node running the call failed before replying ({error}), and no other node could take it"
-                        ),
-                    ));
-                }
-            }
-            tried.push(node);
-        }
-        Err(last_error.unwrap_or_else(|| {
-            RpcError::new(
-                codes::NO_HEALTHY_NODE,
-                "no_healthy_node",
-                "No healthy node: the gateway has no node that can take calls; start one with `madrpc node --join <gateway url>` or check the nodes' health",
-            )
-        }))
+    fn module_version(&self) -> Option<String> {
+        self.deployments.current().map(|v| v.id.to_string())
     }
 }
 
@@ -259,12 +191,19 @@ pub struct Gateway {
     listener: TcpListener,
     registry: Arc<Registry>,
     token: Arc<ClusterToken>,
+    admin: Arc<ClusterToken>,
     balancer: Arc<Balancer>,
     client: NodeClient,
     config: GatewayConfig,
     /// More client routes (the job API), behind the same edge layer as calls.
     extra: Option<axum::Router>,
+    /// More work a drain waits for (the job workers), given the drain
+    /// timeout.
+    also_drain: Option<DrainHook>,
 }
+
+/// Work a drain waits for besides the calls in flight.
+type DrainHook = Box<dyn FnOnce(Duration) -> BoxFuture<'static, ()> + Send>;
 
 impl Gateway {
     /// Checks the static nodes and binds the listen address.
@@ -287,6 +226,12 @@ impl Gateway {
         let registry =
             Arc::new(Registry::new(&nodes).with_heartbeat_expiry(config.health_interval * 3));
         let token = Arc::new(ClusterToken::new(config.join_token.clone()));
+        let admin = Arc::new(ClusterToken::new(config.admin_token.clone()));
+        let store = crate::modules::Store::open(config.modules_dir.as_deref())?;
+        if let Some(current) = store.current() {
+            tracing::info!(module = %current.id, methods = ?current.manifest.methods, "serving the deployed module version");
+        }
+        let deployments = Arc::new(Deployments::new(store));
         let client = NodeClient::new(http::client(), token.clone(), config.max_result_bytes);
         let balancer = Arc::new(Balancer {
             registry: registry.clone(),
@@ -295,15 +240,18 @@ impl Gateway {
             retries: retry_budget::RetryBudget::default(),
             log: Arc::new(CallLog::new(telemetry::metrics::Surface::Gateway)),
             cache: (config.cache_bytes > 0).then(|| cache::ResultCache::new(config.cache_bytes)),
+            deployments,
         });
         Ok(Self {
             listener,
             registry,
             token,
+            admin,
             balancer,
             client,
             config,
             extra: None,
+            also_drain: None,
         })
     }
 
@@ -323,6 +271,11 @@ impl Gateway {
         SubcallRoute::InProcess(Arc::new(InProcess(Arc::downgrade(&self.balancer))))
     }
 
+    /// The module versions: what calls start on, deploys and rollbacks.
+    pub fn deployments(&self) -> Arc<Deployments> {
+        self.balancer.deployments.clone()
+    }
+
     /// The balancer, for callers in this process that run calls as a
     /// client's would run (the job worker).
     pub fn balancer(&self) -> Arc<Balancer> {
@@ -339,6 +292,17 @@ impl Gateway {
         self
     }
 
+    /// Makes a drain wait for `drain` too, given the drain timeout: the
+    /// listener stays open until it completes, since the job workers'
+    /// calls send their sub-calls through it.
+    pub fn drain_also(
+        mut self,
+        drain: impl FnOnce(Duration) -> BoxFuture<'static, ()> + Send + 'static,
+    ) -> Self {
+        self.also_drain = Some(Box::new(drain));
+        self
+    }
+
     /// The cluster credential, shared with the routes that check it; set a
     /// new token on it to revoke the old one.
     pub fn cluster_token(&self) -> Arc<ClusterToken> {
@@ -349,7 +313,7 @@ impl Gateway {
     /// are refused, while the calls in flight finish with every round of
     /// their sub-calls (within the drain timeout); then it stops.
     pub async fn serve(
-        self,
+        mut self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), GatewayError> {
         let health = tokio::spawn(health::run(
@@ -371,7 +335,13 @@ impl Gateway {
             Some(extra) => calls.merge(edge.guard(extra, self.token.clone())),
             None => calls,
         };
-        let router = edge.wrap(calls.merge(service::router(
+        let modules = admin::routes(
+            self.balancer.deployments.clone(),
+            self.registry.clone(),
+            self.admin.clone(),
+            self.token.clone(),
+        );
+        let router = edge.wrap(calls.merge(modules).merge(service::router(
             self.registry.clone(),
             self.token.clone(),
             NodePolicy {
@@ -380,9 +350,12 @@ impl Gateway {
             observe::Observed {
                 log: self.balancer.log.clone(),
                 drain: drain.clone(),
+                deployments: self.balancer.deployments.clone(),
             },
         )))?;
         tracing::info!(addr = %self.local_addr(), scheme = edge.scheme(), "gateway serving");
+        let also_drain = self.also_drain.take();
+        let drain_timeout = self.config.drain_timeout;
         let result = crate::edge::serve_draining(
             self.listener,
             router,
@@ -392,7 +365,12 @@ impl Gateway {
             move || async move {
                 drain.start();
                 tracing::info!("draining: refusing new calls; waiting for the calls in flight");
-                drain.idle().await;
+                let also = async move {
+                    if let Some(also) = also_drain {
+                        also(drain_timeout).await;
+                    }
+                };
+                tokio::join!(drain.idle(), also);
             },
             self.config.drain_timeout,
         )
@@ -437,6 +415,8 @@ mod tests {
             url: "http://a".into(),
             methods: vec!["m".into()],
             module: None,
+            loaded: Vec::new(),
+            failed: Default::default(),
         });
         let node = registry.nodes()[0].clone();
         let seconds: Vec<u64> = (0..8)

@@ -24,6 +24,8 @@ pub(super) struct Observed {
     pub(super) log: Arc<CallLog>,
     /// Whether the gateway is draining.
     pub(super) drain: Arc<Drain>,
+    /// The module version serving.
+    pub(super) deployments: Arc<super::Deployments>,
 }
 
 #[derive(Clone)]
@@ -57,13 +59,23 @@ async fn status(State(observe): State<Observe>) -> Json<Value> {
     modules.dedup();
     let available = nodes.iter().filter(|n| n.available).count();
     let draining = observe.observed.drain.is_draining();
+    let deployed = observe.observed.deployments.current();
+    let methods = match &deployed {
+        Some(version) => version.manifest.methods.clone(),
+        None => registry.methods().to_vec(),
+    };
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_ms": stats.uptime().as_millis() as u64,
         "ready": !draining && available > 0,
         "draining": draining,
         "modules": modules,
-        "methods": *registry.methods(),
+        "deployed": deployed.map(|v| json!({
+            "id": v.id,
+            "script": v.manifest.script,
+            "methods": v.manifest.methods,
+        })),
+        "methods": methods,
         "nodes": nodes,
         "calls": stats.metrics(true),
         "history": stats.history(),

@@ -2,6 +2,7 @@
 //! they may take calls, and how many calls each has outstanding.
 
 use crate::manifest::ModuleSummary;
+use crate::modules::ModuleId;
 use crate::node::{Announcement, WorkerPool};
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -62,6 +63,11 @@ struct Health {
     /// The node's module as its last heartbeat (or its pool) described
     /// it; `None` when unknown, and then its results are not cached.
     module: Option<Arc<ModuleSummary>>,
+    /// Every version the node said it holds, with its functions: where a
+    /// call pinned to a version may go.
+    loaded: Vec<(ModuleId, Arc<ModuleSummary>)>,
+    /// Versions the node said it could not load, and why.
+    failed: std::collections::BTreeMap<ModuleId, String>,
 }
 
 /// A node's state as reported by `GET /v1/nodes`.
@@ -82,6 +88,9 @@ pub struct NodeStatus {
     /// The hash of the module it serves, when the gateway knows it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub module: Option<String>,
+    /// Every module version it holds (the current one included).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<String>,
 }
 
 impl NodeEntry {
@@ -100,6 +109,8 @@ impl NodeEntry {
                 last_seen: Instant::now(),
                 methods,
                 module: None,
+                loaded: Vec::new(),
+                failed: Default::default(),
             }),
         }
     }
@@ -144,12 +155,37 @@ impl NodeEntry {
         self.available(&health, now)
     }
 
-    /// Whether the node may take a call of `method` now: it is available
-    /// and serves the method (a node that reported no methods yet is not
-    /// asked).
-    pub fn can_take(&self, method: &str, now: Instant) -> bool {
+    /// Whether the node may take a call of `method` on `version` now: it
+    /// is available and serves the method, on that version when one is
+    /// named (a node that reported no methods yet is not asked).
+    pub fn can_take(&self, method: &str, version: Option<ModuleId>, now: Instant) -> bool {
         let health = self.health();
-        self.available(&health, now) && health.methods.iter().any(|m| m == method)
+        if !self.available(&health, now) {
+            return false;
+        }
+        if let Some(pool) = &self.pool {
+            return pool.serves(method, version);
+        }
+        match version {
+            None => health.methods.iter().any(|m| m == method),
+            Some(id) => health
+                .loaded
+                .iter()
+                .any(|(held, module)| *held == id && module.methods.iter().any(|m| m == method)),
+        }
+    }
+
+    /// Why the node could not load version `id`, when it said so.
+    pub fn load_failure(&self, id: ModuleId) -> Option<String> {
+        self.health().failed.get(&id).cloned()
+    }
+
+    /// Whether the node holds module version `id`.
+    pub fn holds(&self, id: ModuleId) -> bool {
+        match &self.pool {
+            Some(pool) => pool.holds(id),
+            None => self.health().loaded.iter().any(|(held, _)| *held == id),
+        }
     }
 
     fn available(&self, health: &Health, now: Instant) -> bool {
@@ -210,10 +246,10 @@ impl NodeEntry {
     /// not whether it is still a member: a joined node's `last_seen` moves
     /// only with its heartbeats, so a node whose token was revoked leaves
     /// even while it answers `/health`.
-    pub fn record_check(&self, outcome: Option<Vec<String>>) {
+    pub fn record_check(&self, outcome: Option<Checked>) {
         let mut health = self.health();
         match outcome {
-            Some(methods) => {
+            Some(Checked { methods, module }) => {
                 if !health.healthy {
                     tracing::info!(node = %self.url, "node healthy");
                 }
@@ -223,6 +259,10 @@ impl NodeEntry {
                     health.last_seen = Instant::now();
                 }
                 health.methods = methods;
+                // A joined node's heartbeats say which module it runs.
+                if self.origin != Origin::Joined && health.module.as_deref() != module.as_ref() {
+                    health.module = module.map(Arc::new);
+                }
             }
             None => {
                 let was_healthy = health.healthy;
@@ -236,10 +276,13 @@ impl NodeEntry {
         }
     }
 
-    fn heartbeat(&self, methods: Vec<String>, module: Option<ModuleSummary>) {
+    fn heartbeat(&self, announcement: Announcement) {
+        let module = announcement.checked_module();
         let mut health = self.health();
         health.last_seen = Instant::now();
-        health.methods = methods;
+        health.methods = announcement.methods;
+        health.loaded = loaded_of(announcement.loaded);
+        health.failed = announcement.failed;
         if health.module.as_deref() != module.as_ref() {
             health.module = module.map(Arc::new);
         }
@@ -265,9 +308,10 @@ impl NodeEntry {
     }
 
     fn status(&self, now: Instant) -> NodeStatus {
-        let (consecutive_failures, announced) = {
+        let (consecutive_failures, announced, versions) = {
             let health = self.health();
-            (health.ejections, health.module.clone())
+            let versions = health.loaded.iter().map(|(id, _)| id.to_string()).collect();
+            (health.ejections, health.module.clone(), versions)
         };
         NodeStatus {
             url: self.url.clone(),
@@ -282,11 +326,32 @@ impl NodeEntry {
             methods: self.methods(),
             consecutive_failures,
             module: match &self.pool {
-                Some(pool) => Some(pool.module_hash().to_owned()),
+                Some(pool) => Some(pool.module_hash()),
                 None => announced.map(|m| m.hash.clone()),
+            },
+            versions: match &self.pool {
+                Some(pool) => pool.loaded().iter().map(|m| m.hash.clone()).collect(),
+                None => versions,
             },
         }
     }
+}
+
+/// The versions an announcement lists, those with a valid id.
+fn loaded_of(loaded: Vec<ModuleSummary>) -> Vec<(ModuleId, Arc<ModuleSummary>)> {
+    loaded
+        .into_iter()
+        .filter_map(|m| Some((ModuleId::parse(&m.hash)?, Arc::new(m))))
+        .collect()
+}
+
+/// What a passing health check found.
+#[derive(Debug, Clone, Default)]
+pub struct Checked {
+    /// The functions the node serves.
+    pub methods: Vec<String>,
+    /// The node's module, when it said (a node's `/health` reports it).
+    pub module: Option<ModuleSummary>,
 }
 
 /// Keeps a call counted as outstanding on its node.
@@ -351,9 +416,9 @@ impl Registry {
             format!("local:{index}"),
             Origin::Local,
             true,
-            pool.methods().to_vec(),
+            pool.methods(),
         );
-        node.health().module = Some(pool.module_summary().clone());
+        node.health().module = Some(pool.module_summary());
         node.pool = Some(pool);
         nodes.push(Arc::new(node));
         drop(nodes);
@@ -365,16 +430,16 @@ impl Registry {
     pub fn heartbeat(&self, announcement: Announcement) {
         let url = normalize(&announcement.url);
         if let Some(node) = self.nodes().into_iter().find(|n| n.url == url) {
-            node.heartbeat(announcement.methods, announcement.module);
+            node.heartbeat(announcement);
             self.refresh_methods();
             return;
         }
         tracing::info!(node = %url, "node joined");
         let node = NodeEntry {
             heartbeat_expiry: self.heartbeat_expiry,
-            ..NodeEntry::new(url, Origin::Joined, true, announcement.methods)
+            ..NodeEntry::new(url, Origin::Joined, true, Vec::new())
         };
-        node.health().module = announcement.module.map(Arc::new);
+        node.heartbeat(announcement);
         self.nodes
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -451,6 +516,19 @@ impl Registry {
             .clone()
     }
 
+    /// Reads the local nodes' functions and module again from their pools,
+    /// after a deploy changed what they serve.
+    pub fn refresh_local(&self) {
+        for node in self.nodes() {
+            if let Some(pool) = &node.pool {
+                let mut health = node.health();
+                health.methods = pool.methods();
+                health.module = Some(pool.module_summary());
+            }
+        }
+        self.refresh_methods();
+    }
+
     /// Recomputes [`Registry::methods`] after nodes reported in or left.
     pub fn refresh_methods(&self) {
         let mut methods: Vec<String> = self.nodes().iter().flat_map(|n| n.methods()).collect();
@@ -481,11 +559,20 @@ fn normalize(url: &str) -> String {
 mod tests {
     use super::*;
 
+    fn checked(methods: &[&str]) -> Checked {
+        Checked {
+            methods: methods.iter().map(|m| m.to_string()).collect(),
+            module: None,
+        }
+    }
+
     fn joined(registry: &Registry, url: &str) -> Arc<NodeEntry> {
         registry.heartbeat(Announcement {
             url: url.into(),
             methods: vec!["m".into()],
             module: None,
+            loaded: Vec::new(),
+            failed: Default::default(),
         });
         registry.nodes().into_iter().find(|n| n.url == url).unwrap()
     }
@@ -496,10 +583,10 @@ mod tests {
         let registry = Registry::new(&[]).with_heartbeat_expiry(expiry);
         let node = joined(&registry, "http://a:1");
         assert!(node.is_available(Instant::now()));
-        node.record_check(Some(vec!["m".into()]));
+        node.record_check(Some(checked(&["m"])));
         assert!(!node.is_available(Instant::now() + expiry));
         let registry = Registry::new(&[]).with_heartbeat_expiry(Duration::ZERO);
-        joined(&registry, "http://a:1").record_check(Some(vec!["m".into()]));
+        joined(&registry, "http://a:1").record_check(Some(checked(&["m"])));
         registry.expire();
         assert!(registry.nodes().is_empty());
     }
@@ -542,7 +629,7 @@ mod tests {
         let found = registry.nodes()[1].clone();
         assert_eq!(found.origin, Origin::Discovered);
         assert!(!found.is_available(Instant::now()));
-        found.record_check(Some(vec!["m".into()]));
+        found.record_check(Some(checked(&["m"])));
         assert!(found.is_available(Instant::now()));
         let call = found.begin_call();
         registry.set_discovered(&[]);
@@ -569,7 +656,7 @@ mod tests {
         let registry = Registry::new(&["http://s:1".into()]).with_heartbeat_expiry(Duration::ZERO);
         let fixed = registry.nodes()[0].clone();
         assert!(!fixed.is_available(Instant::now()));
-        fixed.record_check(Some(Vec::new()));
+        fixed.record_check(Some(checked(&[])));
         registry.expire();
         assert_eq!(registry.nodes().len(), 1);
         assert!(fixed.is_available(Instant::now() + Duration::from_secs(60)));

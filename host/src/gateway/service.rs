@@ -24,6 +24,8 @@ struct Membership {
     registry: Arc<Registry>,
     token: Arc<ClusterToken>,
     policy: Arc<NodePolicy>,
+    /// The versions nodes should hold, told in the answer to heartbeats.
+    deployments: Arc<super::Deployments>,
     /// When a refused join was last logged: a node with a revoked token
     /// keeps heartbeating, and one warning per interval is enough.
     last_warning: Arc<Mutex<Option<Instant>>>,
@@ -79,6 +81,7 @@ pub(super) fn router(
         registry: registry.clone(),
         token,
         policy: Arc::new(policy),
+        deployments: observed.deployments.clone(),
         last_warning: Arc::default(),
     };
     Router::new()
@@ -131,7 +134,12 @@ async fn join(State(membership): State<Membership>, headers: HeaderMap, body: By
     match checked {
         Ok(announcement) => {
             membership.registry.heartbeat(announcement);
-            StatusCode::NO_CONTENT.into_response()
+            // Once a version is deployed, the answer says which versions
+            // the node should hold and which is current.
+            match membership.deployments.wanted() {
+                Some(versions) => Json(versions).into_response(),
+                None => StatusCode::NO_CONTENT.into_response(),
+            }
         }
         Err(error) => unprocessable(error),
     }

@@ -20,9 +20,10 @@ use crate::rpc::{CallRequest, Dispatch, RpcError};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 /// Longest a job may run (`--job-deadline`): an hour, where a call gets
 /// ten seconds.
@@ -111,6 +112,23 @@ pub struct Jobs {
     running: Mutex<HashMap<String, Arc<Notify>>>,
     /// Names this process in lease owners.
     instance: String,
+    /// Whether workers take jobs, and whether running ones are handed back.
+    phase: watch::Sender<Phase>,
+    /// Workers between deciding to take a job and finishing it.
+    busy: AtomicUsize,
+    /// Wakes the shutdown when the last busy worker is done.
+    idle: Notify,
+}
+
+/// Where the job service is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Taking and running jobs.
+    Serving,
+    /// Shutting down: no new job is taken; the running ones may finish.
+    Closing,
+    /// Shutting down, out of time: running jobs go back to the queue.
+    HandBack,
 }
 
 impl Jobs {
@@ -128,12 +146,16 @@ impl Jobs {
             submitted: Notify::new(),
             running: Mutex::new(HashMap::new()),
             instance: crate::cluster::random_token()[..12].to_owned(),
+            phase: watch::Sender::new(Phase::Serving),
+            busy: AtomicUsize::new(0),
+            idle: Notify::new(),
         })
     }
 
     /// Starts the workers and the purge; they stop when the returned
-    /// handle is dropped. Leases of jobs running then run out, and the
-    /// jobs run again (here after a restart, or on another gateway).
+    /// handle is dropped, or more gently through [`Workers::shut_down`].
+    /// Leases of jobs running at a drop run out, and the jobs run again
+    /// (here after a restart, or on another gateway).
     pub fn start(self: &Arc<Self>) -> Workers {
         let mut tasks: Vec<_> = (0..self.settings.workers.max(1))
             .map(|_| tokio::spawn(worker::work(self.clone())))
@@ -143,7 +165,29 @@ impl Jobs {
             workers = self.settings.workers.max(1),
             "job workers started"
         );
-        Workers(tasks)
+        Workers {
+            jobs: self.clone(),
+            tasks,
+        }
+    }
+
+    /// Counts a worker as busy until the returned guard drops, unless the
+    /// service is shutting down.
+    fn begin_work(&self) -> Option<Busy<'_>> {
+        self.busy.fetch_add(1, Ordering::SeqCst);
+        let busy = Busy(self);
+        (*self.phase.borrow() == Phase::Serving).then_some(busy)
+    }
+
+    /// Completes when no worker is busy.
+    async fn all_idle(&self) {
+        loop {
+            let idle = self.idle.notified();
+            if self.busy.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            idle.await;
+        }
     }
 
     /// Stops the run of job `id` if it runs in this process.
@@ -155,12 +199,56 @@ impl Jobs {
     }
 }
 
+/// A busy worker, counted until dropped.
+struct Busy<'a>(&'a Jobs);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        if self.0.busy.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// Longest a shutdown waits for the store to take the jobs handed back.
+const HAND_BACK_TIME: Duration = Duration::from_secs(2);
+
 /// The running workers; dropping it stops them.
-pub struct Workers(Vec<tokio::task::JoinHandle<()>>);
+pub struct Workers {
+    jobs: Arc<Jobs>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Workers {
+    /// A graceful stop within `within` (the drain timeout): no new job is
+    /// taken, the running ones may finish, and those still running a
+    /// second before the end (a quarter of `within` when shorter) go back
+    /// to the queue, so that another gateway, or this one restarted, runs
+    /// them again at once rather than after their lease.
+    pub async fn shut_down(self, within: Duration) {
+        let jobs = &self.jobs;
+        jobs.phase.send_replace(Phase::Closing);
+        let finish_by = within.saturating_sub(Duration::from_secs(1).min(within / 4));
+        if tokio::time::timeout(finish_by, jobs.all_idle())
+            .await
+            .is_err()
+        {
+            jobs.phase.send_replace(Phase::HandBack);
+            if tokio::time::timeout(HAND_BACK_TIME, jobs.all_idle())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "jobs could not be handed back in time; they run again when their leases run out"
+                );
+            }
+        }
+    }
+}
 
 impl Drop for Workers {
     fn drop(&mut self) {
-        for task in &self.0 {
+        for task in &self.tasks {
             task.abort();
         }
     }

@@ -159,6 +159,10 @@ pub enum Outcome {
         /// When the next run may start.
         not_before: u64,
     },
+    /// The run was stopped by a graceful shutdown: the job goes back to the
+    /// queue for another worker at once, and the run does not count
+    /// against its attempts.
+    HandBack,
 }
 
 /// What a lease renewal found.
@@ -308,6 +312,11 @@ pub fn apply(job: &mut Job, outcome: Outcome, now: u64) {
             job.state = JobState::Queued;
             job.error = Some(error);
             job.not_before = not_before;
+        }
+        Outcome::HandBack => {
+            job.state = JobState::Queued;
+            job.attempts = job.attempts.saturating_sub(1);
+            job.not_before = now;
         }
     }
 }

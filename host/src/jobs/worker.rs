@@ -1,8 +1,8 @@
 //! The job worker: lease a job, run its call while renewing the lease,
 //! record the outcome under that lease; and the purge of old jobs.
 
-use super::Jobs;
 use super::model::{Job, Outcome, Renewal, now_ms};
+use super::{Jobs, Phase};
 use crate::rpc::{CallBudget, CallRequest, Grant, KeyName, RpcError, codes};
 use bytes::Bytes;
 use std::sync::Arc;
@@ -16,12 +16,16 @@ const BACKOFF_BASE: Duration = Duration::from_secs(1);
 /// Longest retry delay.
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 
-/// One worker: runs jobs one after the other until aborted.
+/// One worker: runs jobs one after the other until aborted or the service
+/// shuts down.
 pub(super) async fn work(jobs: Arc<Jobs>) {
     let lease_ms = jobs.settings.lease.as_millis() as u64;
     loop {
         // Listen before looking, so a job submitted meanwhile is not missed.
         let submitted = jobs.submitted.notified();
+        let Some(busy) = jobs.begin_work() else {
+            return;
+        };
         let owner = format!(
             "{}-{}",
             jobs.instance,
@@ -35,6 +39,7 @@ pub(super) async fn work(jobs: Arc<Jobs>) {
         {
             Ok(Some(job)) => run(&jobs, &owner, job).await,
             Ok(None) => {
+                drop(busy);
                 let _ = tokio::time::timeout(POLL, submitted).await;
             }
             Err(error) => {
@@ -79,15 +84,24 @@ async fn run(jobs: &Jobs, owner: &str, job: Job) {
                 deadline: settings.deadline,
                 fuel: settings.fuel,
             }),
+            // The gateway pins it to the version current when it starts.
+            module: None,
         },
     };
     let call = jobs.dispatch.call(request);
     tokio::pin!(call);
     let every = settings.lease / 3;
     let mut renewals = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let mut phase = jobs.phase.subscribe();
     let result = loop {
         tokio::select! {
             result = &mut call => break result,
+            _ = handing_back(&mut phase) => {
+                // Dropping the call stops it; the job goes back to the
+                // queue for another gateway, or this one restarted.
+                hand_back(jobs, owner, &job).await;
+                return;
+            }
             _ = stop.notified() => {
                 // Dropping the call stops it in its sandbox and frees the worker.
                 tracing::info!(job = %job.id, "job cancelled; its call was stopped");
@@ -111,6 +125,7 @@ async fn run(jobs: &Jobs, owner: &str, job: Job) {
         Outcome::Succeeded(_) => "succeeded",
         Outcome::Failed(_) => "failed",
         Outcome::Retry { .. } => "retrying",
+        Outcome::HandBack => "handed back",
     };
     match jobs.store.finish(&job.id, owner, outcome, now_ms()).await {
         Ok(true) => tracing::info!(job = %job.id, outcome = state, "job finished"),
@@ -119,6 +134,33 @@ async fn run(jobs: &Jobs, owner: &str, job: Job) {
         }
         Err(error) => {
             tracing::error!(job = %job.id, %error, "cannot record the job's outcome; it runs again when its lease runs out")
+        }
+    }
+    jobs.changed.notify_waiters();
+}
+
+/// Completes when running jobs are to be handed back.
+async fn handing_back(phase: &mut tokio::sync::watch::Receiver<Phase>) {
+    if phase.wait_for(|p| *p == Phase::HandBack).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Puts a running job back in the queue at a shutdown.
+async fn hand_back(jobs: &Jobs, owner: &str, job: &Job) {
+    match jobs
+        .store
+        .finish(&job.id, owner, Outcome::HandBack, now_ms())
+        .await
+    {
+        Ok(true) => {
+            tracing::info!(job = %job.id, "job handed back: this process is shutting down; it runs again elsewhere or after a restart")
+        }
+        Ok(false) => {
+            tracing::info!(job = %job.id, "job stopped at shutdown; it was cancelled or taken over meanwhile")
+        }
+        Err(error) => {
+            tracing::warn!(job = %job.id, %error, "cannot hand the job back; it runs again when its lease runs out")
         }
     }
     jobs.changed.notify_waiters();

@@ -8,19 +8,28 @@
 //! The expected wait is the calls ahead times the node's pace, the time
 //! between two client calls finishing, learned by Little's law from the
 //! calls that finish: how long a call ran divided by the client calls
-//! running then. It follows trivial calls and wide trees alike. The mean
-//! age of the calls running bounds it from below, which tells a node that
-//! has not finished a call yet, or whose calls turned slow, what to expect.
-//! Until a call finished, an eighth of `queue` may wait, and such a call
-//! is refused as soon as it can no longer expect to start within half its
-//! time left.
+//! running then. It follows trivial calls and wide trees alike. A call is
+//! refused at once only on that learned pace.
+//!
+//! The mean age of the calls running bounds the pace from below, which
+//! tells a node that has not finished a call yet, or whose calls turned
+//! slow, what to expect. That bound rests on a few calls and can be one
+//! slow call among trivial ones, so a call it alone judges too late is let
+//! wait: it checks again every `RECHECK` and leaves as soon as it can no
+//! longer expect to start within half its time left.
+//!
+//! Until the first `WARM_SAMPLES` calls finished, an eighth of `queue` may
+//! wait at once; a call past that share waits for the pace to be known (at
+//! most the share of its time left it may spend waiting) and is then
+//! judged on it, so a cold burst of trivial calls is not refused for want
+//! of a figure.
 
 use super::gate::{Gate, Priority, Slot};
 use crate::rpc::RpcError;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 /// The share of a client call's time left that it may expect to spend
 /// waiting to start: the rest is for running, sub-calls included.
@@ -31,6 +40,12 @@ const PACE_WEIGHT: f64 = 0.2;
 
 /// Until the pace is known, the share of `queue` that may wait.
 const COLD_SHARE: usize = 8;
+
+/// Client calls whose plain mean is the pace before the moving average
+/// takes over, and that calls past the cold share wait for. A node's first
+/// calls run slow (fresh slots, cold caches): one of them alone would make
+/// a trivial call look like a heavy one and turn a cold burst away.
+const WARM_SAMPLES: u32 = 8;
 
 /// How often a waiting call checks that it can still expect to start in
 /// time.
@@ -57,12 +72,18 @@ pub(super) struct ClientAdmission {
     departed: AtomicUsize,
     queue: usize,
     pace: Mutex<Pace>,
+    /// Woken when the pace becomes known.
+    pace_known: Notify,
 }
 
 /// What the node knows of its pace.
 struct Pace {
-    /// Seconds between client calls finishing, once one finished.
+    /// Seconds between client calls finishing, once one finished: the
+    /// mean of the first `WARM_SAMPLES`, then a moving average.
     learned: Option<f64>,
+    /// The first samples summed, and their count.
+    warm_sum: f64,
+    warm_count: u32,
     /// When the calls running started, summed as seconds since `base`:
     /// their mean age bounds the pace from below before any finishes, or
     /// when they run far longer than the calls before them.
@@ -71,7 +92,8 @@ struct Pace {
 }
 
 impl Pace {
-    /// Seconds between client calls finishing, as far as known.
+    /// Seconds between client calls finishing, as far as known: the
+    /// learned pace, bounded from below by the age of the calls running.
     fn seconds(&self, running: usize) -> Option<f64> {
         let floor = (running > 0).then(|| {
             let mean_start = self.started_sum / running as f64;
@@ -102,9 +124,20 @@ impl Drop for Running<'_> {
             .since
             .saturating_duration_since(pace.base)
             .as_secs_f64();
-        pace.learned = Some(pace.learned.map_or(sample, |pace| {
-            pace * (1.0 - PACE_WEIGHT) + sample * PACE_WEIGHT
-        }));
+        match pace.learned {
+            Some(learned) if pace.warm_count >= WARM_SAMPLES => {
+                pace.learned = Some(learned * (1.0 - PACE_WEIGHT) + sample * PACE_WEIGHT);
+            }
+            _ => {
+                pace.warm_sum += sample;
+                pace.warm_count += 1;
+                pace.learned = Some(pace.warm_sum / f64::from(pace.warm_count));
+                if pace.warm_count >= WARM_SAMPLES {
+                    drop(pace);
+                    admission.pace_known.notify_waiters();
+                }
+            }
+        }
     }
 }
 
@@ -134,9 +167,12 @@ impl ClientAdmission {
             queue,
             pace: Mutex::new(Pace {
                 learned: None,
+                warm_sum: 0.0,
+                warm_count: 0,
                 started_sum: 0.0,
                 base: Instant::now(),
             }),
+            pace_known: Notify::new(),
         }
     }
 
@@ -174,15 +210,26 @@ impl ClientAdmission {
             departed: &self.departed,
         };
         let ticket = self.tickets.fetch_add(1, Ordering::AcqRel);
-        let left = deadline.saturating_duration_since(Instant::now());
-        let too_long = self
-            .expected_wait(ahead + 1)
-            .is_some_and(|wait| wait > left / WAIT_SHARE)
-            // Before a call finished, little is known of the pace.
-            || (!self.learned() && ahead >= self.queue / COLD_SHARE);
-        if ahead >= self.queue || too_long {
+        if ahead >= self.queue {
             return Err(RpcError::overloaded(1));
         }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if ahead >= self.queue / COLD_SHARE && !self.await_pace(left / WAIT_SHARE).await {
+            return Err(RpcError::overloaded(1));
+        }
+        let position = ticket.saturating_sub(self.departed.load(Ordering::Acquire)) + 1;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (paced, bounded) = self.expected_wait(position);
+        if paced.is_some_and(|wait| wait > left / WAIT_SHARE) {
+            return Err(RpcError::overloaded(1));
+        }
+        // Unsure: the pace is not known yet, or only the age of the calls
+        // running says the wait is long. They may have turned slow, or be
+        // one slow call among trivial ones (a fresh slot, a descheduled
+        // thread); such a call waits, checking again, and leaves as soon as
+        // it can no longer expect to start within half its time left:
+        // refused late rather than run out its deadline here.
+        let unsure = paced.is_none() || bounded.is_some_and(|wait| wait > left / WAIT_SHARE);
         let start = async {
             let call = match call {
                 Some(call) => call,
@@ -196,18 +243,14 @@ impl ClientAdmission {
             Ok::<_, RpcError>((call, gate.acquire(Priority::Client).await))
         };
         tokio::pin!(start);
-        // A call let in before any call finished, when little was known of
-        // the pace, leaves once it can no longer expect to start in half
-        // its time left: refused late rather than run out its deadline
-        // here. Calls let in later were let in on the pace, and wait.
-        let cold = !self.learned();
         let (call, worker) = loop {
             tokio::select! {
                 started = &mut start => break started?,
-                () = tokio::time::sleep(RECHECK), if cold => {
+                () = tokio::time::sleep(RECHECK), if unsure => {
                     let position = ticket.saturating_sub(self.departed.load(Ordering::Acquire)) + 1;
                     let left = deadline.saturating_duration_since(Instant::now());
-                    if self.expected_wait(position).is_some_and(|wait| wait > left / 2) {
+                    let (_, bounded) = self.expected_wait(position);
+                    if bounded.is_some_and(|wait| wait > left / 2) {
                         return Err(RpcError::overloaded(1));
                     }
                 }
@@ -232,19 +275,35 @@ impl ClientAdmission {
         }
     }
 
-    /// Whether a client call finished here yet.
+    /// Waits until the pace is known, at most `limit`; whether it is.
+    /// Before, little is known of it.
+    async fn await_pace(&self, limit: Duration) -> bool {
+        let notified = self.pace_known.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.learned() {
+            return true;
+        }
+        tokio::time::timeout(limit, notified).await.is_ok()
+    }
+
+    /// Whether the pace is known yet: `WARM_SAMPLES` calls finished.
     fn learned(&self) -> bool {
         let pace = self.pace.lock().unwrap_or_else(|p| p.into_inner());
-        pace.learned.is_some()
+        pace.warm_count >= WARM_SAMPLES
     }
 
     /// The wait a call with `position` calls ahead of it and itself can
-    /// expect before it starts; `None` before the node's pace is known.
-    fn expected_wait(&self, position: usize) -> Option<Duration> {
+    /// expect before it starts: on the learned pace alone (`None` until
+    /// `WARM_SAMPLES` calls finished), and on the pace bounded by the age of the calls running
+    /// (`None` when neither is known).
+    fn expected_wait(&self, position: usize) -> (Option<Duration>, Option<Duration>) {
         let pace = self.pace.lock().unwrap_or_else(|p| p.into_inner());
         let running = self.running.load(Ordering::Acquire);
-        pace.seconds(running).map(|pace| {
+        let wait = |pace: f64| {
             Duration::try_from_secs_f64(pace * position as f64).unwrap_or(Duration::MAX)
-        })
+        };
+        let learned = pace.learned.filter(|_| pace.warm_count >= WARM_SAMPLES);
+        (learned.map(wait), pace.seconds(running).map(wait))
     }
 }

@@ -4,6 +4,7 @@
 //! the cluster token unless the node was made public explicitly.
 
 mod admission;
+mod follow;
 mod gate;
 mod join;
 mod pool;
@@ -11,6 +12,8 @@ mod service;
 mod sizing;
 mod subcalls;
 
+pub use follow::Versions;
+pub use follow::{FetchError, fetch_current};
 pub use join::Announcement;
 pub use pool::WorkerPool;
 pub use sizing::{
@@ -160,15 +163,11 @@ impl Node {
         ));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let heartbeat = self.config.join.clone().map(|gateway| {
-            let announcement = Announcement {
-                url: self.url.clone(),
-                methods: self.pool.methods().to_vec(),
-                module: Some((**self.pool.module_summary()).clone()),
-            };
             tokio::spawn(join::heartbeat(
                 http::client(),
                 gateway,
-                announcement,
+                self.url.clone(),
+                self.pool.clone(),
                 self.config.join_token.clone(),
                 self.config.heartbeat,
                 stop_rx,

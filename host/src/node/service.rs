@@ -6,7 +6,7 @@
 use super::pool::WorkerPool;
 use crate::cluster::{ClusterToken, NODE_REPLY_HEADER};
 use crate::rpc::{self, CallBudget, CallRequest, Dispatch, EndpointLimits, RpcError, codes};
-use crate::telemetry::{self, CallLog, CallRecord, RequestId, method_label};
+use crate::telemetry::{self, CallLog, CallRecord, RequestId};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::PathRejection;
@@ -50,7 +50,13 @@ impl Observed {
         budget: CallBudget,
     ) -> Result<Bytes, RpcError> {
         let started = std::time::Instant::now();
-        let label = method_label(&method, pool.methods()).to_owned();
+        // Any version's function counts as known: a call pinned to the
+        // previous version is no stranger than one on the current.
+        let label = if pool.serves_anywhere(&method) {
+            method.clone()
+        } else {
+            "unknown".to_owned()
+        };
         let outcome = pool.execute(method, params, budget).await;
         let error = outcome.as_ref().err();
         self.log.finish(&CallRecord {
@@ -77,7 +83,11 @@ impl Dispatch for LocalDispatch {
     }
 
     fn methods(&self) -> Vec<String> {
-        self.0.methods().to_vec()
+        self.0.methods()
+    }
+
+    fn module_version(&self) -> Option<String> {
+        Some(self.0.module_hash())
     }
 
     fn builtin(&self, name: &str) -> Option<serde_json::Value> {
@@ -251,6 +261,9 @@ async fn health(State(state): State<Arc<NodeState>>) -> Json<serde_json::Value> 
         "workers": state.pool.workers(),
         "in_flight": state.pool.in_flight(),
         "served": state.pool.served(),
+        // For gateways that find the node by --node or --discover: which
+        // module it runs, so they cache its cacheable functions' results.
+        "module": &*state.pool.module_summary(),
     }))
 }
 

@@ -124,6 +124,7 @@ impl NodeSubcalls {
             request_id: self.origin.request_id,
             trace: self.origin.trace,
             grant: None,
+            module: self.origin.module,
         };
         match &self.route {
             SubcallRoute::Gateway { url, client, token } => {

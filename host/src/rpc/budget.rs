@@ -4,6 +4,7 @@
 //! and the request id and W3C trace context every hop logs.
 
 use super::RpcError;
+use crate::modules::{MODULE_HEADER, ModuleId};
 use crate::telemetry::{REQUEST_ID_HEADER, RequestId, TRACEPARENT_HEADER, TraceParent};
 use axum::http::HeaderMap;
 use std::collections::HashSet;
@@ -81,6 +82,15 @@ impl KeyName {
 #[derive(Debug, Clone, Copy)]
 pub struct CallerKey(pub KeyName);
 
+/// Attached by the edge layer to a request whose sender may speak for a
+/// call tree: a node of the cluster (it presented the cluster token), or
+/// any sender where membership is open. Without it, the depth, tree and
+/// module headers are checked and then set aside: a client's call starts
+/// a tree at depth 0 on the current module version, so it cannot claim a
+/// sub-call's place in admission or spend another tree's budget.
+#[derive(Debug, Clone, Copy)]
+pub struct TreeMember;
+
 /// The deadline and fuel a job's call runs under instead of the node's
 /// per-call ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +118,9 @@ pub struct CallBudget {
     pub trace: Option<TraceParent>,
     /// Larger limits granted to a job's call (never to its sub-calls).
     pub grant: Option<Grant>,
+    /// The module version the call runs on; its sub-calls run on it too.
+    /// Absent: whatever the node serves (a grid without deploys).
+    pub module: Option<ModuleId>,
 }
 
 impl CallBudget {
@@ -161,6 +174,14 @@ impl CallBudget {
             request_id: text(REQUEST_ID_HEADER).and_then(RequestId::parse),
             trace: text(TRACEPARENT_HEADER).and_then(TraceParent::parse),
             grant: None,
+            module: match text(MODULE_HEADER) {
+                None => None,
+                Some(id) => Some(ModuleId::parse(id).ok_or_else(|| {
+                    RpcError::invalid_request(format!(
+                        "the {MODULE_HEADER} header must be a module id: 64 lowercase hex digits"
+                    ))
+                })?),
+            },
         })
     }
 
@@ -222,6 +243,9 @@ impl CallBudget {
         if let Some(trace) = self.trace {
             headers.push((TRACEPARENT_HEADER, trace.to_string()));
         }
+        if let Some(module) = self.module {
+            headers.push((MODULE_HEADER, module.to_string()));
+        }
         headers
     }
 
@@ -260,6 +284,7 @@ mod tests {
             request_id: RequestId::parse("req-1"),
             trace: TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
             grant: None,
+            module: Some(ModuleId::of(b"v1")),
         };
         let mut headers = HeaderMap::new();
         for (name, value) in budget.to_headers() {
@@ -270,6 +295,7 @@ mod tests {
         assert_eq!(read.tree, budget.tree);
         assert_eq!(read.request_id, budget.request_id);
         assert_eq!(read.trace, budget.trace);
+        assert_eq!(read.module, budget.module);
         assert_eq!(read.key, None, "a key name is believed only on request");
         assert_eq!(read.with_key_from(&headers).key.unwrap().as_str(), "alice");
         let left = read.remaining().unwrap();
@@ -290,6 +316,7 @@ mod tests {
             (TREE_HEADER, "1,2"),
             (TREE_HEADER, "1,2,3,4"),
             (TREE_HEADER, "a,b,c"),
+            (MODULE_HEADER, "v2"),
         ] {
             let mut headers = HeaderMap::new();
             headers.insert(name, value.parse().unwrap());

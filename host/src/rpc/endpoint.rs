@@ -46,6 +46,12 @@ pub trait Dispatch: Send + Sync + 'static {
     fn cached_methods(&self) -> std::collections::BTreeMap<String, u64> {
         Default::default()
     }
+
+    /// The id of the module version calls start on now (for
+    /// `rpc.discover`), when known.
+    fn module_version(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Transport limits of an endpoint.
@@ -108,6 +114,11 @@ async fn handle<D: Dispatch>(
         Ok(budget) => budget,
         Err(error) => return error_response(StatusCode::BAD_REQUEST, error),
     };
+    if parts.extensions.get::<super::TreeMember>().is_none() {
+        budget.depth = 0;
+        budget.tree = None;
+        budget.module = None;
+    }
     budget.key = parts
         .extensions
         .get::<super::CallerKey>()
@@ -240,6 +251,7 @@ async fn run<'a, D: Dispatch>(
         let document = openrpc::document(
             &endpoint.dispatch.methods(),
             &endpoint.dispatch.cached_methods(),
+            endpoint.dispatch.module_version().as_deref(),
         );
         Ok(Bytes::from(document.to_string()))
     } else if let Some(answer) = builtin {

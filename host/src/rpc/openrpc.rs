@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 /// An OpenRPC 1.2 document listing `methods`. Guest functions take any JSON
 /// and return any JSON, so params and results are described as such. A
 /// cacheable method (in `cache`, with its time to live in milliseconds)
-/// says so in the `x-madrpc-cache` extension field.
-pub fn document(methods: &[String], cache: &BTreeMap<String, u64>) -> Value {
+/// says so in the `x-madrpc-cache` extension field, and the module version
+/// serving them (its SHA-256) is `info.x-madrpc-module`.
+pub fn document(methods: &[String], cache: &BTreeMap<String, u64>, module: Option<&str>) -> Value {
     let methods: Vec<Value> = methods
         .iter()
         .map(|name| {
@@ -23,7 +24,7 @@ pub fn document(methods: &[String], cache: &BTreeMap<String, u64>) -> Value {
             method
         })
         .collect();
-    json!({
+    let mut document = json!({
         "openrpc": "1.2.6",
         "info": {
             "title": "madrpc",
@@ -31,5 +32,9 @@ pub fn document(methods: &[String], cache: &BTreeMap<String, u64>) -> Value {
             "description": "JavaScript functions served by madrpc",
         },
         "methods": methods,
-    })
+    });
+    if let Some(module) = module {
+        document["info"]["x-madrpc-module"] = json!(module);
+    }
+    document
 }

@@ -4,18 +4,38 @@
 use sha2::{Digest, Sha256};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 use wasmtime::{Engine, Module};
 
+/// Bytes the cache may hold before its least recently used entries are
+/// removed: 2 GiB, a few hundred modules. `MADRPC_CACHE_MAX_MB` sets it.
+pub const DEFAULT_MAX_BYTES: u64 = 2 << 30;
+
+/// A partial entry older than this was left by a process that died while
+/// writing it.
+const STALE_PARTIAL: Duration = Duration::from_secs(3600);
+
 /// A directory of precompiled modules keyed by module content and engine.
+/// Every deploy or edit of a script adds an entry; entries are used in
+/// place of a compilation, so the least recently used go first when the
+/// directory passes its size limit.
 #[derive(Debug, Clone)]
 pub struct ModuleCache {
     dir: PathBuf,
+    max_bytes: u64,
 }
 
 impl ModuleCache {
     /// A cache in `dir` (created on first store).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        let max_bytes = std::env::var("MADRPC_CACHE_MAX_MB")
+            .ok()
+            .and_then(|mb| mb.trim().parse::<u64>().ok())
+            .map_or(DEFAULT_MAX_BYTES, |mb| mb.saturating_mul(1 << 20));
+        Self {
+            dir: dir.into(),
+            max_bytes,
+        }
     }
 
     /// The default location: `$MADRPC_CACHE_DIR`, else
@@ -42,7 +62,14 @@ impl ModuleCache {
         let path = self.dir.join(format!("{}.cwasm", cache_key(engine, wasm)));
         if path.exists() {
             match load_entry(engine, &path) {
-                Ok(module) => return Ok((module, Some(path))),
+                Ok(module) => {
+                    // Marks the entry as used for the least-recently-used order.
+                    let _ = std::fs::File::options()
+                        .write(true)
+                        .open(&path)
+                        .and_then(|file| file.set_modified(SystemTime::now()));
+                    return Ok((module, Some(path)));
+                }
                 Err(error) => {
                     tracing::warn!(path = %path.display(), %error, "ignoring unusable cached module");
                 }
@@ -69,7 +96,58 @@ impl ModuleCache {
         let partial = path.with_extension(format!("partial-{}", std::process::id()));
         std::fs::write(&partial, bytes)?;
         std::fs::rename(&partial, path)?;
+        self.prune(path);
         Ok(())
+    }
+
+    /// Removes the least recently used entries until the cache fits its
+    /// limit, never `keep` (the entry just written), and partial entries
+    /// left by processes that died. An entry in use elsewhere is safe to
+    /// remove: loaded modules are read into memory, and a process that
+    /// finds its entry gone compiles again.
+    fn prune(&self, keep: &Path) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let now = SystemTime::now();
+        let mut cached = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = entry.metadata() else {
+                continue;
+            };
+            let modified = meta.modified().unwrap_or(now);
+            let is_partial = path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| e.starts_with("partial-"));
+            if is_partial {
+                if now.duration_since(modified).unwrap_or_default() > STALE_PARTIAL {
+                    let _ = std::fs::remove_file(&path);
+                }
+            } else if path.extension().is_some_and(|e| e == "cwasm") && meta.is_file() {
+                cached.push((modified, meta.len(), path));
+            }
+        }
+        let mut total: u64 = cached.iter().map(|(_, len, _)| len).sum();
+        cached.sort();
+        for (_, len, path) in cached {
+            if total <= self.max_bytes {
+                break;
+            }
+            if path == keep {
+                continue;
+            }
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    total = total.saturating_sub(len);
+                    tracing::debug!(path = %path.display(), "removed a least recently used cached module");
+                }
+                Err(error) => {
+                    tracing::debug!(path = %path.display(), %error, "could not remove a cached module")
+                }
+            }
+        }
     }
 }
 
@@ -107,4 +185,37 @@ fn cache_key(engine: &Engine, wasm: &[u8]) -> String {
         .iter()
         .map(|byte| format!("{byte:02x}"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_least_recently_used_entries_go_first_and_never_the_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ModuleCache {
+            dir: dir.path().to_path_buf(),
+            max_bytes: 2500,
+        };
+        let now = SystemTime::now();
+        let entry = |name: &str, age_s: u64| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, vec![0u8; 1000]).unwrap();
+            let file = std::fs::File::options().write(true).open(&path).unwrap();
+            file.set_modified(now - Duration::from_secs(age_s)).unwrap();
+            path
+        };
+        let oldest = entry("a.cwasm", 300);
+        let older = entry("b.cwasm", 200);
+        let recent = entry("c.cwasm", 100);
+        // Just written, yet given the oldest time: it stays all the same.
+        let new = entry("d.cwasm", 400);
+        let stale_partial = entry("e.partial-1", 7200);
+        let fresh_partial = entry("f.partial-2", 10);
+        cache.prune(&new);
+        assert!(!oldest.exists() && !older.exists());
+        assert!(recent.exists() && new.exists());
+        assert!(!stale_partial.exists() && fresh_partial.exists());
+    }
 }

@@ -140,6 +140,7 @@ impl Runtime {
         .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
         let linked = self.link(&compiled)?;
         Ok(LoadedModule {
+            id: crate::modules::ModuleId::of(wasm),
             summary: Arc::new(crate::manifest::ModuleSummary::of(wasm, &manifest)),
             manifest,
             slots: Arc::new(module::Slots::new(linked, cached_at)),

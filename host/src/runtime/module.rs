@@ -12,6 +12,7 @@ use wasmtime::{InstancePre, ModuleExport};
 /// A module ready to serve calls. Cheap to share between threads.
 #[derive(Clone)]
 pub struct LoadedModule {
+    pub(crate) id: crate::modules::ModuleId,
     pub(crate) manifest: Manifest,
     pub(crate) summary: Arc<crate::manifest::ModuleSummary>,
     pub(crate) slots: Arc<Slots>,
@@ -137,6 +138,11 @@ impl LoadedModule {
     /// Hex SHA-256 of the module's bytes, which names its version.
     pub fn hash(&self) -> &str {
         &self.summary.hash
+    }
+
+    /// The module's version: the SHA-256 of its bytes.
+    pub fn id(&self) -> crate::modules::ModuleId {
+        self.id
     }
 }
 

@@ -3,9 +3,9 @@
 //! and trace id through the `request` span the edge opens around it.
 
 use super::access::ACCESS_TARGET;
-use tracing_appender::non_blocking::NonBlockingBuilder;
-pub use tracing_appender::non_blocking::WorkerGuard;
+pub use super::log_writer::FlushGuard;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 /// How log lines are written (`--log-format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -20,13 +20,14 @@ pub enum LogFormat {
 /// Installs the subscriber: `verbose` 0 is INFO, 1 DEBUG, 2 TRACE;
 /// `RUST_LOG` overrides it; `quiet` drops the access log.
 ///
-/// Lines are written to stderr by a thread of their own, so a call never
-/// waits on the terminal or pipe behind stderr: with the access log on,
-/// writing in the caller's thread took a tenth to a half of the trivial
-/// calls' throughput. Nothing is dropped (a full buffer makes callers
-/// wait), and the returned guard writes out what is left when dropped:
-/// hold it until the process ends.
-pub fn init(verbose: u8, format: LogFormat, quiet: bool) -> WorkerGuard {
+/// Lines are written to stderr by a thread of their own (see
+/// `log_writer`), so a call never waits on the terminal or pipe behind
+/// stderr: with the access log on, writing in the caller's thread took a
+/// tenth to a half of the trivial calls' throughput. Nothing is dropped,
+/// and the returned guard writes out what is left when dropped: hold it
+/// until the process ends. Should the thread not start, lines are written
+/// in the caller's thread.
+pub fn init(verbose: u8, format: LogFormat, quiet: bool) -> Option<FlushGuard> {
     let default = match verbose {
         0 => "info",
         1 => "debug",
@@ -36,10 +37,10 @@ pub fn init(verbose: u8, format: LogFormat, quiet: bool) -> WorkerGuard {
     if quiet && let Ok(off) = format!("{ACCESS_TARGET}=off").parse() {
         filter = filter.add_directive(off);
     }
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("madrpc-log")
-        .finish(std::io::stderr());
+    let (writer, guard) = match super::log_writer::stderr() {
+        Ok((writer, guard)) => (BoxMakeWriter::new(writer), Some(guard)),
+        Err(_) => (BoxMakeWriter::new(std::io::stderr), None),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)

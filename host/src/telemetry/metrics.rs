@@ -26,6 +26,12 @@ pub const GATEWAY_EJECTIONS: &str = "madrpc_gateway_ejections_total";
 pub const GATEWAY_NODES: &str = "madrpc_gateway_nodes";
 /// Calls the gateway has outstanding on each node, by `node`.
 pub const GATEWAY_NODE_IN_FLIGHT: &str = "madrpc_gateway_node_calls_in_flight";
+/// Deploys and rollbacks, by `outcome` (`activated`, `failed`) and
+/// `action` (`deploy`, `rollback`).
+pub const GATEWAY_DEPLOYS: &str = "madrpc_gateway_deploys_total";
+/// 1 for the module version calls start on, by `module` (its id); 0 for
+/// the versions it replaced since the process started.
+pub const GATEWAY_MODULE: &str = "madrpc_gateway_module_info";
 /// Calls a node ran from its routes, by `method` and `kind`.
 pub const NODE_CALLS: &str = "madrpc_node_calls_total";
 /// Call latency on a node, from admission to result, by `method`.
@@ -195,6 +201,14 @@ fn describe() {
         "Time to instantiate one call's sandbox, by method."
     );
     describe_counter!(
+        GATEWAY_DEPLOYS,
+        "Deploys and rollbacks of a module version, by action and outcome."
+    );
+    describe_gauge!(
+        GATEWAY_MODULE,
+        "1 for the module version calls start on, labelled with its id."
+    );
+    describe_counter!(
         EDGE_RATE_LIMITED,
         "Requests refused for a rate limit, by API key name (empty: per client address)."
     );
@@ -202,6 +216,20 @@ fn describe() {
         EDGE_UNAUTHORIZED,
         "Requests refused without a valid API key."
     );
+}
+
+/// Counts a deploy or rollback (`action`) and how it ended (`outcome`).
+pub fn record_deploy(action: &'static str, outcome: &'static str) {
+    metrics::counter!(GATEWAY_DEPLOYS, "action" => action, "outcome" => outcome).increment(1);
+}
+
+/// Marks `current` as the module version serving, and `replaced` (when
+/// another) as no longer.
+pub fn set_module(current: &str, replaced: Option<&str>) {
+    if let Some(old) = replaced.filter(|old| *old != current) {
+        metrics::gauge!(GATEWAY_MODULE, "module" => old.to_owned()).set(0.0);
+    }
+    metrics::gauge!(GATEWAY_MODULE, "module" => current.to_owned()).set(1.0);
 }
 
 /// Which side of the grid recorded a call.

@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod log;
+mod log_writer;
 pub mod metrics;
 pub mod ready;
 pub mod stats;

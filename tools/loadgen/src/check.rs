@@ -154,7 +154,13 @@ fn check_entry(reply: &Map<String, Value>, call: &Call) -> Verdict {
         if !id_matches && id != Some(&Value::Null) {
             return wrong_id(id, call);
         }
-        return error_verdict(error);
+        let verdict = error_verdict(error);
+        return match (verdict, call.expect) {
+            (Verdict::Error { code, .. }, Expect::Error(expected)) if code == expected => {
+                Verdict::Ok
+            }
+            (verdict, _) => verdict,
+        };
     }
     if !id_matches {
         return wrong_id(id, call);
@@ -169,6 +175,7 @@ fn check_entry(reply: &Map<String, Value>, call: &Call) -> Verdict {
         Expect::Number(expected) => number_equals(result, expected),
         Expect::Null => result.is_null(),
         Expect::AnyResult => return Verdict::Unchecked,
+        Expect::Error(_) => false,
     };
     if correct {
         Verdict::Ok
@@ -222,6 +229,7 @@ fn expected_text(expect: Expect) -> String {
         Expect::Number(n) => n.to_string(),
         Expect::Null => "null".to_owned(),
         Expect::AnyResult => "any result".to_owned(),
+        Expect::Error(code) => format!("error {code}"),
     }
 }
 
@@ -347,6 +355,24 @@ mod tests {
             ),
             [Verdict::Unchecked]
         );
+    }
+
+    #[test]
+    fn an_expected_error_is_correct_and_anything_else_is_not() {
+        let refused = Call {
+            id: 7,
+            expect: Method::Refused("nope".to_owned(), -32601).expect(7),
+        };
+        let body =
+            br#"{"jsonrpc":"2.0","error":{"code":-32601,"message":"Method not found"},"id":7}"#;
+        assert_eq!(check_body(body, &[refused], false), [Verdict::Ok]);
+        let other = br#"{"jsonrpc":"2.0","error":{"code":-32000,"message":"x"},"id":7}"#;
+        assert!(matches!(
+            check_body(other, &[refused], false)[0],
+            Verdict::Error { code: -32000, .. }
+        ));
+        let result = br#"{"jsonrpc":"2.0","result":1,"id":7}"#;
+        assert!(is_wrong(&check_body(result, &[refused], false)[0]));
     }
 
     #[test]

@@ -47,6 +47,17 @@ pub struct Cli {
     #[arg(long, default_value = "add")]
     pub method: String,
 
+    /// Expect every call to be answered with this JSON-RPC error code
+    /// instead of a result (e.g. -32601 for an unknown `--method`: the
+    /// server's HTTP and JSON-RPC floor).
+    #[arg(
+        long,
+        value_name = "CODE",
+        allow_hyphen_values = true,
+        conflicts_with = "retry_after"
+    )]
+    pub expect_error: Option<i64>,
+
     /// Time spent loading the server before measuring; calls made during
     /// warmup are not counted (`0s` disables it).
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
@@ -101,7 +112,10 @@ impl Cli {
             url: self.url.clone(),
             concurrency: self.concurrency,
             batch: self.batch,
-            method: Method::from_name(&self.method),
+            method: match self.expect_error {
+                Some(code) => Method::Refused(self.method.clone(), code),
+                None => Method::from_name(&self.method),
+            },
             warmup: self.warmup,
             stop: match self.requests {
                 Some(calls) => Stop::AfterCalls(calls),

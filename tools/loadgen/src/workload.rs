@@ -49,6 +49,10 @@ pub enum Method {
     /// Any other method, sent without params; only the presence of a
     /// `result` is checked.
     Other(String),
+    /// A method sent without params that must be answered with this
+    /// JSON-RPC error code (an unknown method measures the server's floor:
+    /// HTTP and JSON-RPC without running anything).
+    Refused(String, i64),
 }
 
 impl Method {
@@ -68,7 +72,7 @@ impl Method {
             Self::Add => "add",
             Self::Noop => "noop",
             Self::SumField => "sum_field",
-            Self::Other(name) => name,
+            Self::Other(name) | Self::Refused(name, _) => name,
         }
     }
 
@@ -79,6 +83,7 @@ impl Method {
             Self::Noop => Expect::Null,
             Self::SumField => Expect::Number(id + (1..SUM_FIELD_ITEMS).map(item_qty).sum::<u64>()),
             Self::Other(_) => Expect::AnyResult,
+            Self::Refused(_, code) => Expect::Error(*code),
         }
     }
 }
@@ -92,6 +97,8 @@ pub enum Expect {
     Null,
     /// Any value: the result is not checked, only its presence.
     AnyResult,
+    /// A JSON-RPC error with this code.
+    Error(i64),
 }
 
 /// One JSON-RPC call that was sent: its id and the result it must produce.

@@ -1,6 +1,7 @@
 //! The job stores, one file each, chosen by `--jobs-store`.
 
 mod embedded;
+mod pg_tls;
 mod postgres;
 
 pub use embedded::Embedded;

@@ -1,14 +1,16 @@
 //! The shared job store: one table in PostgreSQL, so that several gateways
 //! serve one queue. Workers claim jobs with `FOR UPDATE SKIP LOCKED`, and
-//! every write is one statement guarded by the lease it runs under.
+//! every write is one statement guarded by the lease it runs under. The
+//! connection uses TLS as the URL's `sslmode` says (see `pg_tls`).
 
+use super::pg_tls::Target;
 use crate::jobs::model::{
     Enqueued, Job, JobState, JobStore, ListQuery, NewJob, Outcome, Renewal, StoreError,
     StoreResult, abandoned, cancelled, now_ms,
 };
 use futures::future::BoxFuture;
 use std::sync::Arc;
-use tokio_postgres::{Client, NoTls, Row};
+use tokio_postgres::{Client, Row};
 
 /// The columns a job is read from, in [`from_row`]'s order.
 const COLUMNS: &str = "id, scope, method, params, state, attempts, created, started, finished, \
@@ -46,7 +48,7 @@ COMMIT;
 /// A PostgreSQL connection holding the job table. A connection that broke
 /// (the server restarted) is made again on the next use.
 pub struct Postgres {
-    url: String,
+    target: Target,
     connection: tokio::sync::Mutex<Arc<Client>>,
 }
 
@@ -58,13 +60,15 @@ fn pg(error: tokio_postgres::Error) -> StoreError {
 }
 
 impl Postgres {
-    /// Connects to `url` (`postgres://user@host:port/db`) and creates the
-    /// job table if it is missing.
+    /// Connects to `url` (`postgres://user@host:port/db`, with
+    /// `sslmode` and `sslrootcert` as libpq reads them) and creates the job
+    /// table if it is missing.
     pub async fn connect(url: &str) -> StoreResult<Self> {
-        let client = open(url).await?;
+        let target = Target::parse(url)?;
+        let client = open(&target).await?;
         client.batch_execute(SCHEMA).await.map_err(pg)?;
         Ok(Self {
-            url: url.to_owned(),
+            target,
             connection: tokio::sync::Mutex::new(Arc::new(client)),
         })
     }
@@ -73,20 +77,23 @@ impl Postgres {
     async fn client(&self) -> StoreResult<Arc<Client>> {
         let mut client = self.connection.lock().await;
         if client.is_closed() {
-            *client = Arc::new(open(&self.url).await?);
+            *client = Arc::new(open(&self.target).await?);
             tracing::info!("reconnected to the PostgreSQL job store");
         }
         Ok(client.clone())
     }
 }
 
-async fn open(url: &str) -> StoreResult<Client> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(|e| {
-        StoreError::Postgres(format!(
-            "cannot connect to {} ({e}); check --jobs-store and that the server runs",
-            redact(url)
-        ))
-    })?;
+async fn open(target: &Target) -> StoreResult<Client> {
+    let (client, connection) = tokio_postgres::connect(&target.url, target.tls.clone())
+        .await
+        .map_err(|e| {
+            StoreError::Postgres(format!(
+                "cannot connect to {} ({})",
+                redact(&target.url),
+                target.explain(&e)
+            ))
+        })?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::error!(%error, "the connection to the PostgreSQL job store broke");
@@ -273,6 +280,9 @@ impl JobStore for Postgres {
         let (id, owner) = (id.to_owned(), owner.to_owned());
         Box::pin(async move {
             let now = now as i64;
+            // A run handed back keeps the job's last error and is not
+            // counted as an attempt.
+            let mut handed_back = 0i32;
             let (state, result, error, finished, not_before) = match outcome {
                 Outcome::Succeeded(result) => {
                     (JobState::Succeeded, Some(result), None, Some(now), None)
@@ -291,12 +301,30 @@ impl JobStore for Postgres {
                     None,
                     Some(not_before as i64),
                 ),
+                Outcome::HandBack => {
+                    handed_back = 1;
+                    (JobState::Queued, None, None, None, Some(now))
+                }
             };
-            let recorded = self.client().await?.execute(
-                    "UPDATE madrpc_jobs SET state = $3, result = $4, error = $5, finished = $6,
-                         not_before = COALESCE($7, not_before), lease_owner = NULL, lease_until = NULL
+            let recorded = self
+                .client()
+                .await?
+                .execute(
+                    "UPDATE madrpc_jobs SET state = $3, result = $4,
+                         error = CASE WHEN $8 = 1 THEN error ELSE $5 END, finished = $6,
+                         not_before = COALESCE($7, not_before), attempts = attempts - $8,
+                         lease_owner = NULL, lease_until = NULL
                      WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
-                    &[&id, &owner, &state.as_str(), &result, &error, &finished, &not_before],
+                    &[
+                        &id,
+                        &owner,
+                        &state.as_str(),
+                        &result,
+                        &error,
+                        &finished,
+                        &not_before,
+                        &handed_back,
+                    ],
                 )
                 .await
                 .map_err(pg)?;
