@@ -5,8 +5,8 @@
 //! Here `serde_json` reads the bytes and each value is built with QuickJS's
 //! C API: properties are defined directly (objects with the same keys share
 //! their shapes, as with `JSON.parse`), an array is made with all its
-//! elements at once, and the atom of a key that repeats from object to
-//! object is made once.
+//! elements at once, and a key that repeats at the same place from object
+//! to object is looked up in QuickJS's atom table once.
 //!
 //! The result is what `JSON.parse` gives: own data properties in document
 //! order, the last of duplicate keys winning in the place of the first,
@@ -17,7 +17,6 @@
 
 use javy_plugin_api::javy::quickjs::{Ctx, Error as JsError, Value, qjs};
 use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
-use std::collections::HashMap;
 use std::fmt;
 
 /// Parses `json` into a JS value. `Ok(None)` when `serde_json` refuses the
@@ -26,7 +25,7 @@ use std::fmt;
 pub fn parse<'js>(ctx: &Ctx<'js>, json: &[u8]) -> Result<Option<Value<'js>>, JsError> {
     let mut builder = Builder {
         ctx: ctx.as_raw().as_ptr(),
-        atoms: HashMap::new(),
+        atoms: Vec::new(),
         recent: Vec::new(),
         values: Vec::new(),
         failed: false,
@@ -59,11 +58,11 @@ pub fn parse<'js>(ctx: &Ctx<'js>, json: &[u8]) -> Result<Option<Value<'js>>, JsE
 /// elements of the arrays being built.
 struct Builder {
     ctx: *mut qjs::JSContext,
-    /// Every key's atom, made once per parse.
-    atoms: HashMap<Box<[u8]>, qjs::JSAtom>,
+    /// The atoms this parse holds a reference to, released at its end.
+    atoms: Vec<qjs::JSAtom>,
     /// The key last seen at each position of an object, with its atom:
     /// objects in an array mostly repeat their keys in order, and a match
-    /// here costs a comparison instead of a hash.
+    /// here costs a comparison instead of a lookup in QuickJS's atom table.
     recent: Vec<(Box<[u8]>, qjs::JSAtom)>,
     /// The elements of the arrays being built.
     values: Vec<qjs::JSValue>,
@@ -78,20 +77,13 @@ impl Builder {
         {
             return Some(*atom);
         }
-        let atom = match self.atoms.get(key) {
-            Some(atom) => *atom,
-            None => {
-                // SAFETY: `key` is valid UTF-8 of the given length.
-                let atom =
-                    unsafe { qjs::JS_NewAtomLen(self.ctx, key.as_ptr().cast(), key.len() as _) };
-                if atom == qjs::JS_ATOM_NULL {
-                    self.failed = true;
-                    return None;
-                }
-                self.atoms.insert(key.into(), atom);
-                atom
-            }
-        };
+        // SAFETY: `key` is valid UTF-8 of the given length.
+        let atom = unsafe { qjs::JS_NewAtomLen(self.ctx, key.as_ptr().cast(), key.len() as _) };
+        if atom == qjs::JS_ATOM_NULL {
+            self.failed = true;
+            return None;
+        }
+        self.atoms.push(atom);
         if position < self.recent.len() {
             self.recent[position] = (key.into(), atom);
         } else if position == self.recent.len() {
@@ -138,7 +130,7 @@ impl Drop for Builder {
             // SAFETY: every value on the stack is owned.
             unsafe { qjs::JS_FreeValue(self.ctx, value) };
         }
-        for (_, atom) in self.atoms.drain() {
+        for atom in self.atoms.drain(..) {
             // SAFETY: the atoms were made by this builder.
             unsafe { qjs::JS_FreeAtom(self.ctx, atom) };
         }
