@@ -290,6 +290,49 @@ async fn request_ids_and_traces_reach_gateway_node_and_sub_call_lines() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_call_tried_inline_and_run_again_on_a_worker_logs_its_console_once() {
+    // Client calls are first tried on the receiving thread; one that makes
+    // a sub-call or runs long starts over on a worker. What it printed
+    // before must not show twice, nor its sub-calls run twice.
+    let grid = serve(&[]);
+    let http = client();
+    let url = format!("{}/", grid.url);
+    for round in 0..3 {
+        let parent = rpc(&http, &url, &body("parent", json!([round]), 1)).await;
+        assert_eq!(parent.json()["result"], round * 2, "{}", parent.json());
+        let busy = rpc(&http, &url, &body("log_then_busy", json!([20 + round]), 2)).await;
+        assert_eq!(busy.json()["result"], 20 + round, "{}", busy.json());
+    }
+    // Lines are written in order: once a later call's access line is
+    // there, every console line of the calls before it is too.
+    let add = rpc(&http, &url, &body("add", json!([1, 2]), 3)).await;
+    assert_eq!(add.json()["result"], 3);
+    let last = grid.wait_for(
+        |l| l.contains("method=\"add\"") && l.contains("outcome="),
+        Duration::from_secs(10),
+    );
+    assert!(last.is_some(), "{}", grid.output());
+    for round in 0..3 {
+        for line in [
+            "in parent".to_owned(),
+            format!("in child {round}"),
+            format!("before busy {}", 20 + round),
+        ] {
+            let count = grid.matching(|l| l.contains(&line)).len();
+            let expected = if line == "in parent" { 3 } else { 1 };
+            assert_eq!(count, expected, "{line}: {}", grid.output());
+        }
+    }
+    let metrics = rpc(&http, &url, &builtin("_metrics", 4)).await;
+    assert_eq!(
+        metrics.json()["result"]["methods"]["child"]["call_count"],
+        3,
+        "{}",
+        metrics.json()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn quiet_turns_the_access_log_off() {
     let grid = serve(&["--quiet"]);
     let http = client();

@@ -19,3 +19,10 @@ madrpc.register('busy', (ms) => {
   while (Date.now() < start + ms) {}
   return ms;
 });
+// Logs, then runs longer than a call may run on the receiving thread.
+madrpc.register('log_then_busy', (ms) => {
+  console.log(`before busy ${ms}`);
+  const start = Date.now();
+  while (Date.now() < start + ms) {}
+  return ms;
+});

@@ -6,6 +6,7 @@
 mod admission;
 mod follow;
 mod gate;
+mod inline;
 mod join;
 mod pool;
 mod service;

@@ -1,17 +1,21 @@
-//! The node's bounded worker pool: calls run off the async reactor, at most
-//! `workers` at once. Client calls and sub-calls are admitted separately
+//! The node's bounded worker pool: at most `workers` calls run at once, off
+//! the async reactor except for a client's call short enough to try on the
+//! receiving thread (see `inline.rs`). Client calls and sub-calls are admitted separately
 //! (see [`Sizing`]): a flood of client calls is refused at once as
 //! overloaded and never takes the room the sub-calls of admitted calls
 //! need, and those sub-calls get a worker before any client call waiting.
 
 use super::admission::ClientAdmission;
 use super::gate::{Gate, Priority};
+use super::inline::InlinePolicy;
 use super::sizing::Sizing;
 use super::subcalls::{NodeSubcalls, SubcallRoute};
 use crate::manifest::ModuleSummary;
 use crate::modules::ModuleId;
 use crate::rpc::{CallBudget, KeyName, RpcError, codes};
-use crate::runtime::{CallContext, Limits, LoadedModule, Runtime};
+use crate::runtime::{
+    CallContext, CallError, CallReport, Limits, LoadedModule, Runtime, has_room_for_call,
+};
 use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -31,6 +35,7 @@ pub struct WorkerPool {
     subcalls: AtomicUsize,
     served: AtomicU64,
     sizing: Sizing,
+    inline: InlinePolicy,
 }
 
 /// The module versions a pool holds: the current one, which calls that
@@ -113,6 +118,7 @@ impl WorkerPool {
             subcalls: AtomicUsize::new(0),
             served: AtomicU64::new(0),
             sizing,
+            inline: InlinePolicy::default(),
         }
     }
 
@@ -333,6 +339,19 @@ impl WorkerPool {
             )
             .with("limit_ms", limit_ms as u64));
         }
+        // A client's call is tried on this thread first (see `inline.rs`).
+        if budget.depth == 0 && self.inline.try_inline(&method) && has_room_for_call() {
+            let context = CallContext::inline(deadline);
+            let report = self
+                .runtime
+                .call_in_context(&module, &method, &params, &limits, context);
+            if matches!(report.result, Err(CallError::NeedsWorker)) {
+                self.inline.gave_up(&method);
+            } else {
+                drop(instance);
+                return self.finish(report, &method, &budget);
+            }
+        }
         let runtime = self.runtime.clone();
         let handler = NodeSubcalls::new(
             Arc::downgrade(self),
@@ -351,31 +370,39 @@ impl WorkerPool {
             handler: Some(handler),
             cancelled: Some(cancel.flag.clone()),
             tree: Some(self.runtime.trees().join(budget.tree, &limits)),
+            inline: false,
         };
-        // Every call run here, a sub-call as much as a client's, is logged
-        // with the key its tree is attributed to.
-        let logged = tracing::enabled!(tracing::Level::DEBUG).then(|| method.clone());
         // The call's log lines (its console's too) stay in its request's span.
         let span = tracing::Span::current();
-        let report = tokio::task::spawn_blocking(move || {
+        let (report, method) = tokio::task::spawn_blocking(move || {
             let report = span
                 .in_scope(|| runtime.call_in_context(&module, &method, &params, &limits, context));
             drop(instance);
-            report
+            (report, method)
         })
         .await
         .map_err(|e| RpcError::internal(format!("a worker failed: {e}")))?;
         cancel.disarm();
+        self.finish(report, &method, &budget)
+    }
+
+    /// Counts and logs a call that ran, and turns its report into a reply.
+    fn finish(
+        &self,
+        report: CallReport,
+        method: &str,
+        budget: &CallBudget,
+    ) -> Result<Bytes, RpcError> {
         self.served.fetch_add(1, Ordering::Relaxed);
-        if let Some(method) = logged {
-            tracing::debug!(
-                %method,
-                depth = budget.depth,
-                key = %budget.key.map_or("-", KeyName::as_str),
-                outcome = %report.result.as_ref().err().map_or("ok", |e| e.kind()),
-                "call"
-            );
-        }
+        // Every call run here, a sub-call as much as a client's, is logged
+        // with the key its tree is attributed to.
+        tracing::debug!(
+            %method,
+            depth = budget.depth,
+            key = %budget.key.map_or("-", KeyName::as_str),
+            outcome = %report.result.as_ref().err().map_or("ok", |e| e.kind()),
+            "call"
+        );
         match report.result {
             Ok(result) => Ok(Bytes::from(result)),
             Err(error) => Err(RpcError::from(&error)),

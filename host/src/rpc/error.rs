@@ -115,7 +115,9 @@ impl From<&CallError> for RpcError {
             CallError::TreeBudgetExceeded(_) => codes::TREE_BUDGET_EXCEEDED,
             CallError::CallDepthExceeded { .. } => codes::CALL_DEPTH_EXCEEDED,
             CallError::TooManySubcalls { .. } => codes::TOO_MANY_SUBCALLS,
-            CallError::Cancelled | CallError::Internal(_) => codes::INTERNAL_ERROR,
+            CallError::Cancelled | CallError::NeedsWorker | CallError::Internal(_) => {
+                codes::INTERNAL_ERROR
+            }
         };
         let message = match error {
             CallError::MethodNotFound { .. } => format!("Method not found: {error}"),

@@ -7,7 +7,7 @@ use super::error::{CallError, GuestException};
 use super::limits::Limits;
 use super::module::LoadedModule;
 use super::state::CallState;
-use super::subcall::{CallContext, Cancelled, DeadlinePassed};
+use super::subcall::{CallContext, Cancelled, DeadlinePassed, INLINE_BUDGET, NeedsWorker};
 use serde::Deserialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -84,6 +84,7 @@ pub(crate) fn run(
     };
     let charged = Arc::new(AtomicU64::new(0));
     let cancelled = context.cancelled.clone();
+    let inline = context.inline;
     let mut store = Store::new(engine, CallState::new(limits, context, deadline));
     store.limiter(|state| &mut state.limiter);
     let watch = Watch {
@@ -91,11 +92,12 @@ pub(crate) fn run(
         tree: tree.clone(),
         fuel: limits.fuel,
         charged: charged.clone(),
+        inline,
     };
     watch_deadline(&mut store, watch, deadline);
     let mut instantiation = Duration::ZERO;
     let mut result = match start_fuel {
-        Ok(_) => prepare(&mut store, limits, deadline).and_then(|()| {
+        Ok(_) => prepare(&mut store, limits, deadline, inline).and_then(|()| {
             invoke(
                 &mut store,
                 module,
@@ -172,9 +174,10 @@ pub(crate) fn instantiate_only(
         tree: None,
         fuel: limits.fuel,
         charged: Arc::new(AtomicU64::new(0)),
+        inline: false,
     };
     watch_deadline(&mut store, watch, deadline);
-    prepare(&mut store, limits, deadline)?;
+    prepare(&mut store, limits, deadline, false)?;
     module
         .slots
         .current()
@@ -189,6 +192,7 @@ fn prepare(
     store: &mut Store<CallState>,
     limits: &Limits,
     deadline: Instant,
+    inline: bool,
 ) -> Result<(), CallError> {
     let remaining = deadline.saturating_duration_since(Instant::now());
     if remaining.is_zero() {
@@ -196,9 +200,14 @@ fn prepare(
             limit: limits.deadline,
         });
     }
-    // The first check comes at the next tick, where the CPU meter starts
-    // reading the thread's CPU clock.
-    store.set_epoch_deadline(1);
+    if inline {
+        // A call tried inline is checked first at the end of its budget.
+        store.set_epoch_deadline(engine::ticks_for(INLINE_BUDGET).min(CANCEL_CHECK_TICKS));
+    } else {
+        // The first check comes at the next tick, where the CPU meter starts
+        // reading the thread's CPU clock.
+        store.set_epoch_deadline(1);
+    }
     Ok(())
 }
 
@@ -230,10 +239,15 @@ struct Watch {
     fuel: u64,
     /// Fuel charged to the tree so far.
     charged: Arc<AtomicU64>,
+    /// A call tried inline: its first check is the end of its budget.
+    inline: bool,
 }
 
 fn watch_deadline(store: &mut Store<CallState>, watch: Watch, deadline: Instant) {
     store.epoch_deadline_callback(move |mut context| {
+        if watch.inline {
+            return Err(wasmtime::Error::new(NeedsWorker));
+        }
         if watch
             .cancelled
             .as_ref()
@@ -477,6 +491,9 @@ fn classify(error: wasmtime::Error, store: &Store<CallState>, limits: &Limits) -
     }
     if error.downcast_ref::<Cancelled>().is_some() {
         return CallError::Cancelled;
+    }
+    if error.downcast_ref::<NeedsWorker>().is_some() {
+        return CallError::NeedsWorker;
     }
     if let Some(super::tree::TreeStopped(limit)) = error.downcast_ref() {
         return CallError::TreeBudgetExceeded(*limit);

@@ -136,6 +136,10 @@ pub enum CallError {
     /// Whoever waited for the result went away, so the call was stopped.
     #[error("the call was cancelled: its caller went away")]
     Cancelled,
+    /// A call tried on the caller's own thread ran past its short budget or
+    /// made a sub-call; it left no trace and must run again on a worker.
+    #[error("internal error: the call needs a worker thread")]
+    NeedsWorker,
     /// The call's tree used up a budget it shares (calls or fuel), which
     /// stops every call of the tree.
     #[error("{}", tree_message(.0))]
@@ -167,6 +171,7 @@ impl CallError {
             CallError::CallDepthExceeded { .. } => "call_depth_exceeded",
             CallError::TooManySubcalls { .. } => "too_many_subcalls",
             CallError::Cancelled => "cancelled",
+            CallError::NeedsWorker => "internal",
             CallError::TreeBudgetExceeded(_) => "tree_budget_exceeded",
             CallError::GuestCrashed(_) => "guest_crashed",
             CallError::Internal(_) => "internal",

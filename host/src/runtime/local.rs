@@ -44,6 +44,7 @@ impl LocalSubcalls {
             handler: Some(self.clone()),
             cancelled: None,
             tree: Some(self.runtime.trees().join(None, &self.limits)),
+            inline: false,
         }
     }
 }
@@ -66,6 +67,7 @@ impl SubcallHandler for LocalSubcalls {
                 handler: handler.clone(),
                 cancelled: None,
                 tree: Some(self.runtime.trees().join(budget.tree, &self.limits)),
+                inline: false,
             };
             let report = self.runtime.call_in_context(
                 &self.module,

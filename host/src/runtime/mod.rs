@@ -27,8 +27,8 @@ pub use limits::Limits;
 pub use local::LocalSubcalls;
 pub use module::LoadedModule;
 pub use preinit::{BuildLimits, PreinitError, Preinitialized, preinitialize};
-pub use stack::CALL_THREAD_STACK_BYTES;
-pub use subcall::{Budget, CallContext, Subcall, SubcallHandler};
+pub use stack::{CALL_THREAD_STACK_BYTES, has_room_for_call};
+pub use subcall::{Budget, CallContext, INLINE_BUDGET, Subcall, SubcallHandler};
 pub use tree::{TreeBudget, TreeLimit, TreeRef, Trees};
 
 use engine::EpochTicker;
@@ -231,6 +231,10 @@ impl Runtime {
         limits.memory_bytes = limits.memory_bytes.min(self.config.limits.memory_bytes);
         let (report, reset) =
             stack::with_room(|| call::run(&self.engine, module, method, params, &limits, context));
+        // A call tried inline that must run again left no trace.
+        if matches!(report.result, Err(CallError::NeedsWorker)) {
+            return report;
+        }
         log_report(call_id, method, &report);
         if !report.instantiation.is_zero() {
             crate::telemetry::metrics::record_sandbox(

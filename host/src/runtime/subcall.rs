@@ -61,9 +61,29 @@ pub struct CallContext {
     pub cancelled: Option<Arc<AtomicBool>>,
     /// The budget the call's tree shares; `None` runs without one.
     pub tree: Option<Arc<super::TreeBudget>>,
+    /// A try on a thread that must not block long (an async runtime's):
+    /// the call gives up with [`super::CallError::NeedsWorker`] once it runs
+    /// past [`INLINE_BUDGET`] or makes a sub-call, before anything of it
+    /// left the sandbox, so the caller runs it again on a worker.
+    pub inline: bool,
 }
 
+/// How long a call tried inline may run before it gives up: a trivial call
+/// takes microseconds, and an async runtime's thread blocked for this long
+/// delays the requests queued behind it by as much.
+pub const INLINE_BUDGET: std::time::Duration = std::time::Duration::from_millis(2);
+
 impl CallContext {
+    /// A client's call tried inline (see [`CallContext::inline`]): no
+    /// sub-calls, no tree, and it gives up past [`INLINE_BUDGET`].
+    pub fn inline(deadline: Instant) -> Self {
+        Self {
+            deadline: Some(deadline),
+            inline: true,
+            ..Self::top_level()
+        }
+    }
+
     /// A top-level call with no way to make sub-calls.
     pub fn top_level() -> Self {
         Self {
@@ -72,6 +92,7 @@ impl CallContext {
             handler: None,
             cancelled: None,
             tree: None,
+            inline: false,
         }
     }
 }
@@ -103,6 +124,19 @@ impl std::fmt::Display for DeadlinePassed {
 }
 
 impl std::error::Error for DeadlinePassed {}
+
+/// Raised when a call tried inline must go to a worker; classified as
+/// [`super::CallError::NeedsWorker`].
+#[derive(Debug)]
+pub(crate) struct NeedsWorker;
+
+impl std::fmt::Display for NeedsWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the call needs a worker thread")
+    }
+}
+
+impl std::error::Error for NeedsWorker {}
 
 /// Raised when the call's caller went away; classified as cancelled.
 #[derive(Debug)]
@@ -178,6 +212,11 @@ fn read_guest(caller: &mut Caller<'_, CallState>, ptr: u32, len: u32) -> wasmtim
 /// Checks each queued call against the budget, runs the admissible ones
 /// through the handler, and encodes every outcome in order.
 fn run_batch(session: &mut SubcallSession, request: &[u8]) -> wasmtime::Result<Vec<u8>> {
+    // A call tried inline runs its sub-calls only on a worker: nothing of
+    // it has left the sandbox yet, so it can start over there.
+    if session.context.inline {
+        return Err(wasmtime::Error::new(NeedsWorker));
+    }
     let queued: Vec<QueuedCall> = serde_json::from_slice(request)
         .map_err(|e| wasmtime::format_err!("malformed sub-call request: {e}"))?;
     let depth = session.context.depth.saturating_add(1);
