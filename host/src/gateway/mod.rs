@@ -13,6 +13,7 @@ mod drain;
 mod forward;
 mod health;
 mod membership;
+mod node_entry;
 mod observe;
 mod registry;
 mod retry_budget;

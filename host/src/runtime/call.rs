@@ -2,12 +2,12 @@
 //! every way it can end onto a [`CallError`].
 
 use super::console::ConsoleOutput;
+use super::context::{CallContext, Cancelled, DeadlinePassed, INLINE_BUDGET, NeedsWorker};
 use super::engine;
 use super::error::{CallError, GuestException};
 use super::limits::Limits;
 use super::module::LoadedModule;
 use super::state::CallState;
-use super::subcall::{CallContext, Cancelled, DeadlinePassed, INLINE_BUDGET, NeedsWorker};
 use serde::Deserialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,8 +1,8 @@
 //! Sub-calls run in this process: `madrpc run` (no grid) uses it, so a
 //! fan-out script behaves locally as it does on a grid.
 
+use super::context::{Budget, CallContext, Subcall, SubcallHandler};
 use super::stack::CALL_THREAD_STACK_BYTES;
-use super::subcall::{Budget, CallContext, Subcall, SubcallHandler};
 use super::{Limits, LoadedModule, Runtime};
 use crate::rpc::RpcError;
 use bytes::Bytes;

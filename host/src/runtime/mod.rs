@@ -6,9 +6,11 @@
 mod cache;
 mod call;
 mod console;
+mod context;
 mod cpu;
 mod engine;
 mod error;
+mod imports;
 mod limits;
 mod local;
 mod module;
@@ -21,6 +23,7 @@ mod tree;
 pub use cache::ModuleCache;
 pub use call::CallReport;
 pub use console::{ConsoleLine, ConsoleOutput, ConsoleStream};
+pub use context::{Budget, CallContext, INLINE_BUDGET, Subcall, SubcallHandler};
 pub use cpu::{FUEL_PER_NANOSECOND, duration_to_fuel, fuel_to_duration};
 pub use error::{CallError, GuestException, LoadError};
 pub use limits::Limits;
@@ -28,7 +31,6 @@ pub use local::LocalSubcalls;
 pub use module::LoadedModule;
 pub use preinit::{BuildLimits, PreinitError, Preinitialized, preinitialize};
 pub use stack::{CALL_THREAD_STACK_BYTES, has_room_for_call};
-pub use subcall::{Budget, CallContext, INLINE_BUDGET, Subcall, SubcallHandler};
 pub use tree::{TreeBudget, TreeLimit, TreeRef, Trees};
 
 use engine::EpochTicker;
@@ -98,7 +100,7 @@ impl Runtime {
         let engine = engine::build(config.max_instances, config.limits.memory_bytes)
             .map_err(|e| StartError(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
-        state::link(&mut linker).map_err(|e| StartError(format!("{e:#}")))?;
+        imports::link(&mut linker).map_err(|e| StartError(format!("{e:#}")))?;
         let ticker = EpochTicker::start(&engine).map_err(|e| StartError(e.to_string()))?;
         Ok(Self {
             engine,

@@ -7,7 +7,8 @@
 //! hanging it.
 
 use super::error::CallError;
-use super::state::{self, CallState};
+use super::imports;
+use super::state::CallState;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use std::time::Duration;
@@ -147,7 +148,7 @@ fn run_init(
     let mut linker = Linker::new(&engine);
     wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut CallState| &mut state.wasi)
         .map_err(internal)?;
-    state::link_host_functions(&mut linker).map_err(internal)?;
+    imports::link_host_functions(&mut linker).map_err(internal)?;
 
     let executor = tokio::runtime::Builder::new_current_thread()
         .build()

@@ -1,11 +1,11 @@
 //! What a call's Wasmtime store holds: a capability-free WASI context, the
 //! memory limiter and the console capture.
 
-use super::console::{ConsoleCapture, ConsoleStream};
+use super::console::ConsoleCapture;
+use super::context::{CallContext, SubcallSession};
 use super::cpu::CpuMeter;
-use super::subcall::{self, CallContext, SubcallSession};
 use std::time::Instant;
-use wasmtime::{Caller, Linker, ResourceLimiter};
+use wasmtime::ResourceLimiter;
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
 
@@ -83,40 +83,4 @@ impl ResourceLimiter for MemoryLimiter {
         // QuickJS never grows its function table; refuse runaway growth.
         Ok(desired <= 1 << 16)
     }
-}
-
-/// Links everything a guest may import: WASI preview 1 (capability-free as
-/// configured above) and the `madrpc` host functions.
-pub(crate) fn link(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
-    wasmtime_wasi::p1::add_to_linker_sync(linker, |state: &mut CallState| &mut state.wasi)?;
-    link_host_functions(linker)
-}
-
-/// Links the `madrpc` host functions alone.
-pub(crate) fn link_host_functions(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
-    subcall::link(linker)?;
-    linker.func_wrap(
-        "madrpc",
-        "console_write",
-        |mut caller: Caller<'_, CallState>,
-         stream: i32,
-         ptr: u32,
-         len: u32|
-         -> wasmtime::Result<()> {
-            let stream = ConsoleStream::from_abi(stream)
-                .ok_or_else(|| wasmtime::format_err!("unknown console stream {stream}"))?;
-            let memory = caller
-                .get_export("memory")
-                .and_then(|export| export.into_memory())
-                .ok_or_else(|| wasmtime::format_err!("the guest exports no memory"))?;
-            let (data, state) = memory.data_and_store_mut(&mut caller);
-            let start = ptr as usize;
-            let bytes = data
-                .get(start..start.saturating_add(len as usize))
-                .ok_or_else(|| wasmtime::format_err!("console write out of bounds"))?;
-            state.console.write(stream, bytes);
-            Ok(())
-        },
-    )?;
-    Ok(())
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Parser;
 use hyper::Uri;
 
-use crate::run::{Settings, Stop};
+use crate::settings::{Settings, Stop};
 use crate::workload::Method;
 
 /// Load generator for JSON-RPC 2.0 over HTTP servers.

@@ -11,6 +11,7 @@ mod idle;
 mod overload;
 mod report;
 mod run;
+mod settings;
 mod workload;
 
 use std::process::ExitCode;

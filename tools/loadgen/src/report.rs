@@ -10,7 +10,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::check::Verdict;
-use crate::run::{Settings, Stop};
+use crate::settings::{Settings, Stop};
 
 /// Largest latency the histogram resolves, in microseconds (above the
 /// 30 s request timeout; larger values are clamped).

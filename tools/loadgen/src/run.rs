@@ -7,44 +7,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use hyper::Uri;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::check::{Checked, check_reply};
 use crate::client::HttpClient;
 use crate::report::{Report, Stats};
-use crate::workload::{Method, Workload};
+use crate::settings::{Settings, Stop};
+use crate::workload::Workload;
 
 /// Pause after a transport failure, so that a dead server is not hammered
 /// in a tight loop.
 const FAILURE_BACKOFF: Duration = Duration::from_millis(10);
-
-/// Everything a run needs to know.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// Endpoint to POST to.
-    pub url: Uri,
-    /// Number of concurrent clients.
-    pub concurrency: u32,
-    /// Calls per HTTP request (above 1: batch arrays).
-    pub batch: u32,
-    /// Method called.
-    pub method: Method,
-    /// Unmeasured time before measurement starts.
-    pub warmup: Duration,
-    /// When measurement ends.
-    pub stop: Stop,
-}
-
-/// When the measured part of a run ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stop {
-    /// No new request is started after this much measured time.
-    AfterDuration(Duration),
-    /// No new request is started once this many calls were sent.
-    AfterCalls(u64),
-}
 
 /// The schedule shared by all clients.
 #[derive(Debug)]
@@ -168,6 +142,7 @@ async fn drive(mut client: HttpClient, workload: Arc<Workload>, plan: Arc<Plan>)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workload::Method;
 
     use std::convert::Infallible;
     use std::net::SocketAddr;
