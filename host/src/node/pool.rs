@@ -9,7 +9,7 @@ use super::admission::ClientAdmission;
 use super::gate::{Gate, Priority};
 use super::inline::InlinePolicy;
 use super::sizing::Sizing;
-use super::subcalls::{NodeSubcalls, SubcallRoute};
+use super::subcalls::{NodeSubcalls, OwnPool, SubcallRoute};
 use crate::manifest::ModuleSummary;
 use crate::modules::ModuleId;
 use crate::rpc::{CallBudget, KeyName, RpcError, codes};
@@ -18,7 +18,7 @@ use crate::runtime::{
 };
 use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 use tokio::sync::Semaphore;
 
 /// Runs calls on blocking threads, bounded.
@@ -354,7 +354,7 @@ impl WorkerPool {
         }
         let runtime = self.runtime.clone();
         let handler = NodeSubcalls::new(
-            Arc::downgrade(self),
+            Arc::downgrade(self) as Weak<dyn OwnPool>,
             self.route.clone(),
             tokio::runtime::Handle::current(),
             self.gate.clone(),
@@ -407,6 +407,17 @@ impl WorkerPool {
             Ok(result) => Ok(Bytes::from(result)),
             Err(error) => Err(RpcError::from(&error)),
         }
+    }
+}
+
+impl OwnPool for WorkerPool {
+    fn run(
+        self: Arc<Self>,
+        method: String,
+        params: Bytes,
+        budget: CallBudget,
+    ) -> futures::future::BoxFuture<'static, Result<Bytes, RpcError>> {
+        Box::pin(async move { self.execute(method, params, budget).await })
     }
 }
 

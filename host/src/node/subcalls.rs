@@ -4,7 +4,6 @@
 //! gateway's process (`madrpc serve`), else on the node's own pool.
 
 use super::gate::{Gate, Priority, Slot};
-use super::pool::WorkerPool;
 use crate::http::{self, HttpClient};
 use crate::rpc::{CallBudget, KeyName, RpcError, codes};
 use crate::runtime::{Budget, Subcall, SubcallHandler};
@@ -57,10 +56,22 @@ pub trait SubcallDispatch: Send + Sync {
     ) -> BoxFuture<'static, Result<Bytes, RpcError>>;
 }
 
+/// The node's own pool, as a handler runs sub-calls on it when the node
+/// stands alone; the pool implements it, so this file needs no pool.
+pub(super) trait OwnPool: Send + Sync {
+    /// Runs `method(params)` on the pool within `budget`.
+    fn run(
+        self: Arc<Self>,
+        method: String,
+        params: Bytes,
+        budget: CallBudget,
+    ) -> BoxFuture<'static, Result<Bytes, RpcError>>;
+}
+
 /// The sub-call handler of one running call. It holds the call's worker
 /// slot and gives it back while the call waits.
 pub(super) struct NodeSubcalls {
-    pool: Weak<WorkerPool>,
+    pool: Weak<dyn OwnPool>,
     route: SubcallRoute,
     handle: Handle,
     gate: Arc<Gate>,
@@ -74,7 +85,7 @@ pub(super) struct NodeSubcalls {
 
 impl NodeSubcalls {
     pub(super) fn new(
-        pool: Weak<WorkerPool>,
+        pool: Weak<dyn OwnPool>,
         route: SubcallRoute,
         handle: Handle,
         gate: Arc<Gate>,
@@ -170,7 +181,8 @@ impl NodeSubcalls {
                     let pool = pool.clone();
                     async move {
                         retry_overloaded(budget, || {
-                            pool.execute(call.method.clone(), call.params.clone(), budget)
+                            pool.clone()
+                                .run(call.method.clone(), call.params.clone(), budget)
                         })
                         .await
                     }
