@@ -129,9 +129,10 @@ async fn a_call_tree_shares_its_fuel() {
     )
     .await;
     assert_eq!(fits.json()["result"], 4, "{}", fits.json());
-    // Four sub-calls of 300,000 iterations (about half a billion fuel
-    // each) burn past a billion together, though each alone fits.
-    let body = r#"{"jsonrpc":"2.0","method":"burn_many","params":[4,300000],"id":2}"#;
+    // Four sub-calls of 3,000,000 iterations (about 100 ms of CPU, a
+    // billion fuel units, each) burn past a billion together; 300,000
+    // iterations alone (about 10 ms) fit.
+    let body = r#"{"jsonrpc":"2.0","method":"burn_many","params":[4,3000000],"id":2}"#;
     let error = error_of(&rpc(&client(), &url, body).await);
     assert_eq!(error["code"], -32022, "{error}");
     assert_eq!(error["data"]["budget"], "fuel");

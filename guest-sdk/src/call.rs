@@ -13,14 +13,23 @@ pub fn dispatch<'js>(
     params: &[u8],
 ) -> Result<Vec<u8>, GuestError> {
     let params = decode_params(ctx, params)?;
+    // The instance is thrown away after the call: freeing the params (every
+    // object of a data-heavy call) and the result would only cost time.
+    std::mem::forget(params.clone());
     let returned = invoke(ctx, function, params).map_err(|e| GuestError::from_js(ctx, e))?;
     let value = settle(ctx, flush, returned)?;
+    std::mem::forget(value.clone());
     encode(ctx, value)
 }
 
 fn decode_params<'js>(ctx: &Ctx<'js>, params: &[u8]) -> Result<Value<'js>, GuestError> {
     if params.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::new_undefined(ctx.clone()));
+    }
+    match crate::params::parse(ctx, params) {
+        Ok(Some(value)) => return Ok(value),
+        Ok(None) => {}
+        Err(e) => return Err(GuestError::from_js(ctx, e)),
     }
     ctx.json_parse(params.to_vec()).map_err(|e| {
         let detail = GuestError::from_js(ctx, e);

@@ -34,6 +34,7 @@ mod error;
 mod heap;
 mod host;
 mod methods;
+mod params;
 mod random;
 mod script;
 mod web;

@@ -1,9 +1,10 @@
 //! Figures of the sandbox call path: sizes, build and load times, the cost
 //! of a fresh instance, trivial-call throughput on one core, script-size
-//! independence and a CPU-bound Monte Carlo run.
+//! independence and a CPU-bound Monte Carlo run against the same function
+//! under `node --jitless`.
 //!
 //! `cargo bench -p madrpc --bench sandbox` (or `scripts/bench`) prints a
-//! table; nothing here asserts, the figures are for people to read.
+//! table for people to read; it asserts only that the replies are right.
 
 use madrpc::build::build_source;
 use madrpc::plugin::PLUGIN_WASM;
@@ -183,29 +184,99 @@ fn run() {
         "trivial calls per second, one core"
     );
 
-    let monte_carlo = build_source(
+    monte_carlo_against_node(&runtime);
+}
+
+/// The Monte Carlo function of `examples/monte_carlo.js`, a million samples:
+/// madrpc's call against the same function under `node --jitless` in the
+/// same run (a Node process timing it in-process, and the whole process as
+/// `node --jitless` on the command line takes), wall-clock and CPU time.
+fn monte_carlo_against_node(runtime: &Runtime) {
+    const PARAMS: &str = r#"{"samples": 1000000}"#;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/monte_carlo.js");
+    let built = build_source(
         "monte_carlo.js",
         include_str!("../../examples/monte_carlo.js"),
     )
     .expect("build");
-    let monte_carlo = runtime.load(&monte_carlo.wasm).expect("load");
-    let mut runs: Vec<Duration> = (0..5)
+    let module = runtime.load(&built.wasm).expect("load");
+    let mut result = String::new();
+    let (mut wall, mut cpu): (Vec<Duration>, Vec<Duration>) = (0..5)
         .map(|_| {
-            let report = runtime.call(&monte_carlo, "estimate_single", br#"{"samples": 1000000}"#);
-            let result = report.result.expect("monte carlo succeeds");
-            let pi = serde_json::from_slice::<serde_json::Value>(&result).expect("JSON")["pi"]
-                .as_f64()
-                .expect("a number");
-            assert!((pi - std::f64::consts::PI).abs() < 0.01, "pi = {pi}");
-            report.elapsed
+            let report = runtime.call(&module, "estimate_single", PARAMS.as_bytes());
+            result =
+                String::from_utf8(report.result.expect("monte carlo succeeds")).expect("UTF-8");
+            (
+                report.elapsed,
+                madrpc::runtime::fuel_to_duration(report.fuel_used),
+            )
         })
-        .collect();
-    runs.sort();
+        .unzip();
+    wall.sort();
+    cpu.sort();
+    let (wall, cpu) = (wall[2], cpu[2]);
+    println!(
+        "{:<52} {} wall, {} CPU",
+        "Monte Carlo pi, 1,000,000 samples, madrpc call",
+        ms(wall),
+        ms(cpu)
+    );
+    let timer = concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/bench/node_time.js");
+    let node = |runs: &str| {
+        std::process::Command::new("node")
+            .args(["--jitless", timer, script, "estimate_single", PARAMS, runs])
+            .output()
+    };
+    let in_process = match node("5") {
+        Ok(output) if output.status.success() => output.stdout,
+        Ok(output) => {
+            println!(
+                "node --jitless failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            return;
+        }
+        Err(error) => {
+            println!("node --jitless not run ({error}): install Node.js to compare");
+            return;
+        }
+    };
+    let timed: serde_json::Value = serde_json::from_slice(&in_process).expect("node prints JSON");
+    let expected: serde_json::Value = serde_json::from_str(&result).expect("JSON result");
+    assert_eq!(
+        timed["result"], expected,
+        "node and madrpc compute the same"
+    );
+    let node_wall = Duration::from_secs_f64(timed["median_ms"].as_f64().expect("ms") / 1e3);
+    let node_cpu = Duration::from_secs_f64(timed["median_cpu_ms"].as_f64().expect("ms") / 1e3);
+    let mut process: Vec<Duration> = (0..5).map(|_| timed_process(|| node("1"))).collect();
+    process.sort();
+    println!(
+        "{:<52} {} wall, {} CPU",
+        "same function, node --jitless, in-process",
+        ms(node_wall),
+        ms(node_cpu)
+    );
     println!(
         "{:<52} {}",
-        "Monte Carlo pi, 1,000,000 samples, median of 5",
-        ms(runs[2])
+        "same, the whole `node --jitless` process",
+        ms(process[2])
     );
+    println!(
+        "{:<52} {:.2}x wall, {:.2}x CPU; {:.2}x the whole node process",
+        "madrpc against node --jitless",
+        wall.as_secs_f64() / node_wall.as_secs_f64(),
+        cpu.as_secs_f64() / node_cpu.as_secs_f64(),
+        wall.as_secs_f64() / process[2].as_secs_f64()
+    );
+}
+
+/// Wall-clock time of a process run to its end.
+fn timed_process(run: impl FnOnce() -> std::io::Result<std::process::Output>) -> Duration {
+    let started = Instant::now();
+    let output = run().expect("node runs");
+    assert!(output.status.success(), "node succeeds");
+    started.elapsed()
 }
 
 fn call_latency(

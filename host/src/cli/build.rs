@@ -15,7 +15,8 @@ pub struct BuildArgs {
     /// Where to write the module (default: the script's path with `.wasm`).
     #[arg(short, long)]
     output: Option<PathBuf>,
-    /// CPU budget of the script's top level, in fuel units
+    /// CPU budget of the script's top level, in Wasm instructions, counted
+    /// so that a build fails or succeeds the same way on every machine
     /// (default 50,000,000,000, a few seconds).
     #[arg(long, value_name = "UNITS")]
     fuel: Option<u64>,

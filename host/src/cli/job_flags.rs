@@ -26,8 +26,8 @@ pub struct JobFlags {
     /// Longest one run of a job may take.
     #[arg(long, default_value = "1h", value_name = "DURATION")]
     pub job_deadline: humantime::Duration,
-    /// CPU budget of one run of a job, in fuel units (default:
-    /// 36,000,000,000,000, about an hour of work on one core).
+    /// CPU budget of one run of a job, in fuel units of a tenth of a
+    /// nanosecond of CPU time (default: 36,000,000,000,000, an hour).
     #[arg(long, value_name = "UNITS", default_value_t = jobs::DEFAULT_JOB_FUEL)]
     pub job_fuel: u64,
     /// Runs a job gets when the grid fails under it (node lost, overloaded,

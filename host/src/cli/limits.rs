@@ -9,7 +9,8 @@ use std::sync::Arc;
 /// Per-call limit flags; each defaults to [`Limits::default`].
 #[derive(Debug, Clone, Args)]
 pub struct LimitArgs {
-    /// CPU budget per call, in fuel units (about one per Wasm instruction).
+    /// CPU budget per call, in fuel units: a unit is a tenth of a
+    /// nanosecond of CPU time (default: 100,000,000,000, 10 s).
     #[arg(long, value_name = "UNITS")]
     pub fuel: Option<u64>,
     /// Linear-memory cap per call, e.g. 64MiB.

@@ -28,10 +28,9 @@ use tokio::sync::{Notify, watch};
 /// Longest a job may run (`--job-deadline`): an hour, where a call gets
 /// ten seconds.
 pub const DEFAULT_JOB_DEADLINE: Duration = Duration::from_secs(3600);
-/// CPU budget of a job (`--job-fuel`): 36,000 billion fuel units, about an
-/// hour of QuickJS work on one core (a call's 100 billion are about 10 s),
-/// so that neither the fuel nor the deadline cuts a job the other lets
-/// through.
+/// CPU budget of a job (`--job-fuel`): 36,000 billion fuel units, an hour
+/// of CPU time (a call's 100 billion are 10 s), so that neither the fuel
+/// nor the deadline cuts a job the other lets through.
 pub const DEFAULT_JOB_FUEL: u64 = 36_000_000_000_000;
 /// Runs a job gets before an infrastructure failure is final
 /// (`--job-attempts`).

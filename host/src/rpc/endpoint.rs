@@ -131,7 +131,7 @@ async fn handle<D: Dispatch>(
         Incoming::Single(entry) => {
             let hint = super::CacheHint::new(no_cache(headers));
             let Some(reply) =
-                super::CacheHint::scope(hint.clone(), run(&endpoint, entry, budget)).await
+                super::CacheHint::scope(hint.clone(), run(&endpoint, entry, budget, &body)).await
             else {
                 return StatusCode::NO_CONTENT.into_response();
             };
@@ -175,13 +175,15 @@ async fn handle<D: Dispatch>(
                 let slots = &slots;
                 let endpoint = &endpoint;
                 let room = &room;
+                let body = &body;
                 let hint = super::CacheHint::new(no_cache(headers));
                 async move {
                     let _slot = slots.acquire().await.ok();
                     // Each entry has its own hint, so entries use the cache
                     // (and honour no-cache); one header cannot tell about
                     // all of them, so a batch response has none.
-                    let reply = super::CacheHint::scope(hint, run(endpoint, entry, budget)).await;
+                    let reply =
+                        super::CacheHint::scope(hint, run(endpoint, entry, budget, body)).await;
                     reply.map(|reply| within(reply, room, endpoint.limits.max_response_bytes))
                 }
             }))
@@ -224,11 +226,13 @@ fn within<'a>(
     reply
 }
 
-/// Runs one entry; `None` for a notification, which gets no reply.
+/// Runs one entry; `None` for a notification, which gets no reply. `body`
+/// is the request body the entry was parsed from.
 async fn run<'a, D: Dispatch>(
     endpoint: &Endpoint<D>,
     entry: Entry<'a>,
     budget: super::CallBudget,
+    body: &Bytes,
 ) -> Option<Reply<'a>> {
     let call = match entry {
         Entry::Invalid { error, id } => {
@@ -264,7 +268,7 @@ async fn run<'a, D: Dispatch>(
     } else {
         let params = call
             .params
-            .map(|params| Bytes::copy_from_slice(params.get().as_bytes()))
+            .map(|params| part_of(body, params.get().as_bytes()))
             .unwrap_or_default();
         endpoint
             .dispatch
@@ -279,6 +283,17 @@ async fn run<'a, D: Dispatch>(
         id: Some(id),
         outcome,
     })
+}
+
+/// `part`, a slice of `body`, as `Bytes` sharing the body's memory: large
+/// params are not copied on their way to the guest.
+fn part_of(body: &Bytes, part: &[u8]) -> Bytes {
+    let start = (part.as_ptr() as usize).wrapping_sub(body.as_ptr() as usize);
+    if start <= body.len() && part.len() <= body.len() - start {
+        body.slice_ref(part)
+    } else {
+        Bytes::copy_from_slice(part)
+    }
 }
 
 /// Whether the client sent `Cache-Control: no-cache` (or `no-store`): run

@@ -65,6 +65,19 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::
 /// every other problem becomes an [`Entry::Invalid`] answered in place.
 pub fn parse(body: &[u8]) -> Result<Incoming<'_>, RpcError> {
     let text = std::str::from_utf8(body).map_err(RpcError::parse_error)?;
+    if text
+        .trim_start_matches([' ', '\t', '\n', '\r'])
+        .starts_with('{')
+    {
+        // A single request is read in one pass: its params can be large,
+        // and checking the whole body first read them twice.
+        match serde_json::from_str::<Members>(text) {
+            Ok(members) => return Ok(Incoming::Single(call(members))),
+            Err(e) if e.is_syntax() || e.is_eof() => return Err(RpcError::parse_error(e)),
+            // A well-formed body whose members are wrong: answered below.
+            Err(_) => {}
+        }
+    }
     let root: &RawValue = serde_json::from_str(text).map_err(RpcError::parse_error)?;
     let json = root.get();
     if json.starts_with('[') {
@@ -90,10 +103,13 @@ fn entry(raw: &RawValue) -> Entry<'_> {
     if !raw.get().starts_with('{') {
         return invalid("a request must be a JSON object");
     }
-    let members: Members = match serde_json::from_str(raw.get()) {
-        Ok(members) => members,
-        Err(e) => return invalid(&format!("malformed request object ({e})")),
-    };
+    match serde_json::from_str(raw.get()) {
+        Ok(members) => call(members),
+        Err(e) => invalid(&format!("malformed request object ({e})")),
+    }
+}
+
+fn call(members: Members<'_>) -> Entry<'_> {
     match members
         .jsonrpc
         .map(|v| serde_json::from_str::<Cow<str>>(v.get()))

@@ -22,7 +22,8 @@ pub struct CallReport {
     pub result: Result<Vec<u8>, CallError>,
     /// The call's console output.
     pub console: ConsoleOutput,
-    /// Fuel the call consumed.
+    /// Fuel the call consumed: its CPU time in fuel units (see
+    /// [`super::FUEL_PER_NANOSECOND`]).
     pub fuel_used: u64,
     /// Wall-clock time from instantiation to result.
     pub elapsed: Duration,
@@ -89,7 +90,7 @@ pub(crate) fn run(
     let watch = Watch {
         cancelled,
         tree: tree.clone(),
-        start_fuel: limits.fuel,
+        fuel: limits.fuel,
         charged: charged.clone(),
         inline,
     };
@@ -120,8 +121,7 @@ pub(crate) fn run(
             limit: limits.memory_bytes,
         });
     }
-    let fuel_left = store.get_fuel().unwrap_or(0);
-    let fuel_used = limits.fuel.saturating_sub(fuel_left);
+    let fuel_used = store.data_mut().cpu.finish();
     if let Some(tree) = &tree {
         let uncharged = fuel_used.saturating_sub(charged.load(Ordering::Acquire));
         let charge = tree.charge(uncharged);
@@ -172,7 +172,7 @@ pub(crate) fn instantiate_only(
     let watch = Watch {
         cancelled: None,
         tree: None,
-        start_fuel: limits.fuel,
+        fuel: limits.fuel,
         charged: Arc::new(AtomicU64::new(0)),
         inline: false,
     };
@@ -194,22 +194,37 @@ fn prepare(
     deadline: Instant,
     inline: bool,
 ) -> Result<(), CallError> {
-    store
-        .set_fuel(limits.fuel)
-        .map_err(|e| CallError::Internal(e.to_string()))?;
     let remaining = deadline.saturating_duration_since(Instant::now());
     if remaining.is_zero() {
         return Err(CallError::DeadlineExceeded {
             limit: limits.deadline,
         });
     }
-    let check = if inline { INLINE_BUDGET } else { remaining };
-    store.set_epoch_deadline(engine::ticks_for(check).min(CANCEL_CHECK_TICKS));
+    if inline {
+        // A call tried inline is checked first at the end of its budget.
+        store.set_epoch_deadline(engine::ticks_for(INLINE_BUDGET).min(CANCEL_CHECK_TICKS));
+    } else {
+        // The first check comes at the next tick, where the CPU meter starts
+        // reading the thread's CPU clock.
+        store.set_epoch_deadline(1);
+    }
     Ok(())
 }
 
 /// How many epoch ticks pass between checks for cancellation.
 const CANCEL_CHECK_TICKS: u64 = 10;
+
+/// The call used up its CPU budget.
+#[derive(Debug)]
+struct CpuExhausted;
+
+impl std::fmt::Display for CpuExhausted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the call used up its CPU budget")
+    }
+}
+
+impl std::error::Error for CpuExhausted {}
 
 /// Wakes every few ticks until the deadline, so that a call whose caller
 /// went away stops within milliseconds; at the deadline, interrupts it.
@@ -220,8 +235,8 @@ struct Watch {
     cancelled: Option<Arc<std::sync::atomic::AtomicBool>>,
     /// The call's tree, charged with the fuel burned since the last check.
     tree: Option<Arc<super::TreeBudget>>,
-    /// The fuel the call started with.
-    start_fuel: u64,
+    /// The call's CPU budget in fuel units.
+    fuel: u64,
     /// Fuel charged to the tree so far.
     charged: Arc<AtomicU64>,
     /// A call tried inline: its first check is the end of its budget.
@@ -229,7 +244,7 @@ struct Watch {
 }
 
 fn watch_deadline(store: &mut Store<CallState>, watch: Watch, deadline: Instant) {
-    store.epoch_deadline_callback(move |context| {
+    store.epoch_deadline_callback(move |mut context| {
         if watch.inline {
             return Err(wasmtime::Error::new(NeedsWorker));
         }
@@ -240,21 +255,26 @@ fn watch_deadline(store: &mut Store<CallState>, watch: Watch, deadline: Instant)
         {
             return Err(wasmtime::Error::new(Cancelled));
         }
+        let burned = context.data_mut().cpu.read();
         if let Some(tree) = &watch.tree {
-            let burned = watch
-                .start_fuel
-                .saturating_sub(context.get_fuel().unwrap_or(watch.start_fuel));
             let before = watch.charged.swap(burned, Ordering::AcqRel);
             if let Err(limit) = tree.charge(burned.saturating_sub(before)) {
                 return Err(wasmtime::Error::new(super::tree::TreeStopped(limit)));
             }
         }
+        if burned >= watch.fuel {
+            return Err(wasmtime::Error::new(CpuExhausted));
+        }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Ok(UpdateDeadline::Interrupt);
         }
+        // The CPU time left cannot run out before as much wall-clock time
+        // has passed: check again then, or sooner for the deadline and
+        // cancellation.
+        let cpu_left = super::cpu::fuel_to_duration(watch.fuel - burned);
         Ok(UpdateDeadline::Continue(
-            engine::ticks_for(left).min(CANCEL_CHECK_TICKS),
+            engine::ticks_for(left.min(cpu_left)).min(CANCEL_CHECK_TICKS),
         ))
     });
 }
@@ -457,10 +477,10 @@ fn escaped_limit(cause: Option<&serde_json::Value>) -> Option<CallError> {
 /// wraps the error, and limits take precedence over their symptoms (an
 /// allocation failure after the memory cap was hit is the memory limit).
 fn classify(error: wasmtime::Error, store: &Store<CallState>, limits: &Limits) -> CallError {
+    if error.downcast_ref::<CpuExhausted>().is_some() {
+        return CallError::FuelExhausted { limit: limits.fuel };
+    }
     match error.downcast_ref::<Trap>() {
-        Some(Trap::OutOfFuel) => {
-            return CallError::FuelExhausted { limit: limits.fuel };
-        }
         Some(Trap::Interrupt) => {
             return CallError::DeadlineExceeded {
                 limit: limits.deadline,

@@ -79,7 +79,8 @@ pub enum CallError {
     Threw(GuestException),
     /// The CPU budget ran out.
     #[error(
-        "the call used up its fuel (CPU budget of {limit} units); raise the fuel limit or do less work per call"
+        "the call used up its fuel (CPU budget of {limit} units, {:?} of CPU time); raise the fuel limit (--fuel) or do less work per call",
+        super::cpu::fuel_to_duration(*limit)
     )]
     FuelExhausted {
         /// The budget.

@@ -6,11 +6,11 @@ use std::time::Duration;
 /// its own typed error; the runtime serves the next call normally.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// CPU budget in Wasmtime fuel units (about one per Wasm instruction).
-    /// The default, 100 billion, is about 8–10 s of QuickJS work on a
-    /// current core (a million Monte Carlo samples take 4 billion): about
-    /// what the default 10 s deadline allows, so neither limit cuts a call
-    /// the other would let through; still finite for runaway loops.
+    /// CPU budget in fuel units: a unit is a tenth of a nanosecond of the
+    /// call's CPU time (see `cpu.rs`). The default, 100 billion, is 10 s of
+    /// CPU (a million Monte Carlo samples take about 2 billion): what the
+    /// default 10 s deadline allows, so neither limit cuts a call the other
+    /// would let through; still finite for runaway loops.
     pub fuel: u64,
     /// Cap on the instance's linear memory in bytes. The default, 128 MiB,
     /// holds the snapshot of a large script (a 1 MB script snapshots to about
@@ -35,7 +35,7 @@ pub struct Limits {
     /// together. Default 10,000: ten full fan-outs.
     pub max_tree_calls: u64,
     /// Fuel a client's call and all its descendants may burn together.
-    /// Default 1,000 billion, ten calls' worth: about 100 s of CPU, what ten
+    /// Default 1,000 billion, ten calls' worth: 100 s of CPU, what ten
     /// cores give a tree within the default 10 s deadline.
     pub max_tree_fuel: u64,
 }

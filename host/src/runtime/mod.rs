@@ -1,5 +1,5 @@
 //! The sandboxed runtime: loads madrpc modules and runs every call in a
-//! fresh Wasm instance under fuel, memory and deadline limits.
+//! fresh Wasm instance under CPU (fuel), memory and deadline limits.
 //!
 //! Nothing outside this module names a Wasmtime type.
 
@@ -7,6 +7,7 @@ mod cache;
 mod call;
 mod console;
 mod context;
+mod cpu;
 mod engine;
 mod error;
 mod imports;
@@ -23,6 +24,7 @@ pub use cache::ModuleCache;
 pub use call::CallReport;
 pub use console::{ConsoleLine, ConsoleOutput, ConsoleStream};
 pub use context::{Budget, CallContext, INLINE_BUDGET, Subcall, SubcallHandler};
+pub use cpu::{FUEL_PER_NANOSECOND, duration_to_fuel, fuel_to_duration};
 pub use error::{CallError, GuestException, LoadError};
 pub use limits::Limits;
 pub use local::LocalSubcalls;

@@ -20,8 +20,10 @@ use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtxBuilder};
 /// --fuel --memory`).
 #[derive(Debug, Clone, Copy)]
 pub struct BuildLimits {
-    /// CPU budget, in fuel units. Default 50,000,000,000 (a few seconds):
-    /// far more than building lookup tables takes, far less than forever.
+    /// CPU budget, in Wasm instructions (Wasmtime fuel), so that a build
+    /// fails or succeeds the same way on every machine, unlike calls, whose
+    /// fuel is CPU time. Default 50,000,000,000 (a few seconds): far more
+    /// than building lookup tables takes, far less than forever.
     pub fuel: u64,
     /// Memory cap. Default 1 GiB, the most a build should snapshot.
     pub memory_bytes: usize,

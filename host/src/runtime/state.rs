@@ -3,6 +3,7 @@
 
 use super::console::ConsoleCapture;
 use super::context::{CallContext, SubcallSession};
+use super::cpu::CpuMeter;
 use std::time::Instant;
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::WasiCtxBuilder;
@@ -14,6 +15,8 @@ pub(crate) struct CallState {
     pub(crate) limiter: MemoryLimiter,
     pub(crate) console: ConsoleCapture,
     pub(crate) subcalls: SubcallSession,
+    /// The call's CPU time, its budget's measure.
+    pub(crate) cpu: CpuMeter,
 }
 
 impl CallState {
@@ -41,6 +44,7 @@ impl CallState {
                 outcomes: Vec::new(),
                 deadline_hit: false,
             },
+            cpu: CpuMeter::start(),
         }
     }
 }

@@ -25,8 +25,14 @@ pub(crate) fn link(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
         "subcalls_run",
         |mut caller: Caller<'_, CallState>, ptr: u32, len: u32| -> wasmtime::Result<u32> {
             let request = read_guest(&mut caller, ptr, len)?;
-            let session = &mut caller.data_mut().subcalls;
-            let outcomes = run_batch(session, &request)?;
+            let state = caller.data_mut();
+            // Sub-calls are charged to their own budgets, also when they
+            // run on this thread.
+            state.cpu.pause();
+            let outcomes = run_batch(&mut state.subcalls, &request);
+            state.cpu.resume();
+            let outcomes = outcomes?;
+            let session = &mut state.subcalls;
             let len = u32::try_from(outcomes.len())
                 .map_err(|_| wasmtime::format_err!("sub-call outcomes too large"))?;
             session.outcomes = outcomes;

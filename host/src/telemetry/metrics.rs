@@ -186,7 +186,10 @@ fn describe() {
         "Calls admitted to a node holding no worker: queued, or waiting on sub-calls."
     );
     describe_gauge!(NODE_WORKERS, "Calls a node runs at once.");
-    describe_histogram!(RUNTIME_FUEL, "Wasm fuel one call consumed, by method.");
+    describe_histogram!(
+        RUNTIME_FUEL,
+        "Fuel one call consumed (CPU time, in tenths of a nanosecond), by method."
+    );
     describe_histogram!(
         RUNTIME_PEAK_MEMORY,
         Unit::Bytes,

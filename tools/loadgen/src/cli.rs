@@ -40,8 +40,10 @@ pub struct Cli {
     pub batch: u32,
 
     /// Method to call: `add` (params [I, 1000000], expects I + 1000000),
-    /// `noop` (no params, expects null) or any other name (no params, only
-    /// checks that a result is present; counted as unchecked).
+    /// `noop` (no params, expects null), `sum_field` (params
+    /// {"items": [...]} with 2,500 small objects, about 125 KB, the first
+    /// with `qty` I; expects the sum of their `qty`) or any other name (no
+    /// params, only checks that a result is present; counted as unchecked).
     #[arg(long, default_value = "add")]
     pub method: String,
 

@@ -13,6 +13,29 @@ use bytes::Bytes;
 /// Second operand of every `add` call.
 pub const ADD_OPERAND: u64 = 1_000_000;
 
+/// Objects in the params of every `sum_field` call (about 125 KB of JSON).
+pub const SUM_FIELD_ITEMS: u64 = 2_500;
+
+/// The `qty` of item `k` of a `sum_field` call, but the first, whose `qty`
+/// is the call's id.
+fn item_qty(k: u64) -> u64 {
+    k % 7 + 1
+}
+
+/// The `sum_field` items after the first, the same in every call.
+fn sum_field_tail() -> String {
+    let mut tail = String::with_capacity(SUM_FIELD_ITEMS as usize * 52);
+    for k in 1..SUM_FIELD_ITEMS {
+        tail.push_str(&format!(
+            r#",{{"id":{k},"name":"item-{k}","qty":{},"price":{}.{:02}}}"#,
+            item_qty(k),
+            k % 100,
+            k * 37 % 100
+        ));
+    }
+    tail
+}
+
 /// The JSON-RPC method driven by the run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Method {
@@ -20,6 +43,9 @@ pub enum Method {
     Add,
     /// `noop` without params; the result must be `null`.
     Noop,
+    /// `sum_field` with params `{"items": [...]}`: 2,500 small objects,
+    /// the first with `qty` I; the result must be the sum of their `qty`.
+    SumField,
     /// Any other method, sent without params; only the presence of a
     /// `result` is checked.
     Other(String),
@@ -35,6 +61,7 @@ impl Method {
         match name {
             "add" => Self::Add,
             "noop" => Self::Noop,
+            "sum_field" => Self::SumField,
             other => Self::Other(other.to_owned()),
         }
     }
@@ -44,6 +71,7 @@ impl Method {
         match self {
             Self::Add => "add",
             Self::Noop => "noop",
+            Self::SumField => "sum_field",
             Self::Other(name) | Self::Refused(name, _) => name,
         }
     }
@@ -53,6 +81,7 @@ impl Method {
         match self {
             Self::Add => Expect::Number(id + ADD_OPERAND),
             Self::Noop => Expect::Null,
+            Self::SumField => Expect::Number(id + (1..SUM_FIELD_ITEMS).map(item_qty).sum::<u64>()),
             Self::Other(_) => Expect::AnyResult,
             Self::Refused(_, code) => Expect::Error(*code),
         }
@@ -100,6 +129,8 @@ pub struct Workload {
     prefix: String,
     batched: bool,
     next_id: AtomicU64,
+    /// The items after the first of a `sum_field` call, built once.
+    sum_field_tail: String,
 }
 
 impl Workload {
@@ -109,6 +140,10 @@ impl Workload {
         let escaped = serde_json::Value::String(method.name().to_owned());
         Self {
             prefix: format!(r#"{{"jsonrpc":"2.0","method":{escaped}"#),
+            sum_field_tail: match method {
+                Method::SumField => sum_field_tail(),
+                _ => String::new(),
+            },
             method,
             batched,
             next_id: AtomicU64::new(1),
@@ -126,7 +161,8 @@ impl Workload {
             })
             .collect();
 
-        let mut body = String::with_capacity(calls.len() * (self.prefix.len() + 40) + 2);
+        let per_call = self.prefix.len() + self.sum_field_tail.len() + 100;
+        let mut body = String::with_capacity(calls.len() * per_call + 2);
         if self.batched {
             body.push('[');
         }
@@ -156,6 +192,13 @@ impl Workload {
             out.push(',');
             out.push_str(&ADD_OPERAND.to_string());
             out.push(']');
+        }
+        if self.method == Method::SumField {
+            out.push_str(r#","params":{"items":[{"id":0,"name":"item-0","qty":"#);
+            out.push_str(&id.to_string());
+            out.push_str(r#","price":0.5}"#);
+            out.push_str(&self.sum_field_tail);
+            out.push_str("]}");
         }
         out.push_str(",\"id\":");
         out.push_str(&id.to_string());
@@ -188,6 +231,22 @@ mod tests {
                 expect: Expect::Number(1_000_001)
             }]
         );
+    }
+
+    #[test]
+    fn sum_field_calls_carry_2500_items_summing_to_the_expected_result() {
+        let request = Workload::new(Method::from_name("sum_field"), false).request(1);
+        assert!(
+            (120_000..135_000).contains(&request.body.len()),
+            "{} bytes",
+            request.body.len()
+        );
+        let body = parse(&request.body);
+        let items = body["params"]["items"].as_array().expect("items");
+        assert_eq!(items.len(), 2_500);
+        let sum: u64 = items.iter().map(|item| item["qty"].as_u64().unwrap()).sum();
+        assert_eq!(request.calls[0].expect, Expect::Number(sum));
+        assert_eq!(items[0]["qty"], json!(1));
     }
 
     #[test]
