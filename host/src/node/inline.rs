@@ -1,8 +1,8 @@
-//! Which client calls a node first tries on the thread that received them.
+//! Which calls a node first tries on the thread that received them.
 //!
 //! Handing a call to a worker thread and its result back costs two thread
-//! wake-ups, more than a trivial call itself. So a client's call is first
-//! tried on the receiving thread, within a short budget
+//! wake-ups, more than a trivial call itself. So a call, a client's or a
+//! sub-call, is first tried on the receiving thread, within a short budget
 //! ([`crate::runtime::INLINE_BUDGET`]) and without sub-calls; a call that
 //! needs more gives up before anything of it left its fresh sandbox and
 //! runs again on a worker. A method whose calls give up is not tried

@@ -1,5 +1,5 @@
 //! The node's bounded worker pool: at most `workers` calls run at once, off
-//! the async reactor except for a client's call short enough to try on the
+//! the async reactor except for a call short enough to try on the
 //! receiving thread (see `inline.rs`). Client calls and sub-calls are admitted separately
 //! (see [`Sizing`]): a flood of client calls is refused at once as
 //! overloaded and never takes the room the sub-calls of admitted calls
@@ -339,9 +339,12 @@ impl WorkerPool {
             )
             .with("limit_ms", limit_ms as u64));
         }
-        // A client's call is tried on this thread first (see `inline.rs`).
-        if budget.depth == 0 && self.inline.try_inline(&method) && has_room_for_call() {
-            let context = CallContext::inline(deadline);
+        // A call is tried on this thread first (see `inline.rs`). A
+        // sub-call's burns count against its tree; a client's call has no
+        // tree yet, and without sub-calls burns less than its own limit.
+        if self.inline.try_inline(&method) && has_room_for_call() {
+            let tree = (budget.depth > 0).then(|| self.runtime.trees().join(budget.tree, &limits));
+            let context = CallContext::inline(budget.depth, deadline, tree);
             let report = self
                 .runtime
                 .call_in_context(&module, &method, &params, &limits, context);

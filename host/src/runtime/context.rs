@@ -69,11 +69,13 @@ pub struct CallContext {
 pub const INLINE_BUDGET: std::time::Duration = std::time::Duration::from_millis(2);
 
 impl CallContext {
-    /// A client's call tried inline (see [`CallContext::inline`]): no
-    /// sub-calls, no tree, and it gives up past [`INLINE_BUDGET`].
-    pub fn inline(deadline: Instant) -> Self {
+    /// A call tried inline (see [`CallContext::inline`]) at `depth` of
+    /// `tree`: it makes no sub-calls and gives up past [`INLINE_BUDGET`].
+    pub fn inline(depth: u32, deadline: Instant, tree: Option<Arc<super::TreeBudget>>) -> Self {
         Self {
+            depth,
             deadline: Some(deadline),
+            tree,
             inline: true,
             ..Self::top_level()
         }
