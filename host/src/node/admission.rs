@@ -15,14 +15,16 @@
 //! tells a node that has not finished a call yet, or whose calls turned
 //! slow, what to expect. That bound rests on a few calls and can be one
 //! slow call among trivial ones, so a call it alone judges too late is let
-//! wait: it checks again every `RECHECK` and leaves as soon as it can no
-//! longer expect to start within half its time left.
+//! wait: it checks again every `RECHECK` and leaves as soon as the wait it
+//! can expect passes its share of the time left (half of it while the pace
+//! is still being learned).
 //!
-//! Until the first `WARM_SAMPLES` calls finished, an eighth of `queue` may
-//! wait at once; a call past that share waits for the pace to be known (at
-//! most the share of its time left it may spend waiting) and is then
-//! judged on it, so a cold burst of trivial calls is not refused for want
-//! of a figure.
+//! Until a call finished, an eighth of `queue` may wait at once; a call
+//! past that share waits for the first to finish (at most the share of its
+//! time left it may spend waiting). Until the first `WARM_SAMPLES` calls
+//! finished, every waiting call is unsure and checks again as above, so a
+//! cold burst of trivial calls is not refused for want of a figure, and a
+//! cold flood of heavy ones is refused within a check of the first finish.
 
 use super::gate::{Gate, Priority, Slot};
 use crate::rpc::RpcError;
@@ -42,9 +44,10 @@ const PACE_WEIGHT: f64 = 0.2;
 const COLD_SHARE: usize = 8;
 
 /// Client calls whose plain mean is the pace before the moving average
-/// takes over, and that calls past the cold share wait for. A node's first
-/// calls run slow (fresh slots, cold caches): one of them alone would make
-/// a trivial call look like a heavy one and turn a cold burst away.
+/// takes over; until they finished, no call is refused at once on the
+/// pace. A node's first calls run slow (fresh slots, cold caches): one of
+/// them alone would make a trivial call look like a heavy one and turn a
+/// cold burst away.
 const WARM_SAMPLES: u32 = 8;
 
 /// How often a waiting call checks that it can still expect to start in
@@ -72,8 +75,8 @@ pub(super) struct ClientAdmission {
     departed: AtomicUsize,
     queue: usize,
     pace: Mutex<Pace>,
-    /// Woken when the pace becomes known.
-    pace_known: Notify,
+    /// Woken when the first client call finishes.
+    first_finish: Notify,
 }
 
 /// What the node knows of its pace.
@@ -132,9 +135,9 @@ impl Drop for Running<'_> {
                 pace.warm_sum += sample;
                 pace.warm_count += 1;
                 pace.learned = Some(pace.warm_sum / f64::from(pace.warm_count));
-                if pace.warm_count >= WARM_SAMPLES {
+                if pace.warm_count == 1 {
                     drop(pace);
-                    admission.pace_known.notify_waiters();
+                    admission.first_finish.notify_waiters();
                 }
             }
         }
@@ -172,7 +175,7 @@ impl ClientAdmission {
                 started_sum: 0.0,
                 base: Instant::now(),
             }),
-            pace_known: Notify::new(),
+            first_finish: Notify::new(),
         }
     }
 
@@ -214,7 +217,7 @@ impl ClientAdmission {
             return Err(RpcError::overloaded(1));
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        if ahead >= self.queue / COLD_SHARE && !self.await_pace(left / WAIT_SHARE).await {
+        if ahead >= self.queue / COLD_SHARE && !self.await_first_finish(left / WAIT_SHARE).await {
             return Err(RpcError::overloaded(1));
         }
         let position = ticket.saturating_sub(self.departed.load(Ordering::Acquire)) + 1;
@@ -227,8 +230,9 @@ impl ClientAdmission {
         // running says the wait is long. They may have turned slow, or be
         // one slow call among trivial ones (a fresh slot, a descheduled
         // thread); such a call waits, checking again, and leaves as soon as
-        // it can no longer expect to start within half its time left:
-        // refused late rather than run out its deadline here.
+        // the wait it can expect passes its share of the time left (half
+        // of it while the pace is still being learned): refused within a
+        // check or two when the calls did turn slow.
         let unsure = paced.is_none() || bounded.is_some_and(|wait| wait > left / WAIT_SHARE);
         let start = async {
             let call = match call {
@@ -250,7 +254,10 @@ impl ClientAdmission {
                     let position = ticket.saturating_sub(self.departed.load(Ordering::Acquire)) + 1;
                     let left = deadline.saturating_duration_since(Instant::now());
                     let (_, bounded) = self.expected_wait(position);
-                    if bounded.is_some_and(|wait| wait > left / 2) {
+                    // Half its time left while the pace is being learned
+                    // from a few calls; its share once it is known.
+                    let share = if self.learned() { WAIT_SHARE } else { 2 };
+                    if bounded.is_some_and(|wait| wait > left / share) {
                         return Err(RpcError::overloaded(1));
                     }
                 }
@@ -275,14 +282,18 @@ impl ClientAdmission {
         }
     }
 
-    /// Waits until the pace is known, at most `limit`; whether it is.
-    /// Before, little is known of it.
-    async fn await_pace(&self, limit: Duration) -> bool {
-        let notified = self.pace_known.notified();
+    /// Waits until a client call finished here, at most `limit`; whether
+    /// one did. Before, nothing is known of the pace; after, a call waits
+    /// as an unsure one until `WARM_SAMPLES` did.
+    async fn await_first_finish(&self, limit: Duration) -> bool {
+        let notified = self.first_finish.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        if self.learned() {
-            return true;
+        {
+            let pace = self.pace.lock().unwrap_or_else(|p| p.into_inner());
+            if pace.learned.is_some() {
+                return true;
+            }
         }
         tokio::time::timeout(limit, notified).await.is_ok()
     }
