@@ -13,198 +13,15 @@
 mod support;
 
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 use support::grid::{TEST_TOKEN, client, eventually, get_json, post};
+use support::netns::{Network, NsProcess, enter};
 
 const NODES: usize = 3;
 const GATEWAY_ADDR: &str = "10.213.7.1";
-
-/// Runs `ip args...`, panicking with its output when it fails.
-fn ip(args: &[&str]) {
-    let output = Command::new("ip")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run `ip` ({e}); this test needs iproute2 and root"));
-    assert!(
-        output.status.success(),
-        "`ip {}` failed: {}; this test needs root and network namespaces (`ip netns`)",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr).trim()
-    );
-}
-
-/// The test's namespaces, removed when dropped, even when the test fails.
-struct Namespaces {
-    prefix: String,
-    names: Vec<String>,
-}
-
-impl Namespaces {
-    fn new() -> Self {
-        Self {
-            prefix: format!("mrpc{}", std::process::id()),
-            names: Vec::new(),
-        }
-    }
-
-    /// Creates namespace `<prefix><suffix>` with loopback up.
-    fn add(&mut self, suffix: &str) -> String {
-        let name = format!("{}{suffix}", self.prefix);
-        ip(&["netns", "add", &name]);
-        self.names.push(name.clone());
-        ip(&["-n", &name, "link", "set", "lo", "up"]);
-        name
-    }
-}
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        for name in self.names.iter().rev() {
-            let _ = Command::new("ip").args(["netns", "del", name]).status();
-        }
-    }
-}
-
-/// The switch and the hosts plugged into it.
-struct Network {
-    namespaces: Namespaces,
-    switch: String,
-}
-
-impl Network {
-    fn new() -> Self {
-        let mut namespaces = Namespaces::new();
-        let switch = namespaces.add("sw");
-        ip(&["-n", &switch, "link", "add", "br0", "type", "bridge"]);
-        ip(&["-n", &switch, "link", "set", "br0", "up"]);
-        Self { namespaces, switch }
-    }
-
-    /// A host namespace named `<prefix><name>` with `address`/24, plugged
-    /// into switch port `p<name>`.
-    fn host(&mut self, name: &str, address: &str) -> String {
-        let ns = self.namespaces.add(name);
-        let port = format!("p{name}");
-        ip(&[
-            "-n",
-            &self.switch,
-            "link",
-            "add",
-            &port,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &ns,
-        ]);
-        ip(&[
-            "-n",
-            &self.switch,
-            "link",
-            "set",
-            &port,
-            "master",
-            "br0",
-            "up",
-        ]);
-        ip(&[
-            "-n",
-            &ns,
-            "addr",
-            "add",
-            &format!("{address}/24"),
-            "dev",
-            "eth0",
-        ]);
-        ip(&["-n", &ns, "link", "set", "eth0", "up"]);
-        ns
-    }
-
-    /// Takes a host's switch port down or up.
-    fn port(&self, name: &str, up: bool) {
-        let port = format!("p{name}");
-        let state = if up { "up" } else { "down" };
-        ip(&["-n", &self.switch, "link", "set", &port, state]);
-    }
-}
-
-/// `madrpc` running inside a namespace, killed when dropped.
-struct NsProcess {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl NsProcess {
-    fn start(ns: &str, args: &[&str], ready: &str) -> Self {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_madrpc")])
-            .args(args)
-            .env("MADRPC_JOIN_TOKEN", TEST_TOKEN)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("ip netns exec starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (sender, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let process = Self { child, lines };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let left = deadline
-                .checked_duration_since(Instant::now())
-                .unwrap_or_else(|| panic!("madrpc {args:?} in {ns} never printed '{ready}'"));
-            match process.lines.recv_timeout(left) {
-                Ok(line) if line.starts_with(ready) => return process,
-                Ok(_) => continue,
-                Err(_) => panic!("madrpc {args:?} in {ns} never printed '{ready}'"),
-            }
-        }
-    }
-
-    fn signal(&self, signal: i32) {
-        // SAFETY: signalling our own child (`ip netns exec` execs madrpc).
-        unsafe {
-            libc::kill(self.child.id() as i32, signal);
-        }
-    }
-}
-
-impl Drop for NsProcess {
-    fn drop(&mut self) {
-        self.signal(libc::SIGCONT);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Moves the calling thread into namespace `ns`: sockets it opens from
-/// then on live there.
-fn enter(ns: &str) {
-    let path = format!("/run/netns/{ns}");
-    let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("cannot open {path}: {e}"));
-    use std::os::fd::AsRawFd;
-    // SAFETY: a valid namespace descriptor; only this thread moves.
-    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(
-        rc,
-        0,
-        "setns({ns}) failed: {}",
-        std::io::Error::last_os_error()
-    );
-}
 
 /// What the load saw.
 #[derive(Default)]
@@ -288,7 +105,7 @@ fn a_cut_link_and_a_frozen_node_lose_no_call() {
     }
     let dir = tempfile::tempdir().expect("a temporary directory");
     let module = support::build_into(dir.path(), "drain.js");
-    let mut network = Network::new();
+    let mut network = Network::new("nf");
     let gateway_ns = network.host("gw", GATEWAY_ADDR);
     let node_addrs: Vec<String> = (0..NODES).map(|i| format!("10.213.7.{}", 11 + i)).collect();
     let node_ns: Vec<String> = node_addrs
@@ -306,6 +123,7 @@ fn a_cut_link_and_a_frozen_node_lose_no_call() {
             "--health-interval",
             "200ms",
         ],
+        &[("MADRPC_JOIN_TOKEN", TEST_TOKEN)],
         "madrpc gateway listening on ",
     );
     let join = format!("http://{GATEWAY_ADDR}:8080");
@@ -328,6 +146,7 @@ fn a_cut_link_and_a_frozen_node_lose_no_call() {
                     "--join",
                     &join,
                 ],
+                &[("MADRPC_JOIN_TOKEN", TEST_TOKEN)],
                 "madrpc node listening on ",
             )
         })

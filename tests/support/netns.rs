@@ -86,6 +86,14 @@ impl Network {
         ns
     }
 
+    /// Takes a host's switch port down or up: a cut cable, not a closed
+    /// socket, so peers see silence rather than a refusal.
+    pub fn port(&self, name: &str, up: bool) {
+        let port = format!("p{name}");
+        let state = if up { "up" } else { "down" };
+        ip(&["-n", &self.switch, "link", "set", &port, state]);
+    }
+
     /// Writes the `/etc/hosts` processes started in `ns` see: `entries`
     /// are (address, name) lines. Written in place, never replaced, so
     /// processes already running there read the new content at their
@@ -167,6 +175,8 @@ impl NsProcess {
 
 impl Drop for NsProcess {
     fn drop(&mut self) {
+        // A process a test froze with SIGSTOP is woken to die cleanly.
+        self.signal(libc::SIGCONT);
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
