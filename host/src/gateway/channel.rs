@@ -65,6 +65,16 @@ struct Open {
     calls: Arc<Calls>,
     /// The credential it was opened with.
     authorization: Option<HeaderValue>,
+    /// Its reader and writer.
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for Open {
+    /// No call uses the channel any more: it closes now, even when its
+    /// connection is stuck behind a cut link.
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// Calls waiting for their replies on one channel.
@@ -115,6 +125,14 @@ impl Link {
     /// Whether the node takes calls on its HTTP call route instead.
     pub(super) fn unsupported(&self) -> bool {
         self.unsupported.load(Ordering::Relaxed)
+    }
+
+    /// Drops the open channel, so the next call opens a fresh one: after a
+    /// node was found failed, the old connection may be stuck behind a cut
+    /// link long after the node is back. Calls still on it are failed over
+    /// by their callers.
+    pub(super) fn reset(&self) {
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
     /// Sends one call and waits for its reply. The caller bounds the wait.
@@ -234,7 +252,7 @@ async fn connect(
     let limit = client.max_reply_bytes;
     let node = url.to_owned();
     let reader_calls = calls.clone();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let why = tokio::select! {
             why = read_replies(FrameReader::new(read), &reader_calls, limit) => why,
             written = wire::write_frames(write, queue) => match written {
@@ -249,6 +267,7 @@ async fn connect(
         frames,
         calls,
         authorization,
+        task: task.abort_handle(),
     })
 }
 

@@ -91,7 +91,10 @@ pub async fn forward(
             .call(client, &node.url, method, &headers, params.clone());
         let outcome = tokio::select! {
             outcome = tokio::time::timeout(timeout, call) => outcome.map_err(|_| timed_out())?,
-            _ = failure => return Err(failed()),
+            _ = failure => {
+                node.link.reset();
+                return Err(failed());
+            }
         };
         return match outcome {
             Ok(Outcome::Reply(Tag::Ok, body)) => check_result(node, body),
