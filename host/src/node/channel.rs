@@ -20,6 +20,7 @@ use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::Instrument;
 
@@ -147,6 +148,7 @@ async fn read_calls<R>(
     R: tokio::io::AsyncRead + Unpin,
 {
     let limit = channels.max_params.saturating_add(wire::CALL_OVERHEAD);
+    let mut slow = SlowMethods::default();
     loop {
         let frame = match reader.next(limit).await {
             Ok(Some(frame)) => frame,
@@ -179,6 +181,7 @@ async fn read_calls<R>(
                 let replies = replies.clone();
                 let running = running.clone();
                 let span = call.span;
+                let method = call.method.clone();
                 let work = async move {
                     let run = channels.observed.run(
                         &channels.pool,
@@ -200,10 +203,58 @@ async fn read_calls<R>(
                         running.idle.notify_waiters();
                     }
                 };
-                tokio::spawn(work.instrument(span));
+                let mut work = Box::pin(work.instrument(span));
+                if slow.is_slow(&method) {
+                    // A slow method's call runs as a task of its own, which
+                    // an idle thread takes, and the channel reads on.
+                    tokio::spawn(work);
+                } else {
+                    // A call that finishes on its first poll (a short call,
+                    // run on this thread) replies without a task of its own
+                    // or a wake-up; one that waits (for a worker, or its
+                    // sub-calls) goes on as a task.
+                    let started = Instant::now();
+                    let polled = futures::poll!(work.as_mut());
+                    slow.took(&method, started.elapsed());
+                    if polled.is_pending() {
+                        tokio::spawn(work);
+                    }
+                }
             }
             Ok(None) => return,
             Err(error) => send_reply(&replies, id, Err(error)),
+        }
+    }
+}
+
+/// Longest a call may hold the channel's reader when run on it; a method
+/// whose call took longer runs as a task of its own for its next
+/// [`SLOW_CALLS`] calls. Trivial calls (about 10 µs) run on the reader,
+/// where a task each would cost more than the call; anything heavier runs
+/// as tasks on every core, and calls behind it are not held up.
+const SLOW_POLL: Duration = Duration::from_micros(50);
+
+/// See [`SLOW_POLL`].
+const SLOW_CALLS: u32 = 256;
+
+/// The methods of one channel whose calls lately held its reader too long.
+#[derive(Default)]
+struct SlowMethods(HashMap<String, u32>);
+
+impl SlowMethods {
+    fn is_slow(&mut self, method: &str) -> bool {
+        match self.0.get_mut(method) {
+            Some(left) if *left > 0 => {
+                *left -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn took(&mut self, method: &str, took: Duration) {
+        if took > SLOW_POLL && (self.0.len() < 4096 || self.0.contains_key(method)) {
+            self.0.insert(method.to_owned(), SLOW_CALLS);
         }
     }
 }
