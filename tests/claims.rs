@@ -430,20 +430,108 @@ async fn the_gateway_checks_each_node_every_second() {
     );
 }
 
-/// `madrpc build` seals the snapshot's heap (guest-sdk/src/heap.rs) and
-/// fails when the allocator's layout defeats it. A large script leaves the
-/// most gaps to seal; it must build, and its calls must work.
+/// The 4 KiB pages of linear memory a call of each of `methods` writes,
+/// each in a fresh instance of `wasm`, found by comparing the memory before
+/// and after the call. The instances are made with plain Wasmtime and the
+/// guest ABI, so that the count does not depend on how madrpc's runtime
+/// resets memory.
+fn pages_written(wasm: &[u8], methods: &[&str]) -> Vec<Vec<usize>> {
+    use wasmtime::{Engine, Linker, Module, Store};
+    use wasmtime_wasi::{WasiCtxBuilder, p1::WasiP1Ctx};
+    let engine = Engine::default();
+    let module = Module::new(&engine, wasm).expect("the module compiles");
+    let mut linker: Linker<WasiP1Ctx> = Linker::new(&engine);
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |ctx| ctx).expect("WASI links");
+    linker
+        .define_unknown_imports_as_traps(&module)
+        .expect("the madrpc imports link");
+    let written = |method: &str| {
+        let mut store = Store::new(&engine, WasiCtxBuilder::new().build_p1());
+        let instance = linker
+            .instantiate(&mut store, &module)
+            .expect("the module instantiates");
+        let memory = instance
+            .get_memory(&mut store, "memory")
+            .expect("a memory");
+        let alloc = instance
+            .get_typed_func::<u32, u32>(&mut store, "madrpc_alloc")
+            .expect("madrpc_alloc");
+        let call = instance
+            .get_typed_func::<(u32, u32, u32), u32>(&mut store, "madrpc_call")
+            .expect("madrpc_call");
+        let before = memory.data(&store).to_vec();
+        let input = alloc.call(&mut store, method.len() as u32).expect("alloc");
+        memory
+            .write(&mut store, input as usize, method.as_bytes())
+            .expect("the name fits");
+        let ret = call
+            .call(&mut store, (input, method.len() as u32, 0))
+            .expect("the call runs");
+        let mut status = [0u8; 4];
+        memory
+            .read(&store, ret as usize, &mut status)
+            .expect("the status word");
+        assert_eq!(u32::from_le_bytes(status), 0, "{method} succeeds");
+        before
+            .chunks(4096)
+            .zip(memory.data(&store).chunks(4096))
+            .enumerate()
+            .filter(|(_, (a, b))| a != b)
+            .map(|(page, _)| page)
+            .collect()
+    };
+    methods.iter().map(|method| written(method)).collect()
+}
+
+/// Makes 2,000 small objects: a call whose allocations span about 70 pages.
+const OBJECTS: &str = "madrpc.register('objects', () => { const a = []; for (let i = 0; i < 2000; i++) a.push({ i, s: 'k' + i }); return a.length; });\n";
+
+/// The pages a call of `method` writes, split at the first page it writes in
+/// the heap (the page `noop` writes there): those below (the stack and the
+/// plugin's static data), and those from there up.
+fn written_below_and_from_heap(wasm: &[u8], method: &str) -> (Vec<usize>, Vec<usize>) {
+    let [noop, call] = <[Vec<usize>; 2]>::try_from(pages_written(wasm, &["noop", method]))
+        .expect("two calls");
+    let heap_page = *noop.last().expect("noop writes a page");
+    call.into_iter().partition(|page| *page < heap_page)
+}
+
 #[test]
-fn a_large_script_builds_with_its_heap_sealed() {
-    let source: String = (0..20_000)
+fn a_call_on_a_large_script_writes_its_pages_together_at_the_end_of_the_heap() {
+    let small = format!("madrpc.register('noop', () => undefined);\n{OBJECTS}");
+    let large: String = (0..20_000)
         .map(|i| format!("function f{i}(x) {{ return x + {i}; }}\n"))
-        .chain(std::iter::once(
-            "madrpc.register('last', (x) => f19999(x));\n".to_owned(),
-        ))
+        .chain([
+            "madrpc.register('noop', () => f19999(1) && undefined);\n".to_owned(),
+            OBJECTS.to_owned(),
+        ])
         .collect();
-    let module = support::load_source("large.js", &source);
-    let report = runtime().call(&module, "last", b"[1]");
-    assert_eq!(report.result.expect("last succeeds"), b"20000");
+    let small = madrpc::build::build_source("small.js", &small).expect("builds");
+    let large = madrpc::build::build_source("large.js", &large).expect("builds");
+    assert!(
+        large.wasm.len() > small.wasm.len() + (1 << 20),
+        "the large script's snapshot holds more than a MiB more"
+    );
+    let (small_below, small_heap) = written_below_and_from_heap(&small.wasm, "objects");
+    let (large_below, large_heap) = written_below_and_from_heap(&large.wasm, "objects");
+    // Together: one run of pages from where the call started in the heap.
+    let span = large_heap.last().unwrap() - large_heap.first().unwrap() + 1;
+    assert_eq!(
+        span,
+        large_heap.len(),
+        "the call's heap pages are scattered: {large_heap:?}"
+    );
+    // And no more of them, nor more pages below, than on a small script.
+    assert!(
+        large_heap.len() <= small_heap.len() + 2,
+        "{} heap pages on the large script, {} on the small one",
+        large_heap.len(),
+        small_heap.len()
+    );
+    assert!(
+        large_below.len() <= small_below.len() + 2,
+        "below the heap run: {large_below:?} on the large script, {small_below:?} on the small one"
+    );
 }
 
 /// Resident memory of a process, in bytes.
