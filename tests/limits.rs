@@ -1,0 +1,192 @@
+//! The README's table of limits: the defaults a grid runs with when no flag
+//! is given, each reached through HTTP JSON-RPC and read back from the
+//! error's `data`, and the admission flags that no other test sets.
+
+mod support;
+
+use serde_json::{Value, json};
+use std::time::Duration;
+use support::grid::{HttpReply, client, eventually, get_json, rpc, spawn_rpc};
+use support::logged::Logged;
+
+/// `madrpc serve tests/scripts/errors.js` with no limit flag but `extra`.
+fn serve(extra: &[&str]) -> Logged {
+    serve_script("errors.js", extra)
+}
+
+fn serve_script(name: &str, extra: &[&str]) -> Logged {
+    let script = support::script(name);
+    let mut args = vec![
+        "serve",
+        script.to_str().expect("UTF-8 path"),
+        "--nodes",
+        "1",
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    Logged::start(&args, &[], "madrpc is serving at ")
+}
+
+fn request(method: &str, params: Value) -> String {
+    json!({"jsonrpc": "2.0", "method": method, "params": params, "id": 1}).to_string()
+}
+
+async fn call(url: &str, method: &str, params: Value) -> HttpReply {
+    rpc(&client(), &format!("{url}/"), &request(method, params)).await
+}
+
+/// The reply's error `data`, once its status, code and kind are checked.
+fn error_data(reply: &HttpReply, status: u16, code: i64, kind: &str) -> Value {
+    let value = reply.json();
+    assert_eq!(reply.status, status, "{value}");
+    assert_eq!(value["error"]["code"], code, "{value}");
+    assert_eq!(value["error"]["data"]["kind"], kind, "{value}");
+    value["error"]["data"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_limits_default_to_the_documented_values() {
+    let serve = serve(&[]);
+    let url = serve.url.as_str();
+    const MIB: u64 = 1 << 20;
+
+    // --max-params 4 MiB (in a body within --max-body).
+    let params = "p".repeat(4 << 20);
+    let data = error_data(
+        &call(url, "echo", json!([params])).await,
+        200,
+        -32007,
+        "params_too_large",
+    );
+    assert_eq!(data["limit_bytes"], 4 * MIB);
+    // ...and just under it is served.
+    let params = "p".repeat((4 << 20) - 100);
+    let reply = call(url, "echo", json!([params])).await.json();
+    assert_eq!(reply["result"].as_str().map(str::len), Some((4 << 20) - 100));
+
+    // --max-result 4 MiB.
+    let data = error_data(
+        &call(url, "big_result", json!([4 << 20])).await,
+        200,
+        -32007,
+        "result_too_large",
+    );
+    assert_eq!(data["limit_bytes"], 4 * MIB);
+    assert_eq!(data["size"], (4 << 20) + 2);
+
+    // --max-body 8 MiB.
+    let body = request("echo", json!(["b".repeat(8 << 20)]));
+    let data = error_data(
+        &rpc(&client(), &format!("{url}/"), &body).await,
+        413,
+        -32007,
+        "body_too_large",
+    );
+    assert_eq!(data["limit_bytes"], 8 * MIB);
+
+    // --max-batch 1,000.
+    let entry = json!({"jsonrpc": "2.0", "method": "add", "params": [1, 2], "id": 1});
+    let batch = Value::Array(vec![entry; 1001]).to_string();
+    let data = error_data(
+        &rpc(&client(), &format!("{url}/"), &batch).await,
+        413,
+        -32008,
+        "batch_too_large",
+    );
+    assert_eq!(data["limit"], 1000);
+
+    // --memory 128 MiB.
+    let data = error_data(
+        &call(url, "bomb", json!([])).await,
+        200,
+        -32002,
+        "memory_exceeded",
+    );
+    assert_eq!(data["limit_bytes"], 128 * MIB);
+
+    // --max-depth 8.
+    let data = error_data(
+        &call(url, "recurse_forever", json!([0])).await,
+        200,
+        -32020,
+        "call_depth_exceeded",
+    );
+    assert_eq!(data["limit"], 8);
+
+    // --max-subcalls 1,000: exactly that many is served, one more is not.
+    let reply = call(url, "fan_out", json!([1000])).await.json();
+    assert_eq!(reply["result"].as_array().map(Vec::len), Some(1000), "{reply}");
+    let data = error_data(
+        &call(url, "fan_out", json!([1001])).await,
+        200,
+        -32021,
+        "too_many_subcalls",
+    );
+    assert_eq!(data["limit"], 1000);
+}
+
+/// `--client-calls`: client calls a node runs at once. With two workers and
+/// one place, a second client call is refused while the first runs, though
+/// a worker is free; with two places it runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn client_calls_bounds_the_client_calls_a_node_runs_at_once() {
+    for (places, refused) in [("1", true), ("2", false)] {
+        let serve = serve(&["--workers", "2", "--queue", "0", "--client-calls", places]);
+        let http = client();
+        let slow = spawn_rpc(
+            &http,
+            &format!("{}/", serve.url),
+            &request("busy", json!([800])),
+        );
+        let running = eventually(Duration::from_secs(10), || async {
+            get_json(&http, &format!("{}/v1/nodes", serve.url)).await["nodes"][0]["in_flight"] == 1
+        })
+        .await;
+        assert!(running, "the slow call never started");
+        let reply = call(&serve.url, "add", json!([1, 2])).await;
+        if refused {
+            let data = error_data(&reply, 503, -32010, "overloaded");
+            assert_eq!(data["retry_after_secs"], 1, "{data}");
+        } else {
+            assert_eq!(reply.json()["result"], 3, "{}", reply.json());
+        }
+        assert_eq!(slow.await.unwrap().json()["result"], 800);
+    }
+}
+
+/// The value of the series `name` in a Prometheus text page, 0 if absent.
+fn series(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// `--subcalls`: sub-calls a node admits at once, running or waiting. The
+/// sub-calls of a fan-out of slow calls (each needs a worker) past it are
+/// refused as `overloaded` and sent again after a short pause, so the
+/// fan-out still succeeds; the gateway counts the refusals.
+#[tokio::test(flavor = "multi_thread")]
+async fn subcalls_bounds_the_sub_calls_a_node_admits_at_once() {
+    const OVERLOADED: &str = r#"madrpc_gateway_calls_total{method="busy",kind="overloaded"}"#;
+    const OK: &str = r#"madrpc_gateway_calls_total{method="busy",kind="ok"}"#;
+    for (subcalls, refused) in [(None, false), (Some("2"), true)] {
+        let mut extra = vec!["--workers", "1"];
+        extra.extend(subcalls.map(|n| ["--subcalls", n]).into_iter().flatten());
+        let serve = serve_script("jobs.js", &extra);
+        let reply = call(&serve.url, "spread", json!([6, 50])).await.json();
+        assert_eq!(reply["result"], 15, "{reply}");
+        let metrics = metrics_text(&format!("{}/metrics", serve.url)).await;
+        assert_eq!(series(&metrics, OK), 6, "{metrics}");
+        assert_eq!(series(&metrics, OVERLOADED) > 0, refused, "{metrics}");
+    }
+}
+
+async fn metrics_text(url: &str) -> String {
+    let (status, _, body) = madrpc::http::get(&client(), url, Duration::from_secs(10))
+        .await
+        .expect("an answer");
+    assert_eq!(status, 200);
+    String::from_utf8(body.to_vec()).expect("UTF-8")
+}
