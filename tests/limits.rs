@@ -190,3 +190,45 @@ async fn metrics_text(url: &str) -> String {
     assert_eq!(status, 200);
     String::from_utf8(body.to_vec()).expect("UTF-8")
 }
+
+/// `--job-deadline` and `--job-fuel`: a job's call runs under them rather
+/// than the per-call limits, and breaching them is final (one attempt).
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_run_under_the_job_deadline_and_fuel_flags() {
+    use support::jobs::{finished, submit};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().display().to_string();
+    let serve = serve_script(
+        "jobs.js",
+        &[
+            "--data-dir",
+            &data,
+            "--job-deadline",
+            "700ms",
+            "--job-fuel",
+            "2000000000",
+        ],
+    );
+    // A call is held to the per-call limits: a second of CPU is within them.
+    let reply = call(&serve.url, "busy", json!([1000])).await.json();
+    assert_eq!(reply["result"], 1000, "{reply}");
+
+    let id = submit(&serve.url, json!({"method": "busy", "params": [1000]})).await;
+    let job = finished(&serve.url, &id).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(job["attempts"], 1, "{job}");
+    assert_eq!(job["error"]["code"], -32001, "{job}");
+    assert_eq!(job["error"]["data"]["kind"], "fuel_exhausted", "{job}");
+    assert_eq!(job["error"]["data"]["limit"], 2_000_000_000u64, "{job}");
+
+    // Waiting on a sub-call burns no fuel; the job deadline ends it.
+    let id = submit(&serve.url, json!({"method": "spread", "params": [1, 3000]})).await;
+    let job = finished(&serve.url, &id).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(job["attempts"], 1, "{job}");
+    assert_eq!(job["error"]["code"], -32003, "{job}");
+    assert_eq!(job["error"]["data"]["kind"], "deadline_exceeded", "{job}");
+    // What was left of the 700 ms when the call started.
+    let limit_ms = job["error"]["data"]["limit_ms"].as_u64().unwrap_or(0);
+    assert!((500..=700).contains(&limit_ms), "{job}");
+}
