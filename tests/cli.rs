@@ -253,3 +253,50 @@ fn the_module_cache_keeps_within_its_size_limit() {
         assert_eq!(entries(), 1, "entries after running {script}");
     }
 }
+
+/// `-v` (debug), `-vv` (trace), `RUST_LOG` over both, and `--log-format
+/// json` or `MADRPC_LOG_FORMAT=json`: one JSON object per log line.
+#[test]
+fn verbosity_and_log_format_flags_shape_the_log() {
+    let dir = workdir();
+    let module = support::build_into(dir.path(), "claims.js");
+    let module = module.to_str().unwrap();
+    let run = |flags: &[&str], env: &[(&str, &str)]| {
+        let mut command = support::madrpc();
+        command.env_remove("RUST_LOG").env_remove("MADRPC_LOG_FORMAT");
+        command.envs(env.iter().copied());
+        let output = command
+            .args(flags)
+            .args(["run", module, "add", "[1, 2]"])
+            .output()
+            .expect("madrpc runs");
+        let (stdout, stderr) = texts(&output);
+        assert_eq!(output.status.code(), Some(0), "{stderr}");
+        assert_eq!(stdout.trim(), "3");
+        stderr
+    };
+    let quiet = run(&[], &[]);
+    assert!(!quiet.contains(" DEBUG "), "{quiet}");
+    let debug = run(&["-v"], &[]);
+    assert!(debug.contains(" DEBUG "), "{debug}");
+    assert!(!debug.contains(" TRACE "), "{debug}");
+    let trace = run(&["-vv"], &[]);
+    assert!(trace.contains(" TRACE "), "-vv logs at trace level");
+    let overridden = run(&["-vv"], &[("RUST_LOG", "warn")]);
+    assert!(
+        !overridden.contains(" DEBUG ") && !overridden.contains(" TRACE "),
+        "{overridden}"
+    );
+    for (flags, env) in [
+        (&["-v", "--log-format", "json"][..], &[][..]),
+        (&["-v"][..], &[("MADRPC_LOG_FORMAT", "json")][..]),
+    ] {
+        let json = run(flags, env);
+        assert!(json.lines().count() > 0);
+        for line in json.lines() {
+            let value: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{flags:?} {env:?}: not JSON ({e}): {line}"));
+            assert!(value["level"].is_string(), "{line}");
+        }
+    }
+}
