@@ -393,6 +393,16 @@ async fn a_node_reports_its_health() {
         methods.contains(&json!("add")) && methods.contains(&json!("fire_and_forget")),
         "{health}"
     );
+    // Its module: the SHA-256 of the file, and no cacheable function.
+    let sha256: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(std::fs::read(&module).unwrap())
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
+    };
+    assert_eq!(health["module"]["hash"], sha256, "{health}");
+    assert_eq!(health["module"]["cache"], json!({}), "{health}");
     let slow = spawn_rpc(
         &http,
         &format!("{}/", node.url),
