@@ -440,6 +440,45 @@ async fn the_gateway_checks_each_node_every_second() {
     );
 }
 
+/// `madrpc node --join` heartbeats its gateway every second by default: a
+/// stand-in gateway counts the heartbeats.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_joined_node_heartbeats_every_second() {
+    let gateway = FakeNode::start(&["add"], vec![], Reply::Http(200, "{}")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let module = support::build_into(dir.path(), "claims.js");
+    let _node = Process::start_with_env(
+        &[
+            "node",
+            "--module",
+            module.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--join",
+            &gateway.url,
+        ],
+        &[("MADRPC_JOIN_TOKEN", support::grid::TEST_TOKEN)],
+        "madrpc node listening on ",
+    );
+    let heartbeat = |count: usize| {
+        let gateway = &gateway;
+        async move {
+            assert!(
+                eventually(Duration::from_secs(10), || async { gateway.calls() >= count }).await,
+                "fewer than {count} heartbeats"
+            );
+            Instant::now()
+        }
+    };
+    let first = heartbeat(1).await;
+    let fourth = heartbeat(4).await;
+    let span = fourth - first;
+    assert!(
+        span >= Duration::from_millis(2700) && span <= Duration::from_millis(3600),
+        "three heartbeat intervals took {span:?}"
+    );
+}
+
 /// The 4 KiB pages of linear memory a call of each of `methods` writes,
 /// each in a fresh instance of `wasm`, found by comparing the memory before
 /// and after the call. The instances are made with plain Wasmtime and the
