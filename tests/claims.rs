@@ -315,6 +315,19 @@ async fn the_environment_variables_stand_in_for_their_flags() {
     let (stdout, stderr) = texts(&output);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert_eq!(stdout.trim(), "42");
+
+    // So does `madrpc deploy`.
+    let output = support::madrpc()
+        .args(["deploy", "--history"])
+        .env("MADRPC_URL", &gateway.url)
+        .output()
+        .unwrap();
+    let (_, stderr) = texts(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("no version deployed on {}", gateway.url)),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
