@@ -477,7 +477,10 @@ async fn a_joined_node_heartbeats_every_second() {
         let gateway = &gateway;
         async move {
             assert!(
-                eventually(Duration::from_secs(10), || async { gateway.calls() >= count }).await,
+                eventually(Duration::from_secs(10), || async {
+                    gateway.calls() >= count
+                })
+                .await,
                 "fewer than {count} heartbeats"
             );
             Instant::now()
@@ -512,9 +515,7 @@ fn pages_written(wasm: &[u8], methods: &[&str]) -> Vec<Vec<usize>> {
         let instance = linker
             .instantiate(&mut store, &module)
             .expect("the module instantiates");
-        let memory = instance
-            .get_memory(&mut store, "memory")
-            .expect("a memory");
+        let memory = instance.get_memory(&mut store, "memory").expect("a memory");
         let alloc = instance
             .get_typed_func::<u32, u32>(&mut store, "madrpc_alloc")
             .expect("madrpc_alloc");
@@ -552,8 +553,8 @@ const OBJECTS: &str = "madrpc.register('objects', () => { const a = []; for (let
 /// the heap (the page `noop` writes there): those below (the stack and the
 /// plugin's static data), and those from there up.
 fn written_below_and_from_heap(wasm: &[u8], method: &str) -> (Vec<usize>, Vec<usize>) {
-    let [noop, call] = <[Vec<usize>; 2]>::try_from(pages_written(wasm, &["noop", method]))
-        .expect("two calls");
+    let [noop, call] =
+        <[Vec<usize>; 2]>::try_from(pages_written(wasm, &["noop", method])).expect("two calls");
     let heap_page = *noop.last().expect("noop writes a page");
     call.into_iter().partition(|page| *page < heap_page)
 }

@@ -263,7 +263,9 @@ fn verbosity_and_log_format_flags_shape_the_log() {
     let module = module.to_str().unwrap();
     let run = |flags: &[&str], env: &[(&str, &str)]| {
         let mut command = support::madrpc();
-        command.env_remove("RUST_LOG").env_remove("MADRPC_LOG_FORMAT");
+        command
+            .env_remove("RUST_LOG")
+            .env_remove("MADRPC_LOG_FORMAT");
         command.envs(env.iter().copied());
         let output = command
             .args(flags)

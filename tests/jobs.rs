@@ -346,7 +346,12 @@ async fn the_submit_and_job_commands() {
         None,
     )
     .await;
-    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
     let out = tokio::task::block_in_place(|| run(&["job", &id, "--wait"]));
     let (stdout, stderr) = support::texts(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");

@@ -63,7 +63,10 @@ async fn the_limits_default_to_the_documented_values() {
     // ...and just under it is served.
     let params = "p".repeat((4 << 20) - 100);
     let reply = call(url, "echo", json!([params])).await.json();
-    assert_eq!(reply["result"].as_str().map(str::len), Some((4 << 20) - 100));
+    assert_eq!(
+        reply["result"].as_str().map(str::len),
+        Some((4 << 20) - 100)
+    );
 
     // --max-result 4 MiB.
     let data = error_data(
@@ -116,7 +119,11 @@ async fn the_limits_default_to_the_documented_values() {
 
     // --max-subcalls 1,000: exactly that many is served, one more is not.
     let reply = call(url, "fan_out", json!([1000])).await.json();
-    assert_eq!(reply["result"].as_array().map(Vec::len), Some(1000), "{reply}");
+    assert_eq!(
+        reply["result"].as_array().map(Vec::len),
+        Some(1000),
+        "{reply}"
+    );
     let data = error_data(
         &call(url, "fan_out", json!([1001])).await,
         200,
