@@ -495,6 +495,72 @@ async fn a_joined_node_heartbeats_every_second() {
     );
 }
 
+/// A node started with `--join` and no `--module` waits, saying why, while
+/// its gateway cannot be reached or has no module deployed, then serves the
+/// module deployed on it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_without_a_module_waits_for_its_gateways() {
+    use support::load::{module, run_madrpc, source};
+    let token = [("MADRPC_JOIN_TOKEN", support::grid::TEST_TOKEN)];
+    let waiting = "waiting for the module to serve";
+    let node_args = |gateway: &str| {
+        vec![
+            "node".to_owned(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--heartbeat".into(),
+            "200ms".into(),
+            "--join".into(),
+            gateway.to_owned(),
+        ]
+    };
+    let args = node_args("http://127.0.0.1:9");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let unreachable = Logged::spawn(&args, &token);
+    unreachable
+        .wait_for(
+            |l| l.contains("cannot reach the gateway") && l.contains(waiting),
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|| panic!("no reason given:\n{}", unreachable.output()));
+
+    let dir = tempfile::tempdir().unwrap();
+    let app = module(dir.path(), "app.js", &source("v1", ""));
+    let data = dir.path().join("data");
+    let gateway = Process::gateway(&["--admin-token", "adm", "--data-dir", data.to_str().unwrap()]);
+    let args = node_args(&gateway.url);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let node = Logged::spawn(&args, &token);
+    node.wait_for(
+        |l| l.contains("the gateway has no deployed module yet") && l.contains(waiting),
+        Duration::from_secs(10),
+    )
+    .unwrap_or_else(|| panic!("no reason given:\n{}", node.output()));
+    assert!(node.matching(|l| l.contains("listening on")).is_empty());
+
+    let (ok, _, stderr) = run_madrpc(
+        vec![
+            "deploy".into(),
+            app.to_str().unwrap().into(),
+            "--url".into(),
+            gateway.url.clone(),
+        ],
+        vec![("MADRPC_ADMIN_TOKEN".into(), "adm".into())],
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    node.wait_for(
+        |l| l.contains("madrpc node listening on"),
+        Duration::from_secs(30),
+    )
+    .unwrap_or_else(|| panic!("the node never started serving:\n{}", node.output()));
+    assert!(nodes_become_available(&client(), &gateway.url, 1, Duration::from_secs(30)).await);
+    assert_eq!(
+        call(&gateway.url, "version", json!([])).await["result"],
+        "v1"
+    );
+}
+
 /// The 4 KiB pages of linear memory a call of each of `methods` writes,
 /// each in a fresh instance of `wasm`, found by comparing the memory before
 /// and after the call. The instances are made with plain Wasmtime and the
