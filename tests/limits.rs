@@ -1,6 +1,8 @@
 //! The README's table of limits: the defaults a grid runs with when no flag
 //! is given, each reached through HTTP JSON-RPC and read back from the
-//! error's `data`, and the admission flags that no other test sets.
+//! error's `data`, and the admission flags that no other test sets. Defaults
+//! too long to wait for in a test (a 30 s drain, a 7-day retention) are
+//! read from the command's own help, which prints the value it uses.
 
 mod support;
 
@@ -238,4 +240,62 @@ async fn jobs_run_under_the_job_deadline_and_fuel_flags() {
     // What was left of the 700 ms when the call started.
     let limit_ms = job["error"]["data"]["limit_ms"].as_u64().unwrap_or(0);
     assert!((500..=700).contains(&limit_ms), "{job}");
+}
+
+/// The `[default: ...]` clap prints for `flag` in `madrpc COMMAND --help`:
+/// the value the command uses when the flag is not given.
+fn help_default(command: &str, flag: &str) -> String {
+    let output = support::madrpc()
+        .args([command, "--help"])
+        .output()
+        .expect("madrpc runs");
+    let help = String::from_utf8_lossy(&output.stdout).into_owned();
+    let block: Vec<&str> = help
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with(&format!("{flag} ")))
+        .take_while({
+            let mut first = true;
+            move |l| std::mem::take(&mut first) || !l.trim_start().starts_with('-')
+        })
+        .collect();
+    block
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("[default: ")?.strip_suffix(']'))
+        .unwrap_or_else(|| panic!("madrpc {command} --help: no default for {flag}:\n{help}"))
+        .to_owned()
+}
+
+/// The defaults the README states for flags whose effect takes too long to
+/// wait for in a test.
+#[test]
+fn the_flags_default_to_what_the_readme_says() {
+    let documented = [
+        ("serve", "--listen", "127.0.0.1:8080"),
+        ("serve", "--health-interval", "1s"),
+        ("serve", "--call-timeout", "60s"),
+        ("serve", "--drain-timeout", "30s"),
+        ("serve", "--cache-size", "64MiB"),
+        ("serve", "--job-deadline", "1h"),
+        ("serve", "--job-fuel", "36000000000000"),
+        ("serve", "--job-attempts", "5"),
+        ("serve", "--job-retention", "7d"),
+        ("serve", "--job-lease", "15s"),
+        ("gateway", "--health-interval", "1s"),
+        ("gateway", "--call-timeout", "60s"),
+        ("gateway", "--drain-timeout", "30s"),
+        ("gateway", "--discover-interval", "2s"),
+        ("gateway", "--cache-size", "64MiB"),
+        ("gateway", "--max-result", "4MiB"),
+        ("node", "--heartbeat", "1s"),
+        ("node", "--drain-timeout", "30s"),
+        ("call", "--url", "http://127.0.0.1:8080/"),
+        ("top", "--interval", "1s"),
+    ];
+    for (command, flag, default) in documented {
+        assert_eq!(
+            help_default(command, flag),
+            default,
+            "madrpc {command} {flag}"
+        );
+    }
 }
