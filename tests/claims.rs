@@ -208,6 +208,21 @@ async fn serve_names_its_local_nodes_and_stops_on_ctrl_c() {
     })
     .await;
     assert!(started);
+    // `serve` takes no joins: its cluster token is one nobody knows.
+    let announcement = json!({"url": "http://127.0.0.1:9", "methods": ["add"]}).to_string();
+    for token in [None, Some("Bearer guess")] {
+        let headers: Vec<(&str, &str)> = token.map(|t| ("authorization", t)).into_iter().collect();
+        let reply = support::grid::post_with(
+            &http,
+            &format!("{}/v1/nodes", serve.url),
+            "application/json",
+            &headers,
+            announcement.clone(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(reply.status, 401, "{token:?}");
+    }
     serve.signal(libc::SIGINT);
     serve
         .wait_for(|l| l.contains("shutting down"), Duration::from_secs(5))
