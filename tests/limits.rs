@@ -11,9 +11,10 @@ use std::time::Duration;
 use support::grid::{HttpReply, client, eventually, get_json, rpc, spawn_rpc};
 use support::logged::Logged;
 
-/// `madrpc serve tests/scripts/errors.js` with no limit flag but `extra`.
+/// `madrpc serve tests/scripts/errors.js` with one local node and no limit
+/// flag but `extra`.
 fn serve(extra: &[&str]) -> Logged {
-    serve_script("errors.js", extra)
+    serve_script("errors.js", &[&["--nodes", "1"], extra].concat())
 }
 
 fn serve_script(name: &str, extra: &[&str]) -> Logged {
@@ -21,8 +22,6 @@ fn serve_script(name: &str, extra: &[&str]) -> Logged {
     let mut args = vec![
         "serve",
         script.to_str().expect("UTF-8 path"),
-        "--nodes",
-        "1",
         "--listen",
         "127.0.0.1:0",
     ];
@@ -181,7 +180,7 @@ async fn subcalls_bounds_the_sub_calls_a_node_admits_at_once() {
     const OVERLOADED: &str = r#"madrpc_gateway_calls_total{method="busy",kind="overloaded"}"#;
     const OK: &str = r#"madrpc_gateway_calls_total{method="busy",kind="ok"}"#;
     for (subcalls, refused) in [(None, false), (Some("2"), true)] {
-        let mut extra = vec!["--workers", "1"];
+        let mut extra = vec!["--nodes", "1", "--workers", "1"];
         extra.extend(subcalls.map(|n| ["--subcalls", n]).into_iter().flatten());
         let serve = serve_script("jobs.js", &extra);
         let reply = call(&serve.url, "spread", json!([6, 50])).await.json();
@@ -210,6 +209,8 @@ async fn jobs_run_under_the_job_deadline_and_fuel_flags() {
     let serve = serve_script(
         "jobs.js",
         &[
+            "--nodes",
+            "1",
             "--data-dir",
             &data,
             "--job-deadline",
@@ -298,4 +299,32 @@ fn the_flags_default_to_what_the_readme_says() {
             "madrpc {command} {flag}"
         );
     }
+}
+
+/// `serve` runs one local node per core, each with cores / nodes workers
+/// (at least one), and listens where the README says without `--listen`.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_runs_one_local_node_per_core() {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let serve = serve_script("claims.js", &[]);
+    let nodes = get_json(&client(), &format!("{}/v1/nodes", serve.url)).await;
+    let names: Vec<&str> = nodes["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["url"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = (0..cores).map(|i| format!("local:{i}")).collect();
+    assert_eq!(names, expected, "{nodes}");
+    let ready = serve
+        .wait_for(
+            |l| l.starts_with("madrpc is serving at "),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+    let plural = if cores == 1 { "" } else { "s" };
+    assert!(
+        ready.contains(&format!("({cores} local node{plural}, 1 worker each)")),
+        "{ready}"
+    );
 }
