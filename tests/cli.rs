@@ -339,3 +339,31 @@ fn the_first_load_shows_a_spinner_on_a_terminal_only() {
     // The line is erased when the step ends, and the result follows.
     assert!(shown.trim_end().ends_with("\r\u{1b}[2K3"), "{shown:?}");
 }
+
+/// Without `MADRPC_CACHE_DIR`, compiled modules go to
+/// `$HOME/.cache/madrpc/modules`.
+#[test]
+fn compiled_modules_are_cached_under_home_by_default() {
+    let dir = workdir();
+    let home = dir.path().join("home");
+    fs::create_dir(&home).unwrap();
+    // Built beforehand, so that the run compiles the module alone.
+    let module = support::build_into(dir.path(), "claims.js");
+    let output = support::madrpc()
+        .current_dir(dir.path())
+        .args(["run", module.to_str().unwrap(), "add", "[0, 1]"])
+        .env_remove("MADRPC_CACHE_DIR")
+        .env_remove("XDG_CACHE_HOME")
+        .env("HOME", &home)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(stdout.trim(), "1");
+    let cached = fs::read_dir(home.join(".cache/madrpc/modules"))
+        .expect("the default cache folder")
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+        .count();
+    assert!(cached >= 1, "no compiled module cached");
+}
