@@ -576,6 +576,35 @@ async fn a_node_without_a_module_waits_for_its_gateways() {
     );
 }
 
+/// `_metrics` and `_info` are answered by madrpc for the original MaDRPC's
+/// clients; a script's own functions of those names are shadowed.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_built_ins_shadow_a_scripts_functions_of_their_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("shadowed.js");
+    std::fs::write(
+        &script,
+        "madrpc.register('_info', () => 'mine');\nmadrpc.register('_metrics', () => 'mine');\n",
+    )
+    .unwrap();
+    let serve = Logged::start(
+        &[
+            "serve",
+            script.to_str().unwrap(),
+            "--nodes",
+            "1",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+        "madrpc is serving at ",
+    );
+    let info = call(&serve.url, "_info", json!([])).await;
+    assert_eq!(info["result"]["server_type"], "orchestrator", "{info}");
+    let metrics = call(&serve.url, "_metrics", json!([])).await;
+    assert!(metrics["result"]["uptime_ms"].is_u64(), "{metrics}");
+}
+
 /// The 4 KiB pages of linear memory a call of each of `methods` writes,
 /// each in a fresh instance of `wasm`, found by comparing the memory before
 /// and after the call. The instances are made with plain Wasmtime and the
