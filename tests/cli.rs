@@ -222,6 +222,32 @@ fn console_output_reaches_the_log_tagged_with_the_call() {
         stderr.contains("WARN") && stderr.contains("a warning"),
         "{stderr}"
     );
+
+    // Every console method: log, info and debug at INFO; warn and error at
+    // WARN; objects as JSON.
+    let claims = script("claims.js");
+    let output = run_cli(
+        dir.path(),
+        &["run", claims.to_str().unwrap(), "console_levels"],
+    );
+    let (_, stderr) = texts(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    for (text, level) in [
+        (r#"via log {"n":1}"#, " INFO "),
+        ("via info", " INFO "),
+        ("via debug", " INFO "),
+        ("via warn", " WARN "),
+        ("via error", " WARN "),
+    ] {
+        let line = stderr
+            .lines()
+            .find(|l| l.contains(text))
+            .unwrap_or_else(|| panic!("{text} is missing:\n{stderr}"));
+        assert!(
+            line.contains(level) && line.contains("method=\"console_levels\""),
+            "{line}"
+        );
+    }
 }
 
 #[test]
