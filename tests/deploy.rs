@@ -3,8 +3,9 @@
 //! calls switch at once, a call in flight finishes with every sub-call on
 //! the version it started on, `--rollback` goes back, a node started
 //! without `--module` fetches the current version, and deploys need the
-//! admin token. `serve --watch` swaps the module on save and keeps the old
-//! one through a syntax error.
+//! admin token; a version a node cannot load fails the deploy at once.
+//! `serve --watch` swaps the module on save and keeps the old one through a
+//! syntax error.
 
 mod support;
 
@@ -467,4 +468,56 @@ async fn a_grid_with_nodes_that_cannot_report_their_versions_refuses_deploys() {
     .await
     .json();
     assert_eq!(now["result"], "v1");
+}
+
+/// A version the gateway takes (its manifest is a madrpc module's) but a
+/// node cannot load (it exports none of the guest ABI) fails the deploy at
+/// once, with the node's reason, and calls stay on the current version.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_a_node_cannot_load_fails_the_deploy_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = module(dir.path(), "app.js", &source("v1", ""));
+    let data = dir.path().join("data");
+    let gateway = Process::gateway(&["--admin-token", ADMIN, "--data-dir", data.to_str().unwrap()]);
+    let _node = Process::node(&v1, &["--join", &gateway.url]);
+    let http = client();
+    assert!(nodes_become_available(&http, &gateway.url, 1, Duration::from_secs(30)).await);
+    deploy(&gateway.url, &[v1.to_str().unwrap()]).await;
+
+    let mut wasm = b"\0asm\x01\0\0\0".to_vec();
+    madrpc::manifest::Manifest {
+        abi: madrpc::manifest::ABI_VERSION,
+        script: "broken.js".into(),
+        methods: vec!["version".into()],
+        cache: Default::default(),
+    }
+    .append_to(&mut wasm);
+    let broken = dir.path().join("broken.wasm");
+    std::fs::write(&broken, wasm).unwrap();
+    let started = std::time::Instant::now();
+    let (ok, _, stderr) = run_madrpc(
+        vec![
+            "deploy".into(),
+            broken.to_str().unwrap().into(),
+            "--url".into(),
+            gateway.url.clone(),
+        ],
+        vec![("MADRPC_ADMIN_TOKEN".into(), ADMIN.into())],
+    )
+    .await;
+    assert!(!ok, "the deploy succeeded: {stderr}");
+    assert!(stderr.contains("does not export"), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the deploy failed only after {:?}, not at once",
+        started.elapsed()
+    );
+    let now = rpc(
+        &http,
+        &format!("{}/", gateway.url),
+        &call("version", json!({})),
+    )
+    .await
+    .json();
+    assert_eq!(now["result"], "v1", "{now}");
 }
