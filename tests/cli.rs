@@ -329,43 +329,6 @@ fn verbosity_and_log_format_flags_shape_the_log() {
     }
 }
 
-/// The first load of a module compiles it: on a terminal a spinner with the
-/// elapsed time shows it on stderr; piped, nothing is drawn and nothing is
-/// logged at the default level.
-#[test]
-fn the_first_load_shows_a_spinner_on_a_terminal_only() {
-    let dir = workdir();
-    let module = support::build_into(dir.path(), "claims.js");
-    let module = module.to_str().unwrap();
-    let piped = support::madrpc()
-        .env_remove("RUST_LOG")
-        .env("MADRPC_CACHE_DIR", dir.path().join("piped"))
-        .args(["run", module, "add", "[1, 2]"])
-        .output()
-        .expect("madrpc runs");
-    let (stdout, stderr) = texts(&piped);
-    assert_eq!(piped.status.code(), Some(0), "{stderr}");
-    assert_eq!(stdout, "3\n");
-    assert_eq!(stderr, "", "nothing but the result when piped");
-
-    // `script` (util-linux) runs the command on a pseudo-terminal.
-    let command = format!("{} run {module} add '[1, 2]'", env!("CARGO_BIN_EXE_madrpc"));
-    let terminal = std::process::Command::new("script")
-        .args(["-qec", &command, "/dev/null"])
-        .env_remove("RUST_LOG")
-        .env("MADRPC_CACHE_DIR", dir.path().join("terminal"))
-        .output()
-        .expect("script runs");
-    let (shown, _) = texts(&terminal);
-    assert_eq!(terminal.status.code(), Some(0), "{shown}");
-    assert!(
-        shown.contains("compiling the module (once per machine) (0.0 s)"),
-        "{shown:?}"
-    );
-    // The line is erased when the step ends, and the result follows.
-    assert!(shown.trim_end().ends_with("\r\u{1b}[2K3"), "{shown:?}");
-}
-
 /// Without `MADRPC_CACHE_DIR`, compiled modules go to
 /// `$HOME/.cache/madrpc/modules`.
 #[test]
