@@ -266,7 +266,7 @@ fn a_bad_cache_option_fails_the_build_at_its_line() {
     .unwrap();
     let output = support::run_cli(dir.path(), &["build", "bad.js"]);
     let (_, stderr) = support::texts(&output);
-    assert!(!output.status.success(), "{stderr}");
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("bad.js:2"), "{stderr}");
     assert!(
         stderr.contains("madrpc.register('bad', fn, { cache })"),
@@ -281,7 +281,7 @@ fn a_bad_cache_option_fails_the_build_at_its_line() {
     .unwrap();
     let output = support::run_cli(dir.path(), &["build", "typo.js"]);
     let (_, stderr) = support::texts(&output);
-    assert!(!output.status.success(), "{stderr}");
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("typo.js:1"), "{stderr}");
     assert!(stderr.contains("unknown option 'cahce'"), "{stderr}");
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use support::grid::{
     Process, TEST_TOKEN, client, eventually, get_json, nodes_become_available, rpc, spawn_rpc,
 };
-use support::load::{Load, module, run_madrpc, source};
+use support::load::{Load, module, run_madrpc, run_madrpc_code, source};
 use support::logged::Logged;
 
 const ADMIN: &str = "test-admin-token";
@@ -279,8 +279,8 @@ async fn deploys_need_the_admin_token() {
         "madrpc is serving at ",
     );
     let token = vec![("MADRPC_ADMIN_TOKEN".to_owned(), ADMIN.to_owned())];
-    let (ok, _, stderr) = run_madrpc(args(&closed.url), token.clone()).await;
-    assert!(!ok);
+    let (code, _, stderr) = run_madrpc_code(args(&closed.url), token.clone()).await;
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains("Deploys are off") && stderr.contains("--admin-token"),
         "{stderr}"
@@ -310,11 +310,14 @@ async fn deploys_need_the_admin_token() {
         "madrpc is serving at ",
     );
     let wrong = vec![("MADRPC_ADMIN_TOKEN".to_owned(), "not-the-token".to_owned())];
-    let (ok, _, stderr) = run_madrpc(args(&open.url), wrong).await;
-    assert!(!ok);
+    let (code, _, stderr) = run_madrpc_code(args(&open.url), wrong).await;
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("admin token"), "{stderr}");
-    let (ok, _, stderr) = run_madrpc(args(&open.url), Vec::new()).await;
-    assert!(!ok && stderr.contains("Unauthorized"), "{stderr}");
+    let (code, _, stderr) = run_madrpc_code(args(&open.url), Vec::new()).await;
+    assert!(
+        code == Some(1) && stderr.contains("Unauthorized"),
+        "{stderr}"
+    );
     let anonymous = support::grid::post(
         &http,
         &format!("{}/v1/modules/rollback", open.url),
@@ -333,7 +336,7 @@ async fn deploys_need_the_admin_token() {
     .await
     .unwrap();
     assert_eq!(download.0, 401, "module downloads need a token too");
-    let (ok, _, stderr) = run_madrpc(
+    let (code, _, stderr) = run_madrpc_code(
         vec![
             "deploy".into(),
             "--rollback".into(),
@@ -343,7 +346,10 @@ async fn deploys_need_the_admin_token() {
         token,
     )
     .await;
-    assert!(!ok && stderr.contains("no earlier version"), "{stderr}");
+    assert!(
+        code == Some(1) && stderr.contains("no earlier version"),
+        "{stderr}"
+    );
     // A script that does not build, and bytes that are not a module.
     let broken = dir.path().join("broken.js");
     std::fs::write(&broken, "madrpc.register('x', () => {\n  return (1\n});\n").unwrap();
@@ -353,7 +359,7 @@ async fn deploys_need_the_admin_token() {
         (&broken, "broken.js:3:"),
         (&garbage, "not a WebAssembly module"),
     ] {
-        let (ok, _, stderr) = run_madrpc(
+        let (code, _, stderr) = run_madrpc_code(
             vec![
                 "deploy".into(),
                 file.to_str().unwrap().into(),
@@ -363,10 +369,16 @@ async fn deploys_need_the_admin_token() {
             vec![("MADRPC_ADMIN_TOKEN".into(), ADMIN.into())],
         )
         .await;
-        assert!(!ok && stderr.contains(expected), "{expected}: {stderr}");
+        assert!(
+            code == Some(1) && stderr.contains(expected),
+            "{expected}: {stderr}"
+        );
     }
-    let (ok, _, stderr) = run_madrpc(args("http://127.0.0.1:9"), Vec::new()).await;
-    assert!(!ok && stderr.contains("cannot reach the grid"), "{stderr}");
+    let (code, _, stderr) = run_madrpc_code(args("http://127.0.0.1:9"), Vec::new()).await;
+    assert!(
+        code == Some(1) && stderr.contains("cannot reach the grid"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -445,7 +457,7 @@ async fn a_grid_with_nodes_that_cannot_report_their_versions_refuses_deploys() {
     ]);
     let http = client();
     assert!(nodes_become_available(&http, &gateway.url, 1, Duration::from_secs(30)).await);
-    let (ok, _, stderr) = run_madrpc(
+    let (code, _, stderr) = run_madrpc_code(
         vec![
             "deploy".into(),
             v1.to_str().unwrap().into(),
@@ -456,7 +468,7 @@ async fn a_grid_with_nodes_that_cannot_report_their_versions_refuses_deploys() {
     )
     .await;
     assert!(
-        !ok && stderr.contains("--node or found with --discover"),
+        code == Some(1) && stderr.contains("--node or found with --discover"),
         "{stderr}"
     );
     // Calls go on as before, on the node's own module.
@@ -495,7 +507,7 @@ async fn a_version_a_node_cannot_load_fails_the_deploy_at_once() {
     let broken = dir.path().join("broken.wasm");
     std::fs::write(&broken, wasm).unwrap();
     let started = std::time::Instant::now();
-    let (ok, _, stderr) = run_madrpc(
+    let (code, _, stderr) = run_madrpc_code(
         vec![
             "deploy".into(),
             broken.to_str().unwrap().into(),
@@ -505,7 +517,7 @@ async fn a_version_a_node_cannot_load_fails_the_deploy_at_once() {
         vec![("MADRPC_ADMIN_TOKEN".into(), ADMIN.into())],
     )
     .await;
-    assert!(!ok, "the deploy succeeded: {stderr}");
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("does not export"), "{stderr}");
     assert!(
         started.elapsed() < Duration::from_secs(30),

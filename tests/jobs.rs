@@ -818,10 +818,7 @@ async fn a_taken_default_store_turns_the_job_api_off() {
             &taken,
         ],
     );
-    assert!(!output.status.success());
-    assert!(
-        support::texts(&output)
-            .1
-            .contains("in use by another madrpc")
-    );
+    let stderr = support::texts(&output).1;
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("in use by another madrpc"), "{stderr}");
 }
