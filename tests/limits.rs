@@ -328,3 +328,35 @@ async fn serve_runs_one_local_node_per_core() {
         "{ready}"
     );
 }
+
+/// `--max-console` keeps 64 KiB of a call's console output by default: the
+/// rest is dropped and its size logged.
+#[test]
+fn console_output_is_kept_up_to_64_kib_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = support::script("sandbox.js");
+    // `chatty` logs `line I {"i":I}` for each I, then `a warning`.
+    let lines = 4000;
+    let output = support::run_cli(
+        dir.path(),
+        &[
+            "run",
+            sandbox.to_str().unwrap(),
+            "chatty",
+            &format!("[{lines}]"),
+        ],
+    );
+    let (stdout, stderr) = support::texts(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(stdout.trim(), lines.to_string());
+    let written: usize = (0..lines)
+        .map(|i| format!("line {i} {{\"i\":{i}}}\n").len())
+        .sum::<usize>()
+        + "a warning\n".len();
+    let dropped: usize = stderr
+        .split("dropped_bytes=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no count of dropped bytes:\n{stderr}"));
+    assert_eq!(written - dropped, 64 << 10, "bytes kept");
+}
