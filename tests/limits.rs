@@ -100,6 +100,23 @@ async fn the_limits_default_to_the_documented_values() {
     );
     assert_eq!(data["limit"], 1000);
 
+    // --max-response 64 MiB: sixteen results of 4,000,002 bytes fit, the
+    // seventeenth does not.
+    let entry = |id: usize| json!({"jsonrpc": "2.0", "method": "big_result", "params": [4_000_000], "id": id});
+    let batch = Value::Array((0..17).map(entry).collect()).to_string();
+    let replies = rpc(&client(), &format!("{url}/"), &batch).await.json();
+    let replies = replies.as_array().expect("a batch reply");
+    let refused: Vec<&Value> = replies
+        .iter()
+        .filter(|r| r.get("error").is_some())
+        .collect();
+    assert_eq!((replies.len(), refused.len()), (17, 1));
+    assert_eq!(
+        refused[0]["error"]["data"]["kind"],
+        "batch_response_too_large"
+    );
+    assert_eq!(refused[0]["error"]["data"]["limit_bytes"], 64 * MIB);
+
     // --memory 128 MiB.
     let data = error_data(
         &call(url, "bomb", json!([])).await,
