@@ -149,6 +149,16 @@ async fn the_limits_default_to_the_documented_values() {
         "too_many_subcalls",
     );
     assert_eq!(data["limit"], 1000);
+
+    // --max-tree-calls 10,000: eleven fan-outs of 1,000 are a tree of more.
+    let data = error_data(
+        &call(url, "wide_tree", json!([11, 1000])).await,
+        200,
+        -32022,
+        "tree_budget_exceeded",
+    );
+    assert_eq!(data["budget"], "calls");
+    assert_eq!(data["limit"], 10_000);
 }
 
 /// `--client-calls`: client calls a node runs at once. With two workers and
