@@ -253,6 +253,16 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }))
     }
 
+    /// Whether a whole frame is already buffered: the next [`Self::next`]
+    /// returns it without waiting.
+    pub fn has_frame(&self) -> bool {
+        let Some(len) = self.buffer.get(..4) else {
+            return false;
+        };
+        let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        self.buffer.len() >= 4 + len
+    }
+
     /// Reads until `want` bytes are buffered. False when the peer closed
     /// before any byte of a new frame arrived.
     async fn fill(&mut self, want: usize) -> Result<bool, WireError> {

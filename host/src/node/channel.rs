@@ -149,7 +149,14 @@ async fn read_calls<R>(
 {
     let limit = channels.max_params.saturating_add(wire::CALL_OVERHEAD);
     let mut slow = SlowMethods::default();
+    // Replies of calls that finished on this task, sent in one write once
+    // no more calls wait to be read. Nothing is awaited while any are held,
+    // so none is lost when the channel closes.
+    let mut ready = Vec::new();
     loop {
+        if !ready.is_empty() && !reader.has_frame() {
+            let _ = replies.send(std::mem::take(&mut ready));
+        }
         let frame = match reader.next(limit).await {
             Ok(Some(frame)) => frame,
             Ok(None) => return,
@@ -172,79 +179,98 @@ async fn read_calls<R>(
             }
         }
         let id = frame.id;
-        match prepare(frame, channels, trusted) {
-            Ok(Some(call)) => {
-                running.count.fetch_add(1, Ordering::AcqRel);
-                let (stop, stopped) = oneshot::channel();
-                running.stops().insert(id, stop);
-                let channels = channels.clone();
-                let replies = replies.clone();
-                let running = running.clone();
-                let span = call.span;
-                let method = call.method.clone();
-                let work = async move {
-                    let run = channels.observed.run(
-                        &channels.pool,
-                        call.method,
-                        call.params,
-                        call.budget,
-                    );
-                    tokio::select! {
-                        outcome = run => {
-                            running.stops().remove(&id);
-                            send_reply(&replies, id, outcome);
-                        }
-                        // Cancelled, or the channel broke: the gateway has
-                        // given the call up, so it stops here, as a call
-                        // whose HTTP client went away does.
-                        _ = stopped => {}
-                    }
-                    if running.count.fetch_sub(1, Ordering::AcqRel) == 1 {
-                        running.idle.notify_waiters();
-                    }
-                };
-                let mut work = Box::pin(work.instrument(span));
-                if slow.is_slow(&method) {
-                    // A slow method's call runs as a task of its own, which
-                    // an idle thread takes, and the channel reads on.
-                    tokio::spawn(work);
-                } else {
-                    // A call that finishes on its first poll (a short call,
-                    // run on this thread) replies without a task of its own
-                    // or a wake-up; one that waits (for a worker, or its
-                    // sub-calls) goes on as a task.
-                    let started = Instant::now();
-                    let polled = futures::poll!(work.as_mut());
-                    slow.took(&method, started.elapsed());
-                    if polled.is_pending() {
-                        tokio::spawn(work);
-                    }
-                }
-            }
+        let outcome = match prepare(frame, channels, trusted) {
+            Ok(Some(call)) => start(call, id, channels, &replies, running, &mut slow).await,
             Ok(None) => return,
-            Err(error) => send_reply(&replies, id, Err(error)),
+            Err(error) => Some(Err(error)),
+        };
+        if let Some(outcome) = outcome {
+            ready.extend(reply_frame(id, outcome));
         }
     }
 }
 
-/// Longest a call may hold the channel's reader when run on it; a method
-/// whose call took longer runs as a task of its own for its next
-/// [`SLOW_CALLS`] calls. Trivial calls (about 10 µs) run on the reader,
-/// where a task each would cost more than the call; anything heavier runs
-/// as tasks on every core, and calls behind it are not held up.
+/// Starts a call. A call that finishes on its first poll (a short call, run
+/// on this thread) is answered here, without a task of its own or a
+/// wake-up; one that waits (for a worker, or its sub-calls), or whose
+/// method is slow, goes on as a task, and the channel reads on.
+async fn start(
+    call: Prepared,
+    id: u64,
+    channels: &Arc<Channels>,
+    replies: &mpsc::UnboundedSender<Vec<Bytes>>,
+    running: &Arc<Running>,
+    slow: &mut SlowMethods,
+) -> Option<Result<Bytes, RpcError>> {
+    running.count.fetch_add(1, Ordering::AcqRel);
+    let (stop, stopped) = oneshot::channel();
+    running.stops().insert(id, stop);
+    let span = call.span;
+    let method = call.method.clone();
+    let work = {
+        let channels = channels.clone();
+        let running = running.clone();
+        async move {
+            let run = channels
+                .observed
+                .run(&channels.pool, call.method, call.params, call.budget);
+            let outcome = tokio::select! {
+                outcome = run => {
+                    running.stops().remove(&id);
+                    Some(outcome)
+                }
+                // Cancelled, or the channel broke: the gateway has given
+                // the call up, so it stops here, as a call whose HTTP
+                // client went away does.
+                _ = stopped => None,
+            };
+            if running.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+                running.idle.notify_waiters();
+            }
+            outcome
+        }
+    };
+    let mut work = Box::pin(work.instrument(span));
+    if !slow.is_slow(&method) {
+        let started = Instant::now();
+        let polled = futures::poll!(work.as_mut());
+        slow.took(&method, started.elapsed());
+        if let std::task::Poll::Ready(outcome) = polled {
+            return outcome;
+        }
+    }
+    let replies = replies.clone();
+    tokio::spawn(async move {
+        if let Some(outcome) = work.await {
+            let _ = replies.send(reply_frame(id, outcome).to_vec());
+        }
+    });
+    None
+}
+
+/// Longest a call may hold the channel's reader when run on it. A method
+/// whose calls took longer [`STRIKES`] times in a row runs as tasks of its
+/// own for its next [`SLOW_CALLS`] calls. Trivial calls (about 10 µs) run
+/// on the reader, where a task each would cost more than the call;
+/// anything heavier runs as tasks on every core, and calls behind it are
+/// not held up. A call that was merely descheduled once does not count.
 const SLOW_POLL: Duration = Duration::from_micros(50);
+
+/// See [`SLOW_POLL`].
+const STRIKES: u8 = 3;
 
 /// See [`SLOW_POLL`].
 const SLOW_CALLS: u32 = 256;
 
-/// The methods of one channel whose calls lately held its reader too long.
+/// The methods of one channel whose calls lately held its reader too long:
+/// slow polls in a row, and calls left to run as tasks.
 #[derive(Default)]
-struct SlowMethods(HashMap<String, u32>);
+struct SlowMethods(HashMap<String, (u8, u32)>);
 
 impl SlowMethods {
     fn is_slow(&mut self, method: &str) -> bool {
         match self.0.get_mut(method) {
-            Some(left) if *left > 0 => {
+            Some((_, left)) if *left > 0 => {
                 *left -= 1;
                 true
             }
@@ -253,8 +279,20 @@ impl SlowMethods {
     }
 
     fn took(&mut self, method: &str, took: Duration) {
-        if took > SLOW_POLL && (self.0.len() < 4096 || self.0.contains_key(method)) {
-            self.0.insert(method.to_owned(), SLOW_CALLS);
+        if took <= SLOW_POLL {
+            if let Some((strikes, _)) = self.0.get_mut(method) {
+                *strikes = 0;
+            }
+            return;
+        }
+        if self.0.len() >= 4096 && !self.0.contains_key(method) {
+            return;
+        }
+        let (strikes, left) = self.0.entry(method.to_owned()).or_default();
+        *strikes += 1;
+        if *strikes >= STRIKES {
+            *strikes = 0;
+            *left = SLOW_CALLS;
         }
     }
 }
@@ -318,12 +356,8 @@ fn prepare(frame: Frame, channels: &Channels, trusted: bool) -> Result<Option<Pr
     }))
 }
 
-/// Queues a call's reply for the writer.
-fn send_reply(
-    replies: &mpsc::UnboundedSender<Vec<Bytes>>,
-    id: u64,
-    outcome: Result<Bytes, RpcError>,
-) {
+/// A call's reply frame: its head and its body.
+fn reply_frame(id: u64, outcome: Result<Bytes, RpcError>) -> [Bytes; 2] {
     let (tag, body) = match outcome {
         Ok(result) => (Tag::Ok, result),
         Err(error) => {
@@ -339,7 +373,5 @@ fn send_reply(
         }
     };
     let head = Bytes::copy_from_slice(&wire::frame_head(tag, id, body.len()));
-    // A closed writer means the channel broke; the gateway has failed the
-    // call over already.
-    let _ = replies.send(vec![head, body]);
+    [head, body]
 }
