@@ -11,6 +11,7 @@ use support::grid::{
     HttpReply, Process, TEST_TOKEN, available_nodes, client, eventually, get_json,
     nodes_become_available, post, post_with, rpc,
 };
+use support::logged::Logged;
 
 const ADD: &str = r#"{"jsonrpc":"2.0","method":"add","params":[1,2],"id":1}"#;
 
@@ -150,8 +151,8 @@ async fn open_join_and_public_nodes_need_explicit_flags() {
         "{stderr}"
     );
 
-    // ...unless made public, and then anyone may call it.
-    let node = Process::start(
+    // ...unless made public, with a warning, and then anyone may call it.
+    let node = Logged::start(
         &[
             "node",
             "--module",
@@ -162,14 +163,22 @@ async fn open_join_and_public_nodes_need_explicit_flags() {
             "--heartbeat",
             "200ms",
         ],
+        &[("NO_COLOR", "1")],
         "madrpc node listening on ",
+    );
+    let warned = |l: &str| l.contains("WARN") && l.contains("--insecure-public-calls: anyone");
+    assert!(
+        node.wait_for(warned, Duration::from_secs(5)).is_some(),
+        "{}",
+        node.output()
     );
     let http = client();
     let reply = rpc(&http, &format!("{}/", node.url), ADD).await;
     assert_eq!(reply.json()["result"], 3);
 
-    // An open gateway takes a join without a token, and presents none.
-    let gateway = Process::start(
+    // An open gateway warns at start, takes a join without a token, and
+    // presents none.
+    let gateway = Logged::start(
         &[
             "gateway",
             "--listen",
@@ -178,7 +187,19 @@ async fn open_join_and_public_nodes_need_explicit_flags() {
             "200ms",
             "--insecure-open-join",
         ],
+        &[("NO_COLOR", "1")],
         "madrpc gateway listening on ",
+    );
+    let warned = |l: &str| l.contains("WARN") && l.contains("--insecure-open-join: any node");
+    assert!(
+        gateway.wait_for(warned, Duration::from_secs(5)).is_some(),
+        "{}",
+        gateway.output()
+    );
+    assert!(
+        gateway
+            .matching(|l| l.starts_with("join token:"))
+            .is_empty()
     );
     let reply = post(
         &http,
@@ -235,27 +256,42 @@ async fn join_with_a_path_query_or_credentials_is_refused() {
     }
     assert_eq!(node_count(&http, &gateway.url).await, 0);
 
-    // With --node-network, a node outside the networks is refused too.
-    let fenced = Process::gateway(&["--node-network", "10.0.0.0/8"]);
-    let reply = post_with(
-        &http,
-        &format!("{}/v1/nodes", fenced.url),
-        "application/json",
-        &[("authorization", &auth)],
-        announce("http://127.0.0.1:9"),
-    )
-    .await
-    .unwrap();
-    assert_eq!(reply.status, 422);
-    assert!(
-        reply.json()["message"]
-            .as_str()
-            .unwrap()
-            .contains("--node-network"),
-        "{}",
-        reply.json()
-    );
+    // With --node-network (repeatable), a node outside the networks is
+    // refused too, and so is a host name; one inside joins.
+    let fenced = Process::gateway(&[
+        "--node-network",
+        "10.0.0.0/8",
+        "--node-network",
+        "127.0.0.2/32",
+    ]);
+    let fenced_join = format!("{}/v1/nodes", fenced.url);
+    let credentials = [("authorization", auth.as_str())];
+    let join_fenced = |url: &str| {
+        post_with(
+            &http,
+            &fenced_join,
+            "application/json",
+            &credentials,
+            announce(url),
+        )
+    };
+    for (url, hint) in [
+        ("http://127.0.0.1:9", "--node-network"),
+        ("http://localhost:9", "IP address"),
+    ] {
+        let reply = join_fenced(url).await.unwrap();
+        assert_eq!(reply.status, 422, "{url}");
+        assert_eq!(reply.json()["data"]["kind"], "invalid_node_url");
+        assert!(
+            reply.json()["message"].as_str().unwrap().contains(hint),
+            "{}",
+            reply.json()
+        );
+    }
     assert_eq!(node_count(&http, &fenced.url).await, 0);
+    let reply = join_fenced("http://127.0.0.2:9").await.unwrap();
+    assert_eq!(reply.status, 204);
+    assert_eq!(node_count(&http, &fenced.url).await, 1);
 
     // The same rules hold for --node.
     let dir = tempfile::tempdir().unwrap();
@@ -281,14 +317,14 @@ async fn a_node_whose_token_is_revoked_drops_out() {
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("join-token");
     std::fs::write(&token_file, "first-token\n").unwrap();
-    let interval = Duration::from_millis(400);
+    let interval = Duration::from_millis(500);
     let gateway = Process::start(
         &[
             "gateway",
             "--listen",
             "127.0.0.1:0",
             "--health-interval",
-            "400ms",
+            "500ms",
             "--join-token-file",
             token_file.to_str().unwrap(),
         ],
@@ -328,6 +364,12 @@ async fn a_node_whose_token_is_revoked_drops_out() {
     .await;
     assert!(gone, "the node with the revoked token stayed in rotation");
     let took = revoked.elapsed();
+    // Within three health intervals of the revocation, give or take the
+    // signal's handling and this test's polling (every 50 ms).
+    assert!(
+        took < interval * 3 + Duration::from_millis(350),
+        "the revoked node left rotation only after {took:?}"
+    );
     // Still alive and answering its health check all along.
     let health = get_json(&http, &format!("{}/health", old.url)).await;
     assert_eq!(health["status"], "ok");
