@@ -468,11 +468,33 @@ async fn a_direct_node_call_without_the_credential_is_refused() {
     );
 }
 
+/// Every request a fake node received: its path and `Authorization`.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+async fn record_request(
+    axum::extract::State(received): axum::extract::State<Received>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let credential = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or("?").to_owned())
+        .unwrap_or_default();
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or(String::new(), ToString::to_string);
+    received.lock().unwrap().push((path, credential));
+    next.run(request).await
+}
+
 /// A fake node: answers `/health` like a node, and `/v1/call/{method}`
-/// with whatever `reply` makes of the method.
-async fn fake_node(reply: fn(&str) -> Response) -> (String, tokio::task::JoinHandle<()>) {
+/// with whatever `reply` makes of the method; it records every request.
+async fn fake_node(reply: fn(&str) -> Response) -> (String, Received, tokio::task::JoinHandle<()>) {
     use axum::extract::Path;
     use axum::routing::{get, post};
+    let received = Received::default();
     let app = axum::Router::new()
         .route(
             "/health",
@@ -489,13 +511,17 @@ async fn fake_node(reply: fn(&str) -> Response) -> (String, tokio::task::JoinHan
         .route(
             "/v1/call/{method}",
             post(move |Path(method): Path<String>| async move { reply(&method) }),
-        );
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            received.clone(),
+            record_request,
+        ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    (url, server)
+    (url, received, server)
 }
 
 fn foreign_reply(method: &str) -> Response {
@@ -524,7 +550,7 @@ fn foreign_reply(method: &str) -> Response {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reply_that_is_not_a_node_protocol_reply_never_reaches_the_client() {
-    let (fake, server) = fake_node(foreign_reply).await;
+    let (fake, received, server) = fake_node(foreign_reply).await;
     let gateway = Process::gateway(&["--node", &fake, "--max-result", "1MiB"]);
     let http = client();
     let url = format!("{}/", gateway.url);
@@ -549,6 +575,32 @@ async fn a_reply_that_is_not_a_node_protocol_reply_never_reaches_the_client() {
         assert_eq!(available_nodes(&http, &gateway.url).await, 0, "{method}");
     }
     server.abort();
+    // The gateway asked for its own two routes only, every time with the
+    // cluster credential.
+    let received = received.lock().unwrap().clone();
+    let calls: Vec<&str> = received
+        .iter()
+        .map(|(path, _)| path.as_str())
+        .filter(|path| *path != "/health")
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            "/v1/call/html",
+            "/v1/call/big",
+            "/v1/call/bad",
+            "/v1/call/add"
+        ]
+    );
+    assert!(
+        received.len() > calls.len(),
+        "no health check: {received:?}"
+    );
+    let credential = bearer(support::grid::TEST_TOKEN);
+    assert!(
+        received.iter().all(|(_, c)| *c == credential),
+        "{received:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
