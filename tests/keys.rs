@@ -418,6 +418,7 @@ async fn a_gateway_takes_keys_and_its_nodes_sub_calls_pass_as_the_cluster() {
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys.toml");
     let key = new_key(&keys, "tight", &["--rate", "1/min", "--burst", "1"]);
+    let other = new_key(&keys, "other", &[]);
     let module = support::build_into(dir.path(), "fanout.js");
     let gateway = Logged::start(
         &[
@@ -476,18 +477,26 @@ async fn a_gateway_takes_keys_and_its_nodes_sub_calls_pass_as_the_cluster() {
         "Retry-After: {retry_after}"
     );
 
-    // The gateway's access log: the client's call and its 12 sub-calls,
-    // all attributed to the key.
+    // Another key's call, so that the log shows whether the refused
+    // requests before it ran anything.
+    let reply = post(&url, tree, &[("authorization", &format!("Bearer {other}"))]).await;
+    assert_eq!(result_of(&reply), 9, "{}", reply.json());
+
+    // The gateway's access log: each client call and its 12 sub-calls, all
+    // attributed to the caller's key, and nothing of the refused requests.
     let access = |l: &str| l.contains(" call method=\"tree\"");
     let calls = gateway.wait_for_count(
         |l| access(l) && l.contains("outcome=\"ok\""),
-        13,
+        26,
         Duration::from_secs(10),
     );
-    assert_eq!(calls.len(), 13, "{calls:#?}");
-    assert!(
-        calls.iter().all(|l| l.contains("key=\"tight\"")),
-        "{calls:#?}"
-    );
-    assert_never_logged(&gateway.output(), &[&key, wrong]);
+    for name in ["tight", "other"] {
+        let of_key = calls
+            .iter()
+            .filter(|l| l.contains(&format!("key=\"{name}\"")))
+            .count();
+        assert_eq!(of_key, 13, "{name}: {calls:#?}");
+    }
+    assert_eq!(gateway.matching(access).len(), 26, "{}", gateway.output());
+    assert_never_logged(&gateway.output(), &[&key, &other, wrong]);
 }
