@@ -149,11 +149,23 @@ async fn serve_over_tls_fans_out() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_gateway_calls_https_nodes_it_trusts() {
+async fn a_gateway_over_tls_calls_https_nodes_it_trusts() {
     let dir = tempfile::tempdir().unwrap();
     let (ca, cert, key) = certificates(dir.path(), "node");
     let module = support::build_into(dir.path(), "grid.js");
-    let gateway = Process::gateway(&["--join-token", "cluster-secret", "--ca", &ca]);
+    // The gateway serves https:// too, and the node, trusting the same
+    // private CA, joins it over TLS.
+    let gateway = Process::gateway(&[
+        "--join-token",
+        "cluster-secret",
+        "--ca",
+        &ca,
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+    ]);
+    assert!(gateway.url.starts_with("https://"), "{}", gateway.url);
     let node = Process::node(
         &module,
         &[
@@ -161,6 +173,8 @@ async fn a_gateway_calls_https_nodes_it_trusts() {
             &gateway.url,
             "--join-token",
             "cluster-secret",
+            "--ca",
+            &ca,
             "--tls-cert",
             &cert,
             "--tls-key",
@@ -168,18 +182,20 @@ async fn a_gateway_calls_https_nodes_it_trusts() {
         ],
     );
     assert!(node.url.starts_with("https://"), "{}", node.url);
-    let http = support::grid::client();
-    assert!(
-        support::grid::nodes_become_available(&http, &gateway.url, 1, Duration::from_secs(20))
-            .await
-    );
-    let reply = post(&format!("{}/", gateway.url), ADD, &[]).await;
-    assert_eq!(
-        reply.json()["result"],
-        42,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
+    let url = format!("{}/", gateway.url);
+    let call = || {
+        support::run_cli(
+            dir.path(),
+            &["call", "--url", &url, "--ca", &ca, "add", "[20,22]"],
+        )
+    };
+    let served = support::grid::eventually(Duration::from_secs(20), || async {
+        call().status.success()
+    })
+    .await;
+    let last = call();
+    assert!(served, "{last:?}");
+    assert_eq!(String::from_utf8_lossy(&last.stdout).trim(), "42");
 }
 
 /// Reads until the server closes the connection; returns what it sent and
