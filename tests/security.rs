@@ -285,16 +285,27 @@ async fn slow_and_surplus_connections_are_cut_off_while_good_clients_are_served(
     let hogs: Vec<TcpStream> = (0..40)
         .map(|_| TcpStream::connect(&addr).unwrap())
         .collect();
-    let refused = support::grid::eventually(Duration::from_secs(5), || async {
+    let mut answer = String::new();
+    let refused = support::grid::eventually(Duration::from_secs(5), || {
         let mut extra = TcpStream::connect(&addr).unwrap();
-        let _ = extra.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
-        match wait_for_close(&mut extra, Duration::from_secs(3)) {
-            Some((reply, _)) => String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 503"),
-            None => false,
-        }
+        let reply = wait_for_close(&mut extra, Duration::from_secs(3));
+        answer = reply.map_or_else(String::new, |(reply, _)| {
+            String::from_utf8_lossy(&reply).into_owned()
+        });
+        std::future::ready(answer.starts_with("HTTP/1.1 503"))
     })
     .await;
     assert!(refused, "a connection over the cap was not refused");
+    // A whole HTTP response: its length as announced, a JSON-RPC error.
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a head and a body");
+    assert!(
+        head.contains(&format!("Content-Length: {}", body.len())),
+        "{answer}"
+    );
+    assert!(head.contains("Retry-After: 1"), "{answer}");
+    let error: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(error["error"]["code"], -32010, "{error}");
+    assert_eq!(error["error"]["data"]["kind"], "overloaded", "{error}");
     drop(hogs);
     let served = support::grid::eventually(Duration::from_secs(5), || async {
         try_post(&url, ADD, &[])
