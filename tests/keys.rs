@@ -121,7 +121,13 @@ async fn api_keys_missing_wrong_right_and_reloaded() {
         let body = r#"{"jsonrpc":"2.0","method":"busy","params":[1500],"id":9}"#;
         post(&busy_url, body, &[("authorization", &busy_auth)]).await
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let nodes = format!("{}/v1/nodes", grid.url);
+    let running = support::grid::eventually(Duration::from_secs(10), || async {
+        let listed = support::grid::get_json(&support::grid::client(), &nodes).await;
+        listed["nodes"][0]["in_flight"] == 1
+    })
+    .await;
+    assert!(running, "the long call never started");
     grid.signal(libc::SIGHUP);
     let bob_bearer = format!("Bearer {bob}");
     let reloaded = support::grid::eventually(Duration::from_secs(10), || async {
