@@ -235,7 +235,7 @@ async fn retry_after_is_rounded_up_and_concurrency_is_limited() {
         refused.json()["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("more than 1 calls at once"),
+            .contains("the key 'narrow' is at its limit of 1 call running at once"),
         "{}",
         refused.json()
     );

@@ -70,7 +70,10 @@ impl KeyLimits {
                 .map(Some)
                 .map_err(|_| Refusal {
                     retry_after_secs: 1,
-                    reason: format!("more than {limit} calls at once"),
+                    reason: format!(
+                        "at its limit of {limit} {} running at once",
+                        if *limit == 1 { "call" } else { "calls" }
+                    ),
                 }),
         }
     }
