@@ -236,6 +236,7 @@ async fn join_with_a_path_query_or_credentials_is_refused() {
         "http://user:pw@127.0.0.1:9",
         "ftp://127.0.0.1:9",
         "127.0.0.1:9",
+        "http://127.0.0.1",
     ] {
         let reply = post_with(
             &http,
