@@ -164,6 +164,18 @@ async fn entries_expire_and_no_cache_runs_again() {
     let after = call(&grid, "slow", r#"{"n":1}"#, &[]).await;
     assert_eq!(cache_header(&after), Some("hit"));
     assert_eq!(result(&after), result(&fresh));
+    // So does no-store.
+    let stored = call(
+        &grid,
+        "slow",
+        r#"{"n":1}"#,
+        &[("cache-control", "no-store")],
+    )
+    .await;
+    assert_eq!(cache_header(&stored), Some("miss"));
+    assert_ne!(result(&stored), result(&after));
+    let last = call(&grid, "slow", r#"{"n":1}"#, &[]).await;
+    assert_eq!(result(&last), result(&stored));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -247,6 +259,11 @@ async fn a_small_cache_evicts_the_least_recently_used() {
     assert_eq!(cache_header(&two_again), Some("miss"));
     assert_ne!(result(&two_again), result(&two));
     assert_eq!(await_runs(&grid, "blob", 4), 4);
+    // A result larger than the whole cache is not kept.
+    let big = call(&grid, "blob", "[4, 7000]", &[]).await;
+    let big_again = call(&grid, "blob", "[4, 7000]", &[]).await;
+    assert_eq!(cache_header(&big_again), Some("miss"));
+    assert_ne!(result(&big_again), result(&big));
 
     // --cache-size 0 turns the cache off.
     let off = serve(&["--cache-size", "0"]);
@@ -266,7 +283,7 @@ fn a_bad_cache_option_fails_the_build_at_its_line() {
     .unwrap();
     let output = support::run_cli(dir.path(), &["build", "bad.js"]);
     let (_, stderr) = support::texts(&output);
-    assert!(!output.status.success(), "{stderr}");
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("bad.js:2"), "{stderr}");
     assert!(
         stderr.contains("madrpc.register('bad', fn, { cache })"),
@@ -281,7 +298,7 @@ fn a_bad_cache_option_fails_the_build_at_its_line() {
     .unwrap();
     let output = support::run_cli(dir.path(), &["build", "typo.js"]);
     let (_, stderr) = support::texts(&output);
-    assert!(!output.status.success(), "{stderr}");
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("typo.js:1"), "{stderr}");
     assert!(stderr.contains("unknown option 'cahce'"), "{stderr}");
 }

@@ -74,6 +74,19 @@ async fn sub_call_results_stay_within_the_callers_memory() {
         .count();
     // A quarter of 64 MiB holds five results of 3 MB; the sixth is refused.
     assert_eq!((fitted, refused), (5, 1), "{json}");
+
+    // Let escape, the refusal reaches the client as the function's error,
+    // the sub-call's code, kind and limit kept in `data.cause`.
+    let body = r#"{"jsonrpc":"2.0","method":"gather_and_let_escape","params":[6, 3000000],"id":1}"#;
+    let reply = rpc(&client(), &format!("{}/", grid.url), body).await;
+    let error = error_of(&reply);
+    assert_eq!(reply.status, 200);
+    assert_eq!(error["code"], -32000, "{error}");
+    assert_eq!(error["data"]["kind"], "guest_threw", "{error}");
+    let cause = &error["data"]["cause"];
+    assert_eq!(cause["code"], -32007, "{error}");
+    assert_eq!(cause["kind"], "subcall_results_too_large", "{error}");
+    assert_eq!(cause["limit_bytes"], 16 << 20, "{error}");
 }
 
 fn error_of(reply: &support::grid::HttpReply) -> serde_json::Value {

@@ -1,16 +1,14 @@
 //! The README's promises that no other test file covers, each through the
 //! interface a user has: the JavaScript API in a real sandbox, the `madrpc`
-//! command, and HTTP to real processes on 127.0.0.1.
+//! command, and HTTP to real processes on 127.0.0.1. The commands that run
+//! a grid have theirs in `tests/commands.rs`.
 
 mod support;
 
 use madrpc::runtime::{CallError, ConsoleStream};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use support::fake_node::{FakeNode, Reply};
-use support::grid::{
-    Grid, Process, client, eventually, get_json, nodes_become_available, rpc, spawn_rpc,
-};
+use support::grid::{Grid, Process, client, get_json, rpc, spawn_rpc};
 use support::logged::Logged;
 use support::{load_script, run_cli, runtime, texts};
 
@@ -160,164 +158,6 @@ fn the_console_limit_flag_drops_and_counts_the_rest() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn serve_names_its_local_nodes_and_stops_on_ctrl_c() {
-    let script = support::script("claims.js");
-    let mut serve = Logged::start(
-        &[
-            "serve",
-            script.to_str().unwrap(),
-            "--nodes",
-            "2",
-            "--workers",
-            "1",
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        &[],
-        "madrpc is serving at ",
-    );
-    let http = client();
-    let nodes = get_json(&http, &format!("{}/v1/nodes", serve.url)).await;
-    let names: Vec<&str> = nodes["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["url"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["local:0", "local:1"], "{nodes}");
-    assert!(
-        nodes["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|n| n["origin"] == "local")
-    );
-
-    let in_flight = spawn_rpc(
-        &http,
-        &format!("{}/", serve.url),
-        &request("busy", json!([700])),
-    );
-    let started = eventually(Duration::from_secs(10), || async {
-        let nodes = get_json(&http, &format!("{}/v1/nodes", serve.url)).await;
-        nodes["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|n| n["in_flight"] == 1)
-    })
-    .await;
-    assert!(started);
-    serve.signal(libc::SIGINT);
-    serve
-        .wait_for(|l| l.contains("shutting down"), Duration::from_secs(5))
-        .expect("the shutdown is logged");
-    // No new calls: they are refused as `draining` (the listener stays open
-    // for the sub-calls of calls in flight), or the listener is closed.
-    let refused = eventually(Duration::from_secs(5), || async {
-        let reply = madrpc::http::post_json(
-            &http,
-            &format!("{}/", serve.url),
-            bytes::Bytes::from(request("add", json!([1, 2]))),
-            Duration::from_secs(5),
-        )
-        .await;
-        match reply {
-            Err(madrpc::http::HttpError::Unreachable { .. }) => true,
-            Ok((status, _, body)) => {
-                let body: Value = serde_json::from_slice(&body).unwrap_or_default();
-                status == 503 && body["error"]["data"]["kind"] == "draining"
-            }
-            Err(_) => false,
-        }
-    })
-    .await;
-    assert!(refused, "calls were still taken after Ctrl-C");
-    // The call in flight still gets its answer, then serve exits cleanly.
-    assert_eq!(in_flight.await.unwrap().json()["result"], 700);
-    let status = tokio::task::spawn_blocking(move || serve.wait_exit(Duration::from_secs(10)))
-        .await
-        .unwrap()
-        .expect("serve exits");
-    assert_eq!(status.code(), Some(0));
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_static_node_list_serves_calls() {
-    let dir = tempfile::tempdir().unwrap();
-    let module = support::build_into(dir.path(), "claims.js");
-    let node = Process::node(&module, &[]);
-    let gateway = Process::gateway(&["--node", &node.url]);
-    let http = client();
-    assert!(nodes_become_available(&http, &gateway.url, 1, Duration::from_secs(30)).await);
-    let nodes = get_json(&http, &format!("{}/v1/nodes", gateway.url)).await;
-    assert_eq!(nodes["nodes"][0]["origin"], "static", "{nodes}");
-    assert_eq!(nodes["nodes"][0]["url"], node.url.as_str(), "{nodes}");
-    assert_eq!(
-        call(&gateway.url, "add", json!([40, 2])).await["result"],
-        42
-    );
-    assert_eq!(
-        get_json(&http, &format!("{}/health", node.url)).await["served"],
-        1
-    );
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn the_environment_variables_stand_in_for_their_flags() {
-    let dir = tempfile::tempdir().unwrap();
-    let module = support::build_into(dir.path(), "claims.js");
-    let module = module.to_str().unwrap();
-    let token = [("MADRPC_JOIN_TOKEN", "s3cret")];
-    let gateway = Logged::start(
-        &[
-            "gateway",
-            "--listen",
-            "127.0.0.1:0",
-            "--health-interval",
-            "200ms",
-        ],
-        &token,
-        "madrpc gateway listening on ",
-    );
-    let node_args = [
-        "node",
-        "--module",
-        module,
-        "--listen",
-        "127.0.0.1:0",
-        "--heartbeat",
-        "200ms",
-        "--join",
-        &gateway.url,
-    ];
-    let intruder = Logged::start(
-        &node_args,
-        &[("MADRPC_JOIN_TOKEN", "wrong")],
-        "madrpc node listening on ",
-    );
-    let member = Logged::start(&node_args, &token, "madrpc node listening on ");
-    let http = client();
-    assert!(nodes_become_available(&http, &gateway.url, 1, Duration::from_secs(30)).await);
-    intruder
-        .wait_for(|l| l.contains("401"), Duration::from_secs(10))
-        .expect("the intruder is refused");
-    let nodes = get_json(&http, &format!("{}/v1/nodes", gateway.url)).await;
-    assert_eq!(nodes["nodes"].as_array().unwrap().len(), 1, "{nodes}");
-    assert_eq!(nodes["nodes"][0]["url"], member.url.as_str(), "{nodes}");
-
-    // `madrpc call` finds the gateway through MADRPC_URL.
-    let output = support::madrpc()
-        .args(["call", "add", "[20, 22]"])
-        .env("MADRPC_URL", format!("{}/", gateway.url))
-        .output()
-        .unwrap();
-    let (stdout, stderr) = texts(&output);
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
-    assert_eq!(stdout.trim(), "42");
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn batches_run_64_entries_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
     let module = support::build_into(dir.path(), "claims.js");
@@ -377,73 +217,106 @@ async fn sub_calls_never_awaited_are_dropped() {
     assert_eq!(health["served"], 2, "{health}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_node_reports_its_health() {
-    let dir = tempfile::tempdir().unwrap();
-    let module = support::build_into(dir.path(), "claims.js");
-    let node = Process::node(&module, &["--workers", "3", "--insecure-public-calls"]);
-    let http = client();
-    let health = get_json(&http, &format!("{}/health", node.url)).await;
-    assert_eq!(health["status"], "ok");
-    assert_eq!(health["workers"], 3);
-    assert_eq!(health["in_flight"], 0);
-    assert_eq!(health["served"], 0);
-    let methods = health["methods"].as_array().unwrap();
-    assert!(
-        methods.contains(&json!("add")) && methods.contains(&json!("fire_and_forget")),
-        "{health}"
-    );
-    let slow = spawn_rpc(
-        &http,
-        &format!("{}/", node.url),
-        &request("busy", json!([500])),
-    );
-    let running = eventually(Duration::from_secs(10), || async {
-        get_json(&http, &format!("{}/health", node.url)).await["in_flight"] == 1
-    })
-    .await;
-    assert!(running);
-    assert_eq!(slow.await.unwrap().json()["result"], 500);
-    assert_eq!(
-        get_json(&http, &format!("{}/health", node.url)).await["served"],
-        1
-    );
+/// The 4 KiB pages of linear memory a call of each of `methods` writes,
+/// each in a fresh instance of `wasm`, found by comparing the memory before
+/// and after the call. The instances are made with plain Wasmtime and the
+/// guest ABI, so that the count does not depend on how madrpc's runtime
+/// resets memory.
+fn pages_written(wasm: &[u8], methods: &[&str]) -> Vec<Vec<usize>> {
+    use wasmtime::{Engine, Linker, Module, Store};
+    use wasmtime_wasi::{WasiCtxBuilder, p1::WasiP1Ctx};
+    let engine = Engine::default();
+    let module = Module::new(&engine, wasm).expect("the module compiles");
+    let mut linker: Linker<WasiP1Ctx> = Linker::new(&engine);
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |ctx| ctx).expect("WASI links");
+    linker
+        .define_unknown_imports_as_traps(&module)
+        .expect("the madrpc imports link");
+    let written = |method: &str| {
+        let mut store = Store::new(&engine, WasiCtxBuilder::new().build_p1());
+        let instance = linker
+            .instantiate(&mut store, &module)
+            .expect("the module instantiates");
+        let memory = instance.get_memory(&mut store, "memory").expect("a memory");
+        let alloc = instance
+            .get_typed_func::<u32, u32>(&mut store, "madrpc_alloc")
+            .expect("madrpc_alloc");
+        let call = instance
+            .get_typed_func::<(u32, u32, u32), u32>(&mut store, "madrpc_call")
+            .expect("madrpc_call");
+        let before = memory.data(&store).to_vec();
+        let input = alloc.call(&mut store, method.len() as u32).expect("alloc");
+        memory
+            .write(&mut store, input as usize, method.as_bytes())
+            .expect("the name fits");
+        let ret = call
+            .call(&mut store, (input, method.len() as u32, 0))
+            .expect("the call runs");
+        let mut status = [0u8; 4];
+        memory
+            .read(&store, ret as usize, &mut status)
+            .expect("the status word");
+        assert_eq!(u32::from_le_bytes(status), 0, "{method} succeeds");
+        before
+            .chunks(4096)
+            .zip(memory.data(&store).chunks(4096))
+            .enumerate()
+            .filter(|(_, (a, b))| a != b)
+            .map(|(page, _)| page)
+            .collect()
+    };
+    methods.iter().map(|method| written(method)).collect()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_gateway_checks_each_node_every_second() {
-    let fake = FakeNode::start(&["add"], vec![], Reply::Close).await;
-    let _gateway = Process::start(
-        &["gateway", "--listen", "127.0.0.1:0", "--node", &fake.url],
-        "madrpc gateway listening on ",
-    );
-    let checked = eventually(Duration::from_secs(10), || async {
-        fake.health_checks().len() >= 4
-    })
-    .await;
-    assert!(checked);
-    let checks = fake.health_checks();
-    let span = checks[3] - checks[0];
-    assert!(
-        span >= Duration::from_millis(2700) && span <= Duration::from_millis(4200),
-        "three intervals took {span:?}"
-    );
+/// Makes 2,000 small objects: a call whose allocations span about 70 pages.
+const OBJECTS: &str = "madrpc.register('objects', () => { const a = []; for (let i = 0; i < 2000; i++) a.push({ i, s: 'k' + i }); return a.length; });\n";
+
+/// The pages a call of `method` writes, split at the first page it writes in
+/// the heap (the page `noop` writes there): those below (the stack and the
+/// plugin's static data), and those from there up.
+fn written_below_and_from_heap(wasm: &[u8], method: &str) -> (Vec<usize>, Vec<usize>) {
+    let [noop, call] =
+        <[Vec<usize>; 2]>::try_from(pages_written(wasm, &["noop", method])).expect("two calls");
+    let heap_page = *noop.last().expect("noop writes a page");
+    call.into_iter().partition(|page| *page < heap_page)
 }
 
-/// `madrpc build` seals the snapshot's heap (guest-sdk/src/heap.rs) and
-/// fails when the allocator's layout defeats it. A large script leaves the
-/// most gaps to seal; it must build, and its calls must work.
 #[test]
-fn a_large_script_builds_with_its_heap_sealed() {
-    let source: String = (0..20_000)
+fn a_call_on_a_large_script_writes_its_pages_together_at_the_end_of_the_heap() {
+    let small = format!("madrpc.register('noop', () => undefined);\n{OBJECTS}");
+    let large: String = (0..20_000)
         .map(|i| format!("function f{i}(x) {{ return x + {i}; }}\n"))
-        .chain(std::iter::once(
-            "madrpc.register('last', (x) => f19999(x));\n".to_owned(),
-        ))
+        .chain([
+            "madrpc.register('noop', () => f19999(1) && undefined);\n".to_owned(),
+            OBJECTS.to_owned(),
+        ])
         .collect();
-    let module = support::load_source("large.js", &source);
-    let report = runtime().call(&module, "last", b"[1]");
-    assert_eq!(report.result.expect("last succeeds"), b"20000");
+    let small = madrpc::build::build_source("small.js", &small).expect("builds");
+    let large = madrpc::build::build_source("large.js", &large).expect("builds");
+    assert!(
+        large.wasm.len() > small.wasm.len() + (1 << 20),
+        "the large script's snapshot holds more than a MiB more"
+    );
+    let (small_below, small_heap) = written_below_and_from_heap(&small.wasm, "objects");
+    let (large_below, large_heap) = written_below_and_from_heap(&large.wasm, "objects");
+    // Together: one run of pages from where the call started in the heap.
+    let span = large_heap.last().unwrap() - large_heap.first().unwrap() + 1;
+    assert_eq!(
+        span,
+        large_heap.len(),
+        "the call's heap pages are scattered: {large_heap:?}"
+    );
+    // And no more of them, nor more pages below, than on a small script.
+    assert!(
+        large_heap.len() <= small_heap.len() + 2,
+        "{} heap pages on the large script, {} on the small one",
+        large_heap.len(),
+        small_heap.len()
+    );
+    assert!(
+        large_below.len() <= small_below.len() + 2,
+        "below the heap run: {large_below:?} on the large script, {small_below:?} on the small one"
+    );
 }
 
 /// Resident memory of a process, in bytes.

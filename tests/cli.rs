@@ -222,6 +222,32 @@ fn console_output_reaches_the_log_tagged_with_the_call() {
         stderr.contains("WARN") && stderr.contains("a warning"),
         "{stderr}"
     );
+
+    // Every console method: log, info and debug at INFO; warn and error at
+    // WARN; objects as JSON.
+    let claims = script("claims.js");
+    let output = run_cli(
+        dir.path(),
+        &["run", claims.to_str().unwrap(), "console_levels"],
+    );
+    let (_, stderr) = texts(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    for (text, level) in [
+        (r#"via log {"n":1}"#, " INFO "),
+        ("via info", " INFO "),
+        ("via debug", " INFO "),
+        ("via warn", " WARN "),
+        ("via error", " WARN "),
+    ] {
+        let line = stderr
+            .lines()
+            .find(|l| l.contains(text))
+            .unwrap_or_else(|| panic!("{text} is missing:\n{stderr}"));
+        assert!(
+            line.contains(level) && line.contains("method=\"console_levels\""),
+            "{line}"
+        );
+    }
 }
 
 #[test]
@@ -252,4 +278,81 @@ fn the_module_cache_keeps_within_its_size_limit() {
         assert_eq!(stdout.trim(), expected);
         assert_eq!(entries(), 1, "entries after running {script}");
     }
+}
+
+/// `-v` (debug), `-vv` (trace), `RUST_LOG` over both, and `--log-format
+/// json` or `MADRPC_LOG_FORMAT=json`: one JSON object per log line.
+#[test]
+fn verbosity_and_log_format_flags_shape_the_log() {
+    let dir = workdir();
+    let module = support::build_into(dir.path(), "claims.js");
+    let module = module.to_str().unwrap();
+    let run = |flags: &[&str], env: &[(&str, &str)]| {
+        let mut command = support::madrpc();
+        command
+            .env_remove("RUST_LOG")
+            .env_remove("MADRPC_LOG_FORMAT");
+        command.envs(env.iter().copied());
+        let output = command
+            .args(flags)
+            .args(["run", module, "add", "[1, 2]"])
+            .output()
+            .expect("madrpc runs");
+        let (stdout, stderr) = texts(&output);
+        assert_eq!(output.status.code(), Some(0), "{stderr}");
+        assert_eq!(stdout.trim(), "3");
+        stderr
+    };
+    let quiet = run(&[], &[]);
+    assert!(!quiet.contains(" DEBUG "), "{quiet}");
+    let debug = run(&["-v"], &[]);
+    assert!(debug.contains(" DEBUG "), "{debug}");
+    assert!(!debug.contains(" TRACE "), "{debug}");
+    let trace = run(&["-vv"], &[]);
+    assert!(trace.contains(" TRACE "), "-vv logs at trace level");
+    let overridden = run(&["-vv"], &[("RUST_LOG", "warn")]);
+    assert!(
+        !overridden.contains(" DEBUG ") && !overridden.contains(" TRACE "),
+        "{overridden}"
+    );
+    for (flags, env) in [
+        (&["-v", "--log-format", "json"][..], &[][..]),
+        (&["-v"][..], &[("MADRPC_LOG_FORMAT", "json")][..]),
+    ] {
+        let json = run(flags, env);
+        assert!(json.lines().count() > 0);
+        for line in json.lines() {
+            let value: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{flags:?} {env:?}: not JSON ({e}): {line}"));
+            assert!(value["level"].is_string(), "{line}");
+        }
+    }
+}
+
+/// Without `MADRPC_CACHE_DIR`, compiled modules go to
+/// `$HOME/.cache/madrpc/modules`.
+#[test]
+fn compiled_modules_are_cached_under_home_by_default() {
+    let dir = workdir();
+    let home = dir.path().join("home");
+    fs::create_dir(&home).unwrap();
+    // Built beforehand, so that the run compiles the module alone.
+    let module = support::build_into(dir.path(), "claims.js");
+    let output = support::madrpc()
+        .current_dir(dir.path())
+        .args(["run", module.to_str().unwrap(), "add", "[0, 1]"])
+        .env_remove("MADRPC_CACHE_DIR")
+        .env_remove("XDG_CACHE_HOME")
+        .env("HOME", &home)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(stdout.trim(), "1");
+    let cached = fs::read_dir(home.join(".cache/madrpc/modules"))
+        .expect("the default cache folder")
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+        .count();
+    assert!(cached >= 1, "no compiled module cached");
 }

@@ -3,8 +3,9 @@
 //! calls switch at once, a call in flight finishes with every sub-call on
 //! the version it started on, `--rollback` goes back, a node started
 //! without `--module` fetches the current version, and deploys need the
-//! admin token. `serve --watch` swaps the module on save and keeps the old
-//! one through a syntax error.
+//! admin token; a version a node cannot load fails the deploy at once.
+//! `serve --watch` swaps the module on save and keeps the old one through a
+//! syntax error.
 
 mod support;
 
@@ -13,7 +14,7 @@ use std::time::Duration;
 use support::grid::{
     Process, TEST_TOKEN, client, eventually, get_json, nodes_become_available, rpc, spawn_rpc,
 };
-use support::load::{Load, module, run_madrpc, source};
+use support::load::{Load, module, run_madrpc, run_madrpc_code, source};
 use support::logged::Logged;
 
 const ADMIN: &str = "test-admin-token";
@@ -278,8 +279,8 @@ async fn deploys_need_the_admin_token() {
         "madrpc is serving at ",
     );
     let token = vec![("MADRPC_ADMIN_TOKEN".to_owned(), ADMIN.to_owned())];
-    let (ok, _, stderr) = run_madrpc(args(&closed.url), token.clone()).await;
-    assert!(!ok);
+    let (code, _, stderr) = run_madrpc_code(args(&closed.url), token.clone()).await;
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains("Deploys are off") && stderr.contains("--admin-token"),
         "{stderr}"
@@ -309,11 +310,14 @@ async fn deploys_need_the_admin_token() {
         "madrpc is serving at ",
     );
     let wrong = vec![("MADRPC_ADMIN_TOKEN".to_owned(), "not-the-token".to_owned())];
-    let (ok, _, stderr) = run_madrpc(args(&open.url), wrong).await;
-    assert!(!ok);
+    let (code, _, stderr) = run_madrpc_code(args(&open.url), wrong).await;
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("admin token"), "{stderr}");
-    let (ok, _, stderr) = run_madrpc(args(&open.url), Vec::new()).await;
-    assert!(!ok && stderr.contains("Unauthorized"), "{stderr}");
+    let (code, _, stderr) = run_madrpc_code(args(&open.url), Vec::new()).await;
+    assert!(
+        code == Some(1) && stderr.contains("Unauthorized"),
+        "{stderr}"
+    );
     let anonymous = support::grid::post(
         &http,
         &format!("{}/v1/modules/rollback", open.url),
@@ -332,7 +336,7 @@ async fn deploys_need_the_admin_token() {
     .await
     .unwrap();
     assert_eq!(download.0, 401, "module downloads need a token too");
-    let (ok, _, stderr) = run_madrpc(
+    let (code, _, stderr) = run_madrpc_code(
         vec![
             "deploy".into(),
             "--rollback".into(),
@@ -342,7 +346,10 @@ async fn deploys_need_the_admin_token() {
         token,
     )
     .await;
-    assert!(!ok && stderr.contains("no earlier version"), "{stderr}");
+    assert!(
+        code == Some(1) && stderr.contains("no earlier version"),
+        "{stderr}"
+    );
     // A script that does not build, and bytes that are not a module.
     let broken = dir.path().join("broken.js");
     std::fs::write(&broken, "madrpc.register('x', () => {\n  return (1\n});\n").unwrap();
@@ -352,7 +359,7 @@ async fn deploys_need_the_admin_token() {
         (&broken, "broken.js:3:"),
         (&garbage, "not a WebAssembly module"),
     ] {
-        let (ok, _, stderr) = run_madrpc(
+        let (code, _, stderr) = run_madrpc_code(
             vec![
                 "deploy".into(),
                 file.to_str().unwrap().into(),
@@ -362,10 +369,16 @@ async fn deploys_need_the_admin_token() {
             vec![("MADRPC_ADMIN_TOKEN".into(), ADMIN.into())],
         )
         .await;
-        assert!(!ok && stderr.contains(expected), "{expected}: {stderr}");
+        assert!(
+            code == Some(1) && stderr.contains(expected),
+            "{expected}: {stderr}"
+        );
     }
-    let (ok, _, stderr) = run_madrpc(args("http://127.0.0.1:9"), Vec::new()).await;
-    assert!(!ok && stderr.contains("cannot reach the grid"), "{stderr}");
+    let (code, _, stderr) = run_madrpc_code(args("http://127.0.0.1:9"), Vec::new()).await;
+    assert!(
+        code == Some(1) && stderr.contains("cannot reach the grid"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -444,7 +457,7 @@ async fn a_grid_with_nodes_that_cannot_report_their_versions_refuses_deploys() {
     ]);
     let http = client();
     assert!(nodes_become_available(&http, &gateway.url, 1, Duration::from_secs(30)).await);
-    let (ok, _, stderr) = run_madrpc(
+    let (code, _, stderr) = run_madrpc_code(
         vec![
             "deploy".into(),
             v1.to_str().unwrap().into(),
@@ -455,7 +468,7 @@ async fn a_grid_with_nodes_that_cannot_report_their_versions_refuses_deploys() {
     )
     .await;
     assert!(
-        !ok && stderr.contains("--node or found with --discover"),
+        code == Some(1) && stderr.contains("--node or found with --discover"),
         "{stderr}"
     );
     // Calls go on as before, on the node's own module.
@@ -467,4 +480,56 @@ async fn a_grid_with_nodes_that_cannot_report_their_versions_refuses_deploys() {
     .await
     .json();
     assert_eq!(now["result"], "v1");
+}
+
+/// A version the gateway takes (its manifest is a madrpc module's) but a
+/// node cannot load (it exports none of the guest ABI) fails the deploy at
+/// once, with the node's reason, and calls stay on the current version.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_a_node_cannot_load_fails_the_deploy_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = module(dir.path(), "app.js", &source("v1", ""));
+    let data = dir.path().join("data");
+    let gateway = Process::gateway(&["--admin-token", ADMIN, "--data-dir", data.to_str().unwrap()]);
+    let _node = Process::node(&v1, &["--join", &gateway.url]);
+    let http = client();
+    assert!(nodes_become_available(&http, &gateway.url, 1, Duration::from_secs(30)).await);
+    deploy(&gateway.url, &[v1.to_str().unwrap()]).await;
+
+    let mut wasm = b"\0asm\x01\0\0\0".to_vec();
+    madrpc::manifest::Manifest {
+        abi: madrpc::manifest::ABI_VERSION,
+        script: "broken.js".into(),
+        methods: vec!["version".into()],
+        cache: Default::default(),
+    }
+    .append_to(&mut wasm);
+    let broken = dir.path().join("broken.wasm");
+    std::fs::write(&broken, wasm).unwrap();
+    let started = std::time::Instant::now();
+    let (code, _, stderr) = run_madrpc_code(
+        vec![
+            "deploy".into(),
+            broken.to_str().unwrap().into(),
+            "--url".into(),
+            gateway.url.clone(),
+        ],
+        vec![("MADRPC_ADMIN_TOKEN".into(), ADMIN.into())],
+    )
+    .await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("does not export"), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the deploy failed only after {:?}, not at once",
+        started.elapsed()
+    );
+    let now = rpc(
+        &http,
+        &format!("{}/", gateway.url),
+        &call("version", json!({})),
+    )
+    .await
+    .json();
+    assert_eq!(now["result"], "v1", "{now}");
 }

@@ -82,7 +82,7 @@ fn call_fails_over_to_the_next_url_when_a_gateway_is_down() {
         .output()
         .expect("madrpc runs");
     let (_, stderr) = texts(&output);
-    assert!(!output.status.success());
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains("error -32000") && !stderr.contains("next --url"),
         "{stderr}"
@@ -94,7 +94,7 @@ fn call_fails_over_to_the_next_url_when_a_gateway_is_down() {
         .output()
         .expect("madrpc runs");
     let (_, stderr) = texts(&output);
-    assert!(!output.status.success());
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("cannot reach"), "{stderr}");
 }
 

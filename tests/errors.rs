@@ -247,6 +247,34 @@ async fn guest_and_limit_rows() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_guest_that_stops_abnormally_is_guest_crashed() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("crash.wasm");
+    std::fs::write(&module, support::wasm::crashing_module()).unwrap();
+    let serve = Logged::start(
+        &[
+            "serve",
+            module.to_str().unwrap(),
+            "--nodes",
+            "1",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+        "madrpc is serving at ",
+    );
+    for _ in 0..2 {
+        let reply = call(&serve.url, "crash", json!([])).await;
+        expect_error(&reply, 200, -32006, "guest_crashed");
+        let message = reply.json()["error"]["message"].to_string();
+        assert!(message.contains("unreachable"), "{message}");
+    }
+    // The crash ended only its own call: the node still serves.
+    let nodes = get_json(&client(), &format!("{}/v1/nodes", serve.url)).await;
+    assert_eq!(nodes["nodes"][0]["available"], true, "{nodes}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn depth_and_sub_call_limits_reach_the_client_with_their_own_code() {
     let serve = serve(&[]);
     let url = serve.url.as_str();

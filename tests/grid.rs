@@ -452,12 +452,28 @@ async fn the_call_command_reports_results_and_errors() {
     assert!(output.status.success());
     assert_eq!(support::texts(&output).0.trim(), "3");
     let output = run(&["call", "--url", &url, "nope"]);
-    assert_eq!(output.status.code(), Some(1));
-    assert!(support::texts(&output).1.contains("-32601"));
+    let (stdout, stderr) = support::texts(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    // The hint: the functions there are.
+    assert!(
+        stderr.contains("-32601") && stderr.contains("add"),
+        "{stderr}"
+    );
     let output = run(&["call", "--url", &url, "fail"]);
-    assert!(support::texts(&output).1.contains("deliberate failure"));
+    let stderr = support::texts(&output).1;
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    // The guest error with its stack in the script.
+    assert!(
+        stderr.contains("-32000")
+            && stderr.contains("deliberate failure")
+            && stderr.contains("grid.js:"),
+        "{stderr}"
+    );
     let output = run(&["call", "--url", &url, "add", "{oops"]);
-    assert!(support::texts(&output).1.contains("not valid JSON"));
+    let stderr = support::texts(&output).1;
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("not valid JSON"), "{stderr}");
     let output = run(&["call", "--url", "http://127.0.0.1:9/", "add"]);
     let stderr = support::texts(&output).1;
     assert_eq!(output.status.code(), Some(1));

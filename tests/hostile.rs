@@ -7,9 +7,9 @@
 //! optionally on the next lines what the message must say
 //! (`// message: TEXT`) and a tighter deadline the call is sent with
 //! (`// deadline-ms: N`, as the `x-madrpc-deadline-ms` header).
-//! A sub-call refused for a limit rejects with an `RpcError` carrying the
-//! limit's code; a function that lets it escape ends with `guest_threw`
-//! naming that error, as any uncaught error does. They run
+//! A sub-call refused for the depth or sub-call limit rejects with an
+//! `RpcError` carrying the limit's code; a function that lets it escape ends
+//! with that same code and kind, as the README's error table says. They run
 //! one after another on one `madrpc serve`, while well-behaved clients call
 //! the same grid throughout and must see only correct results.
 

@@ -333,8 +333,30 @@ async fn the_submit_and_job_commands() {
     assert_eq!(job["result"], "later");
 
     let out = tokio::task::block_in_place(|| run(&["submit", "fail", "--wait"]));
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(1));
     assert!(support::texts(&out).1.contains("no luck"));
+
+    // A cancelled job exits with status 1 too.
+    let out = tokio::task::block_in_place(|| run(&["submit", "busy", "[20000]"]));
+    let id = support::texts(&out).0.trim().to_owned();
+    let reply = request(
+        hyper::Method::DELETE,
+        &format!("{}/v1/jobs/{id}", grid.url),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let out = tokio::task::block_in_place(|| run(&["job", &id, "--wait"]));
+    let (stdout, stderr) = support::texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let job: Value = serde_json::from_str(&stdout).expect("the job as JSON");
+    assert_eq!(job["state"], "cancelled", "{job}");
 }
 
 /// `madrpc keys new NAME --file FILE [limits]`, returning the secret.
@@ -796,10 +818,7 @@ async fn a_taken_default_store_turns_the_job_api_off() {
             &taken,
         ],
     );
-    assert!(!output.status.success());
-    assert!(
-        support::texts(&output)
-            .1
-            .contains("in use by another madrpc")
-    );
+    let stderr = support::texts(&output).1;
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("in use by another madrpc"), "{stderr}");
 }

@@ -490,8 +490,9 @@ async fn record_request(
     next.run(request).await
 }
 
-/// A fake node: answers `/health` like a node, and `/v1/call/{method}`
-/// with whatever `reply` makes of the method; it records every request.
+/// A fake node without the call channel: answers `/health` like a node,
+/// and `/v1/call/{method}` with whatever `reply` makes of the method; it
+/// records every request.
 async fn fake_node(reply: fn(&str) -> Response) -> (String, Received, tokio::task::JoinHandle<()>) {
     use axum::extract::Path;
     use axum::routing::{get, post};
@@ -512,6 +513,17 @@ async fn fake_node(reply: fn(&str) -> Response) -> (String, Received, tokio::tas
         .route(
             "/v1/call/{method}",
             post(move |Path(method): Path<String>| async move { reply(&method) }),
+        )
+        // A node without the call channel: calls go over its HTTP route.
+        .route(
+            madrpc::wire::PATH,
+            get(|| async {
+                let mut response = StatusCode::NOT_FOUND.into_response();
+                response
+                    .headers_mut()
+                    .insert("x-madrpc-node-reply", HeaderValue::from_static("1"));
+                response
+            }),
         )
         .layer(axum::middleware::from_fn_with_state(
             received.clone(),
@@ -576,8 +588,9 @@ async fn a_reply_that_is_not_a_node_protocol_reply_never_reaches_the_client() {
         assert_eq!(available_nodes(&http, &gateway.url).await, 0, "{method}");
     }
     server.abort();
-    // The gateway asked for its own two routes only, every time with the
-    // cluster credential.
+    // The gateway asked for its own routes only (the channel once, found
+    // missing, then the call route), every time with the cluster
+    // credential.
     let received = received.lock().unwrap().clone();
     let calls: Vec<&str> = received
         .iter()
@@ -587,6 +600,7 @@ async fn a_reply_that_is_not_a_node_protocol_reply_never_reaches_the_client() {
     assert_eq!(
         calls,
         [
+            madrpc::wire::PATH,
             "/v1/call/html",
             "/v1/call/big",
             "/v1/call/bad",

@@ -11,7 +11,8 @@
 //! - [`rpc`] is JSON-RPC 2.0 as all of them speak it.
 //! - [`telemetry`] is metrics, request ids, log format and access log.
 //! - [`modules`] names module versions by hash and keeps the deployed ones.
-//! - [`cluster`] is the credential a gateway and its nodes share.
+//! - [`cluster`] is the credential a gateway and its nodes share, and
+//!   [`wire`] the frames of the call channel between them.
 //! - [`jobs`] keeps long work in a durable store and runs it through the
 //!   gateway's dispatch.
 //! - [`progress`] shows long steps on a terminal.
@@ -32,3 +33,4 @@ pub mod rpc;
 pub mod runtime;
 pub mod telemetry;
 pub mod trust;
+pub mod wire;

@@ -4,6 +4,11 @@ madrpc.register('gather', async (count, n) => {
   const settled = await Promise.allSettled(Array.from({ length: count }, () => madrpc.call('text', [n])));
   return settled.map((s) => (s.status === 'fulfilled' ? s.value.length : s.reason.data.kind));
 });
+// The same, letting the first refusal escape.
+madrpc.register('gather_and_let_escape', async (count, n) => {
+  const parts = await Promise.all(Array.from({ length: count }, () => madrpc.call('text', [n])));
+  return parts.length;
+});
 // `level` levels of `width` sub-calls each; returns the number of leaves.
 madrpc.register('tree', async (level, width) => {
   if (level === 0) return 1;

@@ -32,6 +32,8 @@ madrpc.register('busy', (ms) => {
 madrpc.register('recurse_forever', async (depth) => madrpc.call('recurse_forever', [depth + 1]));
 madrpc.register('fan_out', async (n) => Promise.all(Array.from({ length: n }, (_, i) => madrpc.call('add', [i, 1]))));
 madrpc.register('nested_fan_out', async (n) => madrpc.call('fan_out', [n]));
+// `k` fan-outs of `n` sub-calls each, side by side: a tree of k * (n + 1) calls.
+madrpc.register('wide_tree', async (k, n) => Promise.all(Array.from({ length: k }, () => madrpc.call('fan_out', [n]))));
 madrpc.register('call_and_let_escape', async (method) => madrpc.call(method));
 madrpc.register('call_sync_and_let_escape', (method) => madrpc.callSync(method));
 // The same, caught: reports the sub-call's error.

@@ -2,7 +2,9 @@
 //! passes the gateway's health checks (its replies carry the node
 //! protocol's mark) and answers calls as told (closing
 //! the connection before replying, or a broken reply), so the tests can
-//! show what the gateway does when a node fails mid-call.
+//! show what the gateway does when a node fails mid-call. It offers no call
+//! channel (it answers its upgrade with 404), so the gateway sends it calls
+//! on the HTTP call route, as it does to nodes without the channel.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -106,7 +108,9 @@ async fn serve(mut stream: TcpStream, seen: Seen, plan: Arc<Mutex<Plan>>, health
     let Some(head) = read_request(&mut stream).await else {
         return;
     };
-    let reply = if head.starts_with("GET /health") {
+    let reply = if head.starts_with("GET /v1/channel") {
+        Reply::Http(404, "")
+    } else if head.starts_with("GET /health") {
         seen.checks
             .lock()
             .unwrap_or_else(|p| p.into_inner())

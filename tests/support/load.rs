@@ -113,9 +113,18 @@ fn check(answer: &Value, tree: bool, report: &mut LoadReport) {
     }
 }
 
-/// Runs `madrpc args...` off the async threads and returns its status,
-/// stdout and stderr.
+/// Runs `madrpc args...` off the async threads and returns whether it
+/// succeeded, its stdout and stderr.
 pub async fn run_madrpc(args: Vec<String>, env: Vec<(String, String)>) -> (bool, String, String) {
+    let (code, stdout, stderr) = run_madrpc_code(args, env).await;
+    (code == Some(0), stdout, stderr)
+}
+
+/// [`run_madrpc`] with the exit status itself.
+pub async fn run_madrpc_code(
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+) -> (Option<i32>, String, String) {
     tokio::task::spawn_blocking(move || {
         let output = madrpc()
             .args(&args)
@@ -124,7 +133,7 @@ pub async fn run_madrpc(args: Vec<String>, env: Vec<(String, String)>) -> (bool,
             .output()
             .expect("madrpc runs");
         (
-            output.status.success(),
+            output.status.code(),
             String::from_utf8_lossy(&output.stdout).into_owned(),
             String::from_utf8_lossy(&output.stderr).into_owned(),
         )

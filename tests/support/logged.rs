@@ -41,27 +41,7 @@ impl Logged {
     /// given, and waits for the stdout line that starts with `ready_prefix`,
     /// taking the URL that follows it.
     pub fn start(args: &[&str], env: &[(&str, &str)], ready_prefix: &str) -> Logged {
-        let data = tempfile::tempdir().expect("a data folder");
-        let mut command = madrpc();
-        command
-            .args(args)
-            .env("XDG_DATA_HOME", data.path())
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        let mut child = command.spawn().expect("madrpc starts");
-        let lines = Arc::new(Lines::default());
-        collect(child.stdout.take().expect("piped stdout"), lines.clone());
-        collect(child.stderr.take().expect("piped stderr"), lines.clone());
-        let mut process = Logged {
-            child,
-            url: String::new(),
-            lines,
-            _data: data,
-        };
+        let mut process = Logged::spawn(args, env);
         let line = process
             .wait_for(|l| l.starts_with(ready_prefix), Duration::from_secs(60))
             .unwrap_or_else(|| {
@@ -77,6 +57,32 @@ impl Logged {
             .trim_end_matches('/')
             .to_owned();
         process
+    }
+
+    /// Starts `madrpc args...` like [`Logged::start`] without waiting for
+    /// anything; `url` stays empty.
+    pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Logged {
+        let data = tempfile::tempdir().expect("a data folder");
+        let mut command = madrpc();
+        command
+            .args(args)
+            .env("XDG_DATA_HOME", data.path())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("madrpc starts");
+        let lines = Arc::new(Lines::default());
+        collect(child.stdout.take().expect("piped stdout"), lines.clone());
+        collect(child.stderr.take().expect("piped stderr"), lines.clone());
+        Logged {
+            child,
+            url: String::new(),
+            lines,
+            _data: data,
+        }
     }
 
     /// Waits for a line matching `predicate`, printed before or after now.

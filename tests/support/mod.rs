@@ -10,6 +10,7 @@ pub mod load;
 pub mod logged;
 pub mod netns;
 pub mod postgres;
+pub mod wasm;
 
 use madrpc::runtime::{LoadedModule, Runtime, RuntimeConfig};
 use std::path::{Path, PathBuf};

@@ -113,20 +113,21 @@ pub async fn serve(
         }
         let _ = stream.set_nodelay(true);
         live.count.fetch_add(1, Ordering::AcqRel);
-        let guard = LiveGuard(live.clone());
+        let guard = Arc::new(LiveGuard(live.clone()));
         let router = router.clone();
         let tls = tls.clone();
         let limits = limits.clone();
         let stop = stop_rx.clone();
         tokio::spawn(async move {
-            let _guard = guard;
             match tls {
-                None => connection(stream, peer, router, &limits, stop).await,
+                None => connection(stream, peer, router, &limits, stop, guard).await,
                 Some(tls) => {
                     let handshake =
                         tokio::time::timeout(limits.header_timeout, tls.acceptor().accept(stream));
                     match handshake.await {
-                        Ok(Ok(stream)) => connection(stream, peer, router, &limits, stop).await,
+                        Ok(Ok(stream)) => {
+                            connection(stream, peer, router, &limits, stop, guard).await
+                        }
                         Ok(Err(error)) => {
                             tracing::debug!(%peer, %error, "TLS handshake failed");
                         }
@@ -195,6 +196,22 @@ fn refuse(stream: TcpStream, peer: SocketAddr, cap: usize) {
     tracing::warn!(%peer, cap, "refused a connection: too many open connections");
 }
 
+/// Given to every request as an extension, so that a route which takes its
+/// connection over (an HTTP upgrade) keeps it counted as open, and so held
+/// by a drain, and learns when the listener stops.
+#[derive(Clone)]
+pub struct Takeover {
+    _live: Arc<LiveGuard>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Takeover {
+    /// Completes when the listener stops taking connections.
+    pub async fn stopped(&mut self) {
+        let _ = self.stop.wait_for(|stopped| *stopped).await;
+    }
+}
+
 /// Serves HTTP/1.1 on one connection until the client closes it, a
 /// timeout fires, or the listener drains.
 async fn connection<S>(
@@ -203,15 +220,21 @@ async fn connection<S>(
     router: Router,
     limits: &ConnectionLimits,
     mut stop: watch::Receiver<bool>,
+    live: Arc<LiveGuard>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let activity = Arc::new(Activity::new());
     let io = TokioIo::new(Watched::new(stream, activity.clone()));
     let service_activity = activity.clone();
+    let takeover = Takeover {
+        _live: live,
+        stop: stop.clone(),
+    };
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         let call = service_activity.begin_request();
         request.extensions_mut().insert(ConnectInfo(peer));
+        request.extensions_mut().insert(takeover.clone());
         let response = router.clone().oneshot(request.map(axum::body::Body::new));
         async move {
             let response = response.await;
@@ -223,7 +246,7 @@ async fn connection<S>(
     // The head timeout is ours (it also covers idle connections, with a
     // separate bound); hyper's would start on every keep-alive wait.
     http.timer(TokioTimer::new()).header_read_timeout(None);
-    let conn = http.serve_connection(io, service);
+    let conn = http.serve_connection(io, service).with_upgrades();
     tokio::pin!(conn);
     let mut draining = *stop.borrow();
     if draining {
@@ -277,7 +300,8 @@ impl Live {
     }
 }
 
-/// Counts a connection as open until its task ends.
+/// Counts a connection as open until its task, and whatever took it over,
+/// ends.
 struct LiveGuard(Arc<Live>);
 
 impl Drop for LiveGuard {

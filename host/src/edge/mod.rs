@@ -17,8 +17,9 @@ pub use cors::{CorsError, cors_layer};
 pub use limit::{EVICT_EVERY, IpLimits};
 pub use listener::{
     ConnectionLimits, DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_MAX_CONNECTIONS, serve, serve_draining,
+    DEFAULT_MAX_CONNECTIONS, Takeover, serve, serve_draining,
 };
+pub use request_id::hop;
 pub use tls::TlsServer;
 
 use axum::Router;

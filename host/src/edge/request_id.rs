@@ -8,14 +8,26 @@
 
 use crate::telemetry::{REQUEST_ID_HEADER, RequestId, TRACEPARENT_HEADER, TraceParent};
 use axum::extract::Request;
-use axum::http::HeaderValue;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 
 /// The middleware (see the module's documentation).
 pub async fn request_id(mut request: Request, next: Next) -> Response {
-    let headers = request.headers_mut();
+    let (span, id_value) = hop(request.headers_mut());
+    let mut response = next.run(request).instrument(span).await;
+    if let Some(value) = id_value {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}
+
+/// Takes this hop's request id and trace context from `headers`, rewrites
+/// them to what the hop sends onward, and returns the hop's `request` span
+/// with the id as a header value. Calls that arrive on the call channel,
+/// without a request of their own, go through it too.
+pub fn hop(headers: &mut HeaderMap) -> (tracing::Span, Option<HeaderValue>) {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let id = text(REQUEST_ID_HEADER)
         .and_then(RequestId::parse)
@@ -36,9 +48,5 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
         trace_id = %trace.trace_id_hex(),
         span_id = %trace.span_id_hex(),
     );
-    let mut response = next.run(request).instrument(span).await;
-    if let Some(value) = id_value {
-        response.headers_mut().insert(REQUEST_ID_HEADER, value);
-    }
-    response
+    (span, id_value)
 }

@@ -1,127 +1,19 @@
-//! Sending one call to one node over the internal call route, and sorting
-//! the outcome into what may be retried elsewhere and what may not. Every
-//! request carries the cluster credential, and every reply is checked to be
-//! the node protocol's, within a size cap, before anything of it reaches a
-//! client: a URL that leads somewhere else cannot turn the gateway into a
-//! proxy.
+//! Sending one call to one node, over its call channel (or its HTTP call
+//! route when it has none), and sorting the outcome into what may be
+//! retried elsewhere and what may not. The channel is opened with the
+//! cluster credential, and every reply is checked to be the node
+//! protocol's, within a size cap, before anything of it reaches a client: a
+//! URL that leads somewhere else cannot turn the gateway into a proxy.
 
+use super::channel::{ChannelError, Outcome};
+use super::node_client::{NodeClient, SendError, is_node_reply};
 use super::registry::NodeEntry;
-use crate::cluster::{ClusterToken, NODE_REPLY_HEADER};
-use crate::http::{HttpClient, HttpError};
+use crate::http::HttpError;
 use crate::rpc::{CallBudget, RpcError, codes};
+use crate::wire::Tag;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::{Method, Request, StatusCode, header};
-use std::sync::Arc;
+use hyper::{Method, StatusCode};
 use std::time::Duration;
-
-/// Bytes a node's reply may have beyond the largest result, for an error
-/// object's message and data.
-const REPLY_MARGIN: usize = 64 << 10;
-
-/// How the gateway talks to nodes: a pooled client, the credential it
-/// presents, and the largest reply it reads.
-#[derive(Clone)]
-pub struct NodeClient {
-    /// Pooled connections.
-    pub http: HttpClient,
-    /// Presented as `Authorization: Bearer` on every request to a node.
-    pub token: Arc<ClusterToken>,
-    /// The largest reply body read from a node; larger ones fail the node.
-    pub max_reply_bytes: usize,
-}
-
-impl NodeClient {
-    /// A client that reads replies up to `max_result_bytes` plus a margin.
-    pub fn new(http: HttpClient, token: Arc<ClusterToken>, max_result_bytes: usize) -> Self {
-        Self {
-            http,
-            token,
-            max_reply_bytes: max_result_bytes.saturating_add(REPLY_MARGIN),
-        }
-    }
-
-    /// Sends a request to a node with the cluster credential and reads the
-    /// reply within `limit` bytes and `timeout`.
-    pub(super) async fn send(
-        &self,
-        method: Method,
-        url: &str,
-        body: Bytes,
-        extra: &[(&'static str, String)],
-        limit: usize,
-        timeout: Duration,
-    ) -> Result<(hyper::http::response::Parts, Bytes), SendError> {
-        let mut request = Request::builder().method(method).uri(url);
-        if !body.is_empty() {
-            request = request.header(header::CONTENT_TYPE, "application/json");
-        }
-        if let Some(authorization) = self.token.authorization() {
-            request = request.header(header::AUTHORIZATION, authorization);
-        }
-        for (name, value) in extra {
-            request = request.header(*name, value);
-        }
-        let request = request.body(Full::new(body)).map_err(|e| {
-            SendError::Http(HttpError::BadUrl {
-                url: url.to_owned(),
-                detail: e.to_string(),
-            })
-        })?;
-        let unreachable = |detail: String| {
-            SendError::Http(HttpError::Unreachable {
-                url: url.to_owned(),
-                detail,
-            })
-        };
-        let exchange = async {
-            let response = self
-                .http
-                .request(request)
-                .await
-                .map_err(|e| unreachable(crate::http::describe(&e)))?;
-            let (parts, body) = response.into_parts();
-            let body = Limited::new(body, limit).collect().await.map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    SendError::TooLarge(limit)
-                } else {
-                    unreachable(format!("the response broke off: {e}"))
-                }
-            })?;
-            Ok((parts, body.to_bytes()))
-        };
-        tokio::time::timeout(timeout, exchange).await.map_err(|_| {
-            SendError::Http(HttpError::Timeout {
-                url: url.to_owned(),
-                timeout,
-            })
-        })?
-    }
-}
-
-/// Why [`NodeClient::send`] got no usable reply.
-#[derive(Debug)]
-pub(super) enum SendError {
-    /// No reply: the exchange failed or timed out.
-    Http(HttpError),
-    /// The reply was longer than the limit (in bytes).
-    TooLarge(usize),
-}
-
-/// Whether a reply is marked as the node protocol's and declared as JSON.
-pub(super) fn is_node_reply(parts: &hyper::http::response::Parts) -> bool {
-    let marked = parts
-        .headers
-        .get(NODE_REPLY_HEADER)
-        .is_some_and(|v| v.as_bytes() == b"1");
-    let json = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
-    marked && json
-}
 
 /// How a forwarded call ended when it produced no result.
 #[derive(Debug)]
@@ -172,18 +64,78 @@ pub async fn forward(
             Err(error) => Err(sort(error)),
         };
     }
-    let url = format!("{}/v1/call/{}", node.url, encode_path_segment(method));
     // A job's call may run as long as its grant says, past the call timeout.
     let timeout = budget.grant.map_or(timeout, |grant| grant.deadline);
     let timeout = budget
         .remaining()
         .map_or(timeout, |left| timeout.min(left + Duration::from_secs(1)));
-    let limit = client.max_reply_bytes;
+    let timed_out = || {
+        ForwardError::Unreachable(HttpError::Timeout {
+            url: node.url.clone(),
+            timeout,
+        })
+    };
     // Health checks may find the node failed while the call waits on it:
     // then the call is given up here and sent elsewhere.
     let failure = node.failure();
+    let failed = || {
+        ForwardError::Unreachable(HttpError::Unreachable {
+            url: node.url.clone(),
+            detail: "the node was found failed while the call was in flight".into(),
+        })
+    };
     let headers = budget.to_headers();
-    let send = client.send(Method::POST, &url, params, &headers, limit, timeout);
+    if !node.link.unsupported() {
+        let call = node
+            .link
+            .call(client, &node.url, method, &headers, params.clone());
+        let outcome = tokio::select! {
+            outcome = tokio::time::timeout(timeout, call) => outcome.map_err(|_| timed_out())?,
+            _ = failure => {
+                node.link.reset();
+                return Err(failed());
+            }
+        };
+        return match outcome {
+            Ok(Outcome::Reply(Tag::Ok, body)) => check_result(node, body),
+            Ok(Outcome::Reply(Tag::Unavailable, body)) => {
+                Err(ForwardError::Overloaded(node_error(node, &body)?))
+            }
+            Ok(Outcome::Reply(_, body)) => Err(sort(node_error(node, &body)?)),
+            Ok(Outcome::Oversized(len)) => Err(refuse(
+                node,
+                &format!("a reply of {len} bytes, over the limit"),
+            )),
+            Err(ChannelError::Broken(detail)) => {
+                Err(ForwardError::Unreachable(HttpError::Unreachable {
+                    url: node.url.clone(),
+                    detail,
+                }))
+            }
+            Err(ChannelError::Refused(parts)) => Err(refused(node, parts.status)),
+            // An older node: the HTTP route below.
+            Err(ChannelError::Unsupported) => {
+                let failure = node.failure();
+                over_http(client, node, method, params, &headers, timeout, failure).await
+            }
+        };
+    }
+    over_http(client, node, method, params, &headers, timeout, failure).await
+}
+
+/// Sends a call on the node's HTTP call route, `POST /v1/call/{method}`.
+async fn over_http(
+    client: &NodeClient,
+    node: &NodeEntry,
+    method: &str,
+    params: Bytes,
+    headers: &[(&'static str, String)],
+    timeout: Duration,
+    failure: impl std::future::Future<Output = ()>,
+) -> Result<Bytes, ForwardError> {
+    let url = format!("{}/v1/call/{}", node.url, encode_path_segment(method));
+    let limit = client.max_reply_bytes;
+    let send = client.send(Method::POST, &url, params, headers, limit, timeout);
     let reply = tokio::select! {
         reply = send => reply,
         _ = failure => {
@@ -207,33 +159,45 @@ pub async fn forward(
         ));
     }
     match parts.status {
-        StatusCode::OK => match serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
-            Ok(_) => Ok(body),
-            Err(_) => Err(refuse(node, "a result that is not JSON")),
-        },
-        StatusCode::UNPROCESSABLE_ENTITY
-        | StatusCode::PAYLOAD_TOO_LARGE
-        | StatusCode::SERVICE_UNAVAILABLE
-        | StatusCode::UNAUTHORIZED => {
-            let Ok(error) = serde_json::from_slice::<RpcError>(&body) else {
-                return Err(refuse(node, "an error that is not a JSON-RPC error object"));
-            };
-            match parts.status {
-                StatusCode::SERVICE_UNAVAILABLE => Err(ForwardError::Overloaded(error)),
-                StatusCode::UNAUTHORIZED => {
-                    tracing::warn!(node = %node.url, "the node refused the cluster credential: it runs with another join token");
-                    node.eject();
-                    Err(ForwardError::Overloaded(RpcError::new(
-                        codes::NODE_FAILED,
-                        "node_failed",
-                        "the node chosen for the call does not accept this gateway's join token, and no other node could take the call; start nodes with the gateway's current token",
-                    )))
-                }
-                _ => Err(sort(error)),
-            }
+        StatusCode::OK => check_result(node, body),
+        StatusCode::UNPROCESSABLE_ENTITY | StatusCode::PAYLOAD_TOO_LARGE => {
+            Err(sort(node_error(node, &body)?))
         }
-        status => Err(refuse(node, &format!("HTTP {status}"))),
+        StatusCode::SERVICE_UNAVAILABLE => Err(ForwardError::Overloaded(node_error(node, &body)?)),
+        status => Err(refused(node, status)),
     }
+}
+
+/// A result, once it is known to be JSON.
+fn check_result(node: &NodeEntry, body: Bytes) -> Result<Bytes, ForwardError> {
+    match serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+        Ok(_) => Ok(body),
+        Err(_) => Err(refuse(node, "a result that is not JSON")),
+    }
+}
+
+/// A node's error object; anything else fails the node.
+fn node_error(node: &NodeEntry, body: &[u8]) -> Result<RpcError, ForwardError> {
+    serde_json::from_slice::<RpcError>(body)
+        .map_err(|_| refuse(node, "an error that is not a JSON-RPC error object"))
+}
+
+/// A node that answered with an HTTP status instead of a reply: it refused
+/// the cluster credential (401), or it is not a madrpc node.
+fn refused(node: &NodeEntry, status: StatusCode) -> ForwardError {
+    if status == StatusCode::UNAUTHORIZED {
+        tracing::warn!(node = %node.url, "the node refused the cluster credential: it runs with another join token");
+        node.eject();
+        return ForwardError::Overloaded(RpcError::new(
+            codes::NODE_FAILED,
+            "node_failed",
+            "the node chosen for the call does not accept this gateway's join token, and no other node could take the call; start nodes with the gateway's current token",
+        ));
+    }
+    refuse(
+        node,
+        &format!("HTTP {status} that is not a madrpc node reply"),
+    )
 }
 
 /// A reply that is not the node protocol's: the client gets `node_failed`

@@ -2,7 +2,7 @@
 //! drop joined nodes whose heartbeats stopped. A probe passes only on the
 //! node protocol's reply: a JSON object marked as a node's.
 
-use super::forward::{NodeClient, SendError, is_node_reply};
+use super::node_client::{NodeClient, SendError, is_node_reply};
 use super::registry::{Checked, Registry};
 use crate::manifest::ModuleSummary;
 use hyper::Method;

@@ -38,6 +38,8 @@ pub struct NodeEntry {
     pub origin: Origin,
     /// The pool itself, for a local node.
     pub pool: Option<Arc<WorkerPool>>,
+    /// The call channel to a node in another process.
+    pub(super) link: super::channel::Link,
     /// For a joined node: how long after its last accepted heartbeat it
     /// stops taking calls.
     heartbeat_expiry: Duration,
@@ -101,6 +103,7 @@ impl NodeEntry {
             url,
             origin,
             pool: None,
+            link: super::channel::Link::default(),
             heartbeat_expiry,
             in_flight: AtomicUsize::new(0),
             failed: Notify::new(),

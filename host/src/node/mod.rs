@@ -4,6 +4,7 @@
 //! the cluster token unless the node was made public explicitly.
 
 mod admission;
+mod channel;
 mod follow;
 mod gate;
 mod inline;

@@ -1,4 +1,5 @@
-//! The node's HTTP routes. The call routes take calls only from the
+//! The node's HTTP routes. The call routes (JSON-RPC, the gateway's call
+//! route and its call channel) take calls only from the
 //! cluster (the token as `Authorization: Bearer`) unless the node is
 //! public; `/health` (liveness), `/ready` and `/metrics` stay open. Every reply carries
 //! the node mark the gateway checks for.
@@ -42,7 +43,7 @@ pub(super) struct Observed {
 
 impl Observed {
     /// Runs a call on `pool`, logging and counting it.
-    async fn run(
+    pub(super) async fn run(
         &self,
         pool: &Arc<WorkerPool>,
         method: String,
@@ -119,11 +120,23 @@ pub(super) fn router(
         observed: observed.clone(),
         token: token.clone(),
     });
-    let mut calls = rpc::router(Arc::new(LocalDispatch(pool, observed)), limits).merge(
-        Router::new()
-            .route("/v1/call/{method}", post(call))
-            .with_state(state.clone()),
-    );
+    let channels = Arc::new(super::channel::Channels {
+        pool: pool.clone(),
+        observed: observed.clone(),
+        token: token.clone(),
+        max_params: limits.max_body_bytes,
+    });
+    let mut calls = rpc::router(Arc::new(LocalDispatch(pool, observed)), limits)
+        .merge(
+            Router::new()
+                .route("/v1/call/{method}", post(call))
+                .with_state(state.clone()),
+        )
+        .merge(
+            Router::new()
+                .route(crate::wire::PATH, get(super::channel::upgrade))
+                .with_state(channels),
+        );
     if !public {
         calls = calls.route_layer(middleware::from_fn_with_state(token, require_token));
     }

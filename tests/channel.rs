@@ -1,0 +1,218 @@
+//! The call channel between a gateway and a node process: calls share one
+//! long-lived connection per node, the channel takes calls only from the
+//! cluster, a call the gateway gives up on stops on the node, and a new
+//! cluster token takes effect on the next call even on an open channel.
+
+mod support;
+
+use futures::future::join_all;
+use madrpc::wire::{self, FrameReader, Tag};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use support::grid::{
+    Process, TEST_TOKEN, client, eventually, get_json, nodes_become_available, rpc,
+};
+use support::logged::Logged;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn call(url: &str, method: &str, params: Value) -> Value {
+    let body = json!({"jsonrpc": "2.0", "method": method, "params": params, "id": 1}).to_string();
+    rpc(&client(), &format!("{url}/"), &body).await.json()
+}
+
+/// Established TCP connections whose local port is `port`, from
+/// `/proc/net/tcp`.
+fn established_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port = fields
+                .get(1)
+                .and_then(|a| a.split(':').nth(1))
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            local_port == Some(port) && fields.get(3) == Some(&"01")
+        })
+        .count()
+}
+
+fn port_of(url: &str) -> u16 {
+    url.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_calls_share_one_channel_to_their_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = support::build_into(dir.path(), "grid.js");
+    let node = Process::node(&module, &[]);
+    let gateway = Process::gateway(&["--node", &node.url]);
+    let http = client();
+    assert!(nodes_become_available(&http, &gateway.url, 1, Duration::from_secs(30)).await);
+
+    // Sixteen calls at once, each long enough that they overlap: over HTTP
+    // each would hold a connection of its own.
+    let replies = join_all((0..16).map(|i| call(&gateway.url, "busy", json!([30 + i])))).await;
+    for (i, reply) in replies.iter().enumerate() {
+        assert_eq!(reply["result"], 30 + i as u64, "{reply}");
+    }
+    assert_eq!(
+        get_json(&http, &format!("{}/health", node.url)).await["served"],
+        16
+    );
+    // The channel, and the health checks' keep-alive connection (this
+    // test's own /health request closes when its client is dropped).
+    let open = established_to(port_of(&node.url));
+    assert!(
+        (1..=3).contains(&open),
+        "{open} connections to the node for 16 concurrent calls"
+    );
+}
+
+/// Asks `node` for the call channel on a raw socket; returns the reply
+/// head and the socket.
+async fn upgrade(node: &str, token: Option<&str>) -> (String, TcpStream) {
+    let mut stream = TcpStream::connect(node.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let authorization = token
+        .map(|t| format!("authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "GET {} HTTP/1.1\r\nhost: node\r\nconnection: upgrade\r\nupgrade: {}\r\n{authorization}\r\n",
+        wire::PATH,
+        wire::PROTOCOL
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        assert_eq!(stream.read(&mut byte).await.unwrap(), 1, "no reply head");
+        head.push(byte[0]);
+    }
+    (String::from_utf8(head).unwrap().to_lowercase(), stream)
+}
+
+async fn send_call(
+    stream: &mut (impl tokio::io::AsyncWrite + Unpin),
+    id: u64,
+    method: &str,
+    params: &str,
+) {
+    let meta = [("x-madrpc-depth", "0".to_owned())];
+    let head = wire::call_head(id, method, &meta, params.len());
+    stream.write_all(&head).await.unwrap();
+    stream.write_all(params.as_bytes()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_channel_takes_calls_only_from_the_cluster_and_stops_calls_given_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = support::build_into(dir.path(), "grid.js");
+    let node = Process::node(&module, &[]);
+
+    let (head, _) = upgrade(&node.url, None).await;
+    assert!(head.starts_with("http/1.1 401"), "{head}");
+    assert!(head.contains("www-authenticate: bearer"), "{head}");
+    let (head, _) = upgrade(&node.url, Some("wrong-token")).await;
+    assert!(head.starts_with("http/1.1 401"), "{head}");
+
+    let (head, mut stream) = upgrade(&node.url, Some(TEST_TOKEN)).await;
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(
+        head.contains(&format!("upgrade: {}", wire::PROTOCOL)),
+        "{head}"
+    );
+    assert!(head.contains("x-madrpc-node-reply: 1"), "{head}");
+    let (read, mut write) = stream.split();
+    let mut replies = FrameReader::new(read);
+
+    // A long call, then two short ones: the short ones' replies come first,
+    // matched by id.
+    let started = Instant::now();
+    send_call(&mut write, 1, "busy", "[5000]").await;
+    send_call(&mut write, 2, "add", "[1,2]").await;
+    send_call(&mut write, 3, "fail", "[]").await;
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let frame = replies.next(1 << 20).await.unwrap().unwrap();
+        seen.push((frame.id, frame.tag, frame.body));
+    }
+    seen.sort_by_key(|(id, _, _)| *id);
+    assert_eq!(seen[0].0, 2);
+    assert_eq!((seen[0].1, &seen[0].2[..]), (Tag::Ok, &b"3"[..]));
+    assert_eq!((seen[1].0, seen[1].1), (3, Tag::Error));
+    let error: Value = serde_json::from_slice(&seen[1].2).unwrap();
+    assert_eq!(error["data"]["kind"], "guest_threw", "{error}");
+
+    // Giving the long call up stops it on the node well before its 5 s.
+    let http = client();
+    let health = format!("{}/health", node.url);
+    assert_eq!(get_json(&http, &health).await["in_flight"], 1);
+    let cancel = wire::frame_head(Tag::Cancel, 1, 0);
+    write.write_all(&cancel).await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            get_json(&http, &health).await["in_flight"] == 0
+        })
+        .await
+    );
+    assert!(started.elapsed() < Duration::from_millis(4000));
+
+    // Bytes that are not a frame close the channel.
+    write.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), replies.next(1 << 20)).await;
+    assert!(
+        matches!(closed, Ok(Ok(None)) | Ok(Err(_))),
+        "the channel stayed open: {closed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_cluster_token_takes_effect_on_an_open_channel() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{TEST_TOKEN}\n")).unwrap();
+    let module = support::build_into(dir.path(), "grid.js");
+    let node = Process::node(&module, &[]);
+    let gateway = Logged::start(
+        &[
+            "gateway",
+            "--listen",
+            "127.0.0.1:0",
+            "--health-interval",
+            "200ms",
+            "--join-token-file",
+            token_file.to_str().unwrap(),
+            "--node",
+            &node.url,
+        ],
+        &[],
+        "madrpc gateway listening on ",
+    );
+    let http = client();
+    assert!(nodes_become_available(&http, &gateway.url, 1, Duration::from_secs(30)).await);
+    assert_eq!(call(&gateway.url, "add", json!([1, 2])).await["result"], 3);
+
+    std::fs::write(&token_file, "another-token\n").unwrap();
+    gateway.signal(libc::SIGHUP);
+    assert!(
+        gateway
+            .wait_for(
+                |l| l.contains("join token reloaded"),
+                Duration::from_secs(10)
+            )
+            .is_some()
+    );
+    // The channel was opened with the old token; the node never saw the
+    // new one, so it refuses the channel the gateway opens with it.
+    let reply = call(&gateway.url, "add", json!([1, 2])).await;
+    assert_eq!(reply["error"]["code"], -32012, "{reply}");
+    assert_eq!(reply["error"]["data"]["kind"], "node_failed", "{reply}");
+    assert_eq!(
+        get_json(&http, &format!("{}/health", node.url)).await["served"],
+        1
+    );
+}
