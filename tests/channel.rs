@@ -1,7 +1,8 @@
 //! The call channel between a gateway and a node process: calls share one
 //! long-lived connection per node, the channel takes calls only from the
 //! cluster, a call the gateway gives up on stops on the node, and a new
-//! cluster token takes effect on the next call even on an open channel.
+//! cluster token takes effect on the next call even on an open channel,
+//! and a reply on it that is not the node protocol's never reaches a client.
 
 mod support;
 
@@ -10,7 +11,7 @@ use madrpc::wire::{self, FrameReader, Tag};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use support::grid::{
-    Process, TEST_TOKEN, client, eventually, get_json, nodes_become_available, rpc,
+    Process, TEST_TOKEN, available_nodes, client, eventually, get_json, nodes_become_available, rpc,
 };
 use support::logged::Logged;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -215,4 +216,119 @@ async fn a_new_cluster_token_takes_effect_on_an_open_channel() {
         get_json(&http, &format!("{}/health", node.url)).await["served"],
         1
     );
+}
+
+/// What a fake node answers on the channel for each method: a frame's tag
+/// and body, none of them the node protocol's reply.
+fn foreign_frame(method: &str) -> (Tag, Vec<u8>) {
+    match method {
+        "big" => (Tag::Ok, format!("\"{}\"", "x".repeat(2 << 20)).into_bytes()),
+        "bad" => (Tag::Ok, b"secret, and not JSON".to_vec()),
+        _ => (Tag::Error, b"secret, and no error object".to_vec()),
+    }
+}
+
+/// Serves the call channel on an upgraded connection, answering every
+/// call with [`foreign_frame`].
+async fn answer_calls(io: hyper::upgrade::Upgraded) {
+    let (read, mut write) = tokio::io::split(hyper_util::rt::TokioIo::new(io));
+    let mut reader = FrameReader::new(read);
+    while let Ok(Some(frame)) = reader.next(1 << 20).await {
+        if frame.tag != Tag::Call {
+            continue;
+        }
+        let Ok(call) = wire::parse_call(frame.body) else {
+            return;
+        };
+        let (tag, body) = foreign_frame(&call.method);
+        let head = wire::frame_head(tag, frame.id, body.len());
+        if write.write_all(&head).await.is_err() || write.write_all(&body).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A node that offers the call channel, like a real one, but answers
+/// calls on it with frames that are not the node protocol's replies.
+async fn fake_channel_node() -> (String, tokio::task::JoinHandle<()>) {
+    use axum::http::{HeaderValue, StatusCode, header};
+    use axum::response::{IntoResponse, Response};
+    use axum::routing::get;
+    let marked = |mut response: Response| {
+        response
+            .headers_mut()
+            .insert("x-madrpc-node-reply", HeaderValue::from_static("1"));
+        response
+    };
+    let app = axum::Router::new()
+        .route(
+            "/health",
+            get(move || async move {
+                marked(
+                    axum::Json(json!({"status": "ok", "methods": ["big", "bad", "wrong"]}))
+                        .into_response(),
+                )
+            }),
+        )
+        .route(
+            wire::PATH,
+            get(move |mut request: axum::extract::Request| async move {
+                let on_upgrade = hyper::upgrade::on(&mut request);
+                tokio::spawn(async move {
+                    if let Ok(io) = on_upgrade.await {
+                        answer_calls(io).await;
+                    }
+                });
+                let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
+                let headers = response.headers_mut();
+                headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                headers.insert(header::UPGRADE, HeaderValue::from_static(wire::PROTOCOL));
+                marked(response)
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, server)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reply_on_the_channel_outside_the_protocol_never_reaches_the_client() {
+    let (fake, server) = fake_channel_node().await;
+    let gateway = Process::gateway(&["--node", &fake, "--max-result", "1MiB"]);
+    let http = client();
+    let url = format!("{}/", gateway.url);
+    // Each is refused for what it is, which only reading it on the channel
+    // can tell (the fake node has no HTTP call route).
+    for (method, why) in [
+        ("big", "bytes, over the limit"),
+        ("bad", "a result that is not JSON"),
+        ("wrong", "an error that is not a JSON-RPC error object"),
+    ] {
+        assert!(
+            nodes_become_available(&http, &gateway.url, 1, Duration::from_secs(10)).await,
+            "the fake node never came back"
+        );
+        let reply = rpc(
+            &http,
+            &url,
+            &format!(r#"{{"jsonrpc":"2.0","method":"{method}","params":[],"id":1}}"#),
+        )
+        .await;
+        let text = String::from_utf8_lossy(&reply.body).into_owned();
+        assert!(!text.contains("secret"), "{method}: {text}");
+        assert!(text.len() < 4096, "{method}: a {} byte reply", text.len());
+        let error = &reply.json()["error"];
+        assert_eq!(error["code"], -32012, "{method}: {error}");
+        assert_eq!(error["data"]["kind"], "node_failed", "{method}: {error}");
+        assert!(
+            error["message"].as_str().unwrap().contains(why),
+            "{method}: {error}"
+        );
+        // It counts against the node: out of rotation at once.
+        assert_eq!(available_nodes(&http, &gateway.url).await, 0, "{method}");
+    }
+    server.abort();
 }

@@ -11,6 +11,7 @@ use support::grid::{
     HttpReply, Process, TEST_TOKEN, available_nodes, client, eventually, get_json,
     nodes_become_available, post, post_with, rpc,
 };
+use support::logged::Logged;
 
 const ADD: &str = r#"{"jsonrpc":"2.0","method":"add","params":[1,2],"id":1}"#;
 
@@ -150,8 +151,8 @@ async fn open_join_and_public_nodes_need_explicit_flags() {
         "{stderr}"
     );
 
-    // ...unless made public, and then anyone may call it.
-    let node = Process::start(
+    // ...unless made public, with a warning, and then anyone may call it.
+    let node = Logged::start(
         &[
             "node",
             "--module",
@@ -162,14 +163,22 @@ async fn open_join_and_public_nodes_need_explicit_flags() {
             "--heartbeat",
             "200ms",
         ],
+        &[("NO_COLOR", "1")],
         "madrpc node listening on ",
+    );
+    let warned = |l: &str| l.contains("WARN") && l.contains("--insecure-public-calls: anyone");
+    assert!(
+        node.wait_for(warned, Duration::from_secs(5)).is_some(),
+        "{}",
+        node.output()
     );
     let http = client();
     let reply = rpc(&http, &format!("{}/", node.url), ADD).await;
     assert_eq!(reply.json()["result"], 3);
 
-    // An open gateway takes a join without a token, and presents none.
-    let gateway = Process::start(
+    // An open gateway warns at start, takes a join without a token, and
+    // presents none.
+    let gateway = Logged::start(
         &[
             "gateway",
             "--listen",
@@ -178,7 +187,19 @@ async fn open_join_and_public_nodes_need_explicit_flags() {
             "200ms",
             "--insecure-open-join",
         ],
+        &[("NO_COLOR", "1")],
         "madrpc gateway listening on ",
+    );
+    let warned = |l: &str| l.contains("WARN") && l.contains("--insecure-open-join: any node");
+    assert!(
+        gateway.wait_for(warned, Duration::from_secs(5)).is_some(),
+        "{}",
+        gateway.output()
+    );
+    assert!(
+        gateway
+            .matching(|l| l.starts_with("join token:"))
+            .is_empty()
     );
     let reply = post(
         &http,
@@ -215,6 +236,7 @@ async fn join_with_a_path_query_or_credentials_is_refused() {
         "http://user:pw@127.0.0.1:9",
         "ftp://127.0.0.1:9",
         "127.0.0.1:9",
+        "http://127.0.0.1",
     ] {
         let reply = post_with(
             &http,
@@ -235,27 +257,42 @@ async fn join_with_a_path_query_or_credentials_is_refused() {
     }
     assert_eq!(node_count(&http, &gateway.url).await, 0);
 
-    // With --node-network, a node outside the networks is refused too.
-    let fenced = Process::gateway(&["--node-network", "10.0.0.0/8"]);
-    let reply = post_with(
-        &http,
-        &format!("{}/v1/nodes", fenced.url),
-        "application/json",
-        &[("authorization", &auth)],
-        announce("http://127.0.0.1:9"),
-    )
-    .await
-    .unwrap();
-    assert_eq!(reply.status, 422);
-    assert!(
-        reply.json()["message"]
-            .as_str()
-            .unwrap()
-            .contains("--node-network"),
-        "{}",
-        reply.json()
-    );
+    // With --node-network (repeatable), a node outside the networks is
+    // refused too, and so is a host name; one inside joins.
+    let fenced = Process::gateway(&[
+        "--node-network",
+        "10.0.0.0/8",
+        "--node-network",
+        "127.0.0.2/32",
+    ]);
+    let fenced_join = format!("{}/v1/nodes", fenced.url);
+    let credentials = [("authorization", auth.as_str())];
+    let join_fenced = |url: &str| {
+        post_with(
+            &http,
+            &fenced_join,
+            "application/json",
+            &credentials,
+            announce(url),
+        )
+    };
+    for (url, hint) in [
+        ("http://127.0.0.1:9", "--node-network"),
+        ("http://localhost:9", "IP address"),
+    ] {
+        let reply = join_fenced(url).await.unwrap();
+        assert_eq!(reply.status, 422, "{url}");
+        assert_eq!(reply.json()["data"]["kind"], "invalid_node_url");
+        assert!(
+            reply.json()["message"].as_str().unwrap().contains(hint),
+            "{}",
+            reply.json()
+        );
+    }
     assert_eq!(node_count(&http, &fenced.url).await, 0);
+    let reply = join_fenced("http://127.0.0.2:9").await.unwrap();
+    assert_eq!(reply.status, 204);
+    assert_eq!(node_count(&http, &fenced.url).await, 1);
 
     // The same rules hold for --node.
     let dir = tempfile::tempdir().unwrap();
@@ -281,14 +318,14 @@ async fn a_node_whose_token_is_revoked_drops_out() {
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("join-token");
     std::fs::write(&token_file, "first-token\n").unwrap();
-    let interval = Duration::from_millis(400);
+    let interval = Duration::from_millis(500);
     let gateway = Process::start(
         &[
             "gateway",
             "--listen",
             "127.0.0.1:0",
             "--health-interval",
-            "400ms",
+            "500ms",
             "--join-token-file",
             token_file.to_str().unwrap(),
         ],
@@ -328,6 +365,12 @@ async fn a_node_whose_token_is_revoked_drops_out() {
     .await;
     assert!(gone, "the node with the revoked token stayed in rotation");
     let took = revoked.elapsed();
+    // Within three health intervals of the revocation, give or take the
+    // signal's handling and this test's polling (every 50 ms).
+    assert!(
+        took < interval * 3 + Duration::from_millis(350),
+        "the revoked node left rotation only after {took:?}"
+    );
     // Still alive and answering its health check all along.
     let health = get_json(&http, &format!("{}/health", old.url)).await;
     assert_eq!(health["status"], "ok");
@@ -426,11 +469,34 @@ async fn a_direct_node_call_without_the_credential_is_refused() {
     );
 }
 
-/// A fake node: answers `/health` like a node, and `/v1/call/{method}`
-/// with whatever `reply` makes of the method.
-async fn fake_node(reply: fn(&str) -> Response) -> (String, tokio::task::JoinHandle<()>) {
+/// Every request a fake node received: its path and `Authorization`.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+async fn record_request(
+    axum::extract::State(received): axum::extract::State<Received>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let credential = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or("?").to_owned())
+        .unwrap_or_default();
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or(String::new(), ToString::to_string);
+    received.lock().unwrap().push((path, credential));
+    next.run(request).await
+}
+
+/// A fake node without the call channel: answers `/health` like a node,
+/// and `/v1/call/{method}` with whatever `reply` makes of the method; it
+/// records every request.
+async fn fake_node(reply: fn(&str) -> Response) -> (String, Received, tokio::task::JoinHandle<()>) {
     use axum::extract::Path;
     use axum::routing::{get, post};
+    let received = Received::default();
     let app = axum::Router::new()
         .route(
             "/health",
@@ -447,13 +513,28 @@ async fn fake_node(reply: fn(&str) -> Response) -> (String, tokio::task::JoinHan
         .route(
             "/v1/call/{method}",
             post(move |Path(method): Path<String>| async move { reply(&method) }),
-        );
+        )
+        // A node without the call channel: calls go over its HTTP route.
+        .route(
+            madrpc::wire::PATH,
+            get(|| async {
+                let mut response = StatusCode::NOT_FOUND.into_response();
+                response
+                    .headers_mut()
+                    .insert("x-madrpc-node-reply", HeaderValue::from_static("1"));
+                response
+            }),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            received.clone(),
+            record_request,
+        ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    (url, server)
+    (url, received, server)
 }
 
 fn foreign_reply(method: &str) -> Response {
@@ -482,7 +563,7 @@ fn foreign_reply(method: &str) -> Response {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reply_that_is_not_a_node_protocol_reply_never_reaches_the_client() {
-    let (fake, server) = fake_node(foreign_reply).await;
+    let (fake, received, server) = fake_node(foreign_reply).await;
     let gateway = Process::gateway(&["--node", &fake, "--max-result", "1MiB"]);
     let http = client();
     let url = format!("{}/", gateway.url);
@@ -507,6 +588,34 @@ async fn a_reply_that_is_not_a_node_protocol_reply_never_reaches_the_client() {
         assert_eq!(available_nodes(&http, &gateway.url).await, 0, "{method}");
     }
     server.abort();
+    // The gateway asked for its own routes only (the channel once, found
+    // missing, then the call route), every time with the cluster
+    // credential.
+    let received = received.lock().unwrap().clone();
+    let calls: Vec<&str> = received
+        .iter()
+        .map(|(path, _)| path.as_str())
+        .filter(|path| *path != "/health")
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            madrpc::wire::PATH,
+            "/v1/call/html",
+            "/v1/call/big",
+            "/v1/call/bad",
+            "/v1/call/add"
+        ]
+    );
+    assert!(
+        received.len() > calls.len(),
+        "no health check: {received:?}"
+    );
+    let credential = bearer(support::grid::TEST_TOKEN);
+    assert!(
+        received.iter().all(|(_, c)| *c == credential),
+        "{received:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -12,7 +12,7 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The gateway could not be reached or did not answer in time.
-    #[error("{0}; is the gateway running (`madrpc serve` or `madrpc gateway`) and is --url right?")]
+    #[error("{error}; {hint}", error = .0, hint = transport_hint(.0))]
     Transport(#[from] HttpError),
     /// The server answered with a JSON-RPC error.
     #[error("{}", .0.message)]
@@ -33,6 +33,17 @@ pub enum ClientError {
     /// The client was given no URL to call.
     #[error("no gateway URL given; pass --url")]
     NoUrl,
+}
+
+/// What to do about a gateway that could not be reached: a certificate
+/// that is not trusted needs its CA, anything else a running gateway.
+fn transport_hint(error: &HttpError) -> &'static str {
+    match error {
+        HttpError::Unreachable { detail, .. } if detail.contains("certificate") => {
+            "the gateway's TLS certificate is not trusted: pass the CA that signed it (or the self-signed certificate itself) with --ca FILE, and check that --url names a host the certificate is for"
+        }
+        _ => "is the gateway running (`madrpc serve` or `madrpc gateway`) and is --url right?",
+    }
 }
 
 impl ClientError {

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod edge;
 pub mod fake_node;
 pub mod grid;
 pub mod jobs;

@@ -130,14 +130,22 @@ impl PolicyArgs {
             .rate_per_ip
             .and_then(|rate| IpLimits::new(rate, self.burst_per_ip));
         if let Some(limits) = &per_ip {
+            let every = limits.evict_every();
             let limits = Arc::downgrade(limits);
             tokio::spawn(async move {
-                let mut ticker = tokio::time::interval(edge::EVICT_EVERY);
+                let mut ticker = tokio::time::interval(every);
                 loop {
                     ticker.tick().await;
-                    match limits.upgrade() {
-                        Some(limits) => limits.evict_quiet(),
-                        None => break,
+                    let Some(limits) = limits.upgrade() else {
+                        break;
+                    };
+                    let (dropped, kept) = limits.evict_quiet();
+                    if dropped > 0 {
+                        tracing::debug!(
+                            dropped,
+                            kept,
+                            "rate limits: quiet client addresses dropped"
+                        );
                     }
                 }
             });

@@ -10,8 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// How often quiet per-IP state is dropped.
+/// The longest quiet per-IP state is kept between two sweeps.
 pub const EVICT_EVERY: Duration = Duration::from_secs(30);
+
+/// The shortest time between two sweeps of quiet per-IP state: a sweep
+/// visits every address kept.
+const EVICT_AT_MOST_EVERY: Duration = Duration::from_secs(1);
 
 /// A call refused by a limit.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,13 +70,19 @@ impl KeyLimits {
                 .map(Some)
                 .map_err(|_| Refusal {
                     retry_after_secs: 1,
-                    reason: format!("more than {limit} calls at once"),
+                    reason: format!(
+                        "at its limit of {limit} {} running at once",
+                        if *limit == 1 { "call" } else { "calls" }
+                    ),
                 }),
         }
     }
 }
 
-/// Per-IP rate limits for callers without keys.
+/// Per-IP rate limits for callers without keys. An IPv6 client is limited
+/// by its /64 prefix, the block one host or one customer usually gets, so
+/// that rotating through its own addresses neither escapes the limit nor
+/// fills memory with buckets.
 pub struct IpLimits {
     limiter: DefaultKeyedRateLimiter<IpAddr>,
     quota: Quota,
@@ -91,19 +101,52 @@ impl IpLimits {
     /// Takes `calls` tokens for `ip`, or says how long to wait.
     pub fn admit(&self, ip: IpAddr, calls: u32) -> Result<(), Refusal> {
         let calls = NonZeroU32::new(calls.max(1)).unwrap_or(NonZeroU32::MIN);
-        check(self.limiter.check_key_n(&ip, calls), calls, &self.quota)
+        check(
+            self.limiter.check_key_n(&client_block(ip), calls),
+            calls,
+            &self.quota,
+        )
+    }
+
+    /// How often to sweep quiet addresses: once a bucket can be full again
+    /// (burst / rate after its last call), within 1 s to [`EVICT_EVERY`].
+    pub fn evict_every(&self) -> Duration {
+        let refill = self
+            .quota
+            .replenish_interval()
+            .saturating_mul(self.quota.burst_size().get());
+        refill.clamp(EVICT_AT_MOST_EVERY, EVICT_EVERY)
     }
 
     /// Drops the state of addresses whose buckets are full again, so
     /// memory follows the clients seen recently, not every client ever.
-    pub fn evict_quiet(&self) {
+    /// Returns how many were dropped and how many are kept.
+    pub fn evict_quiet(&self) -> (usize, usize) {
+        let before = self.limiter.len();
         self.limiter.retain_recent();
         self.limiter.shrink_to_fit();
+        let kept = self.limiter.len();
+        (before.saturating_sub(kept), kept)
     }
 
     /// Addresses with state kept.
     pub fn tracked(&self) -> usize {
         self.limiter.len()
+    }
+}
+
+/// The key an address is limited by: an IPv4 address itself (also when
+/// mapped into IPv6), an IPv6 address's /64 prefix.
+fn client_block(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(prefix.into())
+            }
+        },
     }
 }
 
@@ -184,7 +227,31 @@ mod tests {
         assert!(limits.admit(b, 1).is_ok());
         assert_eq!(limits.tracked(), 2);
         std::thread::sleep(Duration::from_millis(5));
-        limits.evict_quiet();
+        assert_eq!(limits.evict_quiet(), (2, 0));
         assert_eq!(limits.tracked(), 0);
+    }
+
+    #[test]
+    fn an_ipv6_client_is_limited_by_its_slash_64() {
+        let limits = IpLimits::new(1000.0, Some(1)).unwrap();
+        let one: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let same_block: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let next_block: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert!(limits.admit(one, 1).is_ok());
+        assert!(limits.admit(same_block, 1).is_err());
+        assert!(limits.admit(next_block, 1).is_ok());
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        let plain: IpAddr = "10.0.0.1".parse().unwrap();
+        assert!(limits.admit(mapped, 1).is_ok());
+        assert!(limits.admit(plain, 1).is_err());
+        assert_eq!(limits.tracked(), 3);
+    }
+
+    #[test]
+    fn sweeps_follow_the_time_a_bucket_takes_to_fill() {
+        let sweep = |rate, burst| IpLimits::new(rate, burst).unwrap().evict_every();
+        assert_eq!(sweep(100.0, Some(1)), Duration::from_secs(1));
+        assert_eq!(sweep(1.0, Some(5)), Duration::from_secs(5));
+        assert_eq!(sweep(1.0 / 60.0, None), EVICT_EVERY);
     }
 }

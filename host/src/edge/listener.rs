@@ -60,8 +60,21 @@ impl Default for ConnectionLimits {
     }
 }
 
-/// What a listener answers a connection over its cap with.
-const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: 161\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32010,\"message\":\"Overloaded: too many open connections; retry in 1 s\",\"data\":{\"kind\":\"overloaded\"}}}";
+/// The JSON-RPC error a connection over the cap is answered with.
+const OVER_CAPACITY_BODY: &str = r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32010,"message":"Overloaded: too many open connections; retry in 1 s","data":{"kind":"overloaded","retry_after_secs":1}}}"#;
+
+/// What a listener answers a connection over its cap with: a whole HTTP
+/// response, its length counted, written before the connection closes.
+fn over_capacity() -> &'static [u8] {
+    static RESPONSE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    RESPONSE.get_or_init(|| {
+        format!(
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{OVER_CAPACITY_BODY}",
+            OVER_CAPACITY_BODY.len()
+        )
+        .into_bytes()
+    })
+}
 
 /// Serves `router` on `listener` until `shutdown` completes, then stops
 /// accepting, lets requests in flight finish and closes idle connections.
@@ -179,7 +192,7 @@ where
 
 /// Answers a connection over the cap and closes it, without waiting on it.
 fn refuse(stream: TcpStream, peer: SocketAddr, cap: usize) {
-    let _ = stream.try_write(OVER_CAPACITY);
+    let _ = stream.try_write(over_capacity());
     tracing::warn!(%peer, cap, "refused a connection: too many open connections");
 }
 

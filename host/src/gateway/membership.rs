@@ -87,6 +87,9 @@ impl NodePolicy {
         let (Some(host), Some(port)) = (parsed.host(), parsed.port_or_known_default()) else {
             return refuse("it has no host");
         };
+        if !writes_a_port(url) {
+            return refuse("it has no port");
+        }
         if !self.networks.is_empty() {
             let ip: IpAddr = match host {
                 url::Host::Ipv4(ip) => ip.into(),
@@ -113,6 +116,21 @@ impl NodePolicy {
     }
 }
 
+/// Whether `url` writes its port out after the host, as a node address
+/// must: the parser drops a port that is the scheme's default, and takes
+/// a missing one as that default, so only the text tells.
+fn writes_a_port(url: &str) -> bool {
+    let Some((_, rest)) = url.trim().split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let port = match authority.rfind(']') {
+        Some(end) => authority[end + 1..].strip_prefix(':'),
+        None => authority.rsplit_once(':').map(|(_, port)| port),
+    };
+    port.is_some_and(|port| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +155,10 @@ mod tests {
             "https://node1.example:443"
         );
         assert_eq!(policy.check("http://[::1]:80").unwrap(), "http://[::1]:80");
+        assert_eq!(
+            policy.check("http://127.0.0.1:80").unwrap(),
+            "http://127.0.0.1:80"
+        );
     }
 
     #[test]
@@ -153,6 +175,10 @@ mod tests {
             "file:///etc/passwd",
             "unix:/run/socket",
             "127.0.0.1:9000",
+            "http://127.0.0.1",
+            "https://node.example/",
+            "http://[::1]",
+            "http://127.0.0.1:",
             "",
         ] {
             assert!(policy.check(url).is_err(), "{url} was accepted");
