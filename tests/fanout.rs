@@ -244,3 +244,31 @@ async fn fuel_and_memory_limits_apply_to_every_sub_call() {
         Value::Null
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sub_call_batch_the_gateway_refuses_whole_gets_the_gateways_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = support::build_into(dir.path(), "fanout.js");
+    let gateway = Process::gateway(&["--max-body", "4KiB"]);
+    let _node = Process::node(&module, &["--join", &gateway.url]);
+    let http = client();
+    assert!(
+        support::grid::nodes_become_available(&http, &gateway.url, 1, Duration::from_secs(30))
+            .await
+    );
+    let url = format!("{}/", gateway.url);
+    let padded = |size: u64| {
+        let url = url.clone();
+        async move {
+            let body = json!({"jsonrpc": "2.0", "method": "call_padded", "params": ["length", size], "id": 1});
+            rpc(&client(), &url, &body.to_string()).await.json()
+        }
+    };
+    // The node's sub-call batch is larger than the gateway takes: every
+    // entry gets the gateway's own error, not an overload.
+    let reply = padded(8000).await;
+    assert_eq!(reply["result"]["code"], -32007, "{reply}");
+    assert_eq!(reply["result"]["kind"], "body_too_large", "{reply}");
+    // Within the limit, the same call goes through.
+    assert_eq!(padded(100).await["result"]["result"], 100);
+}

@@ -2,6 +2,7 @@
 // Functions for the fan-out tests: sub-calls, their errors and budgets.
 
 madrpc.register('double', (x) => x * 2);
+madrpc.register('length', (text) => text.length);
 madrpc.register('fail', () => {
   throw new Error('leaf failed');
 });
@@ -72,5 +73,14 @@ madrpc.register('code_of', async (method) => {
     return null;
   } catch (error) {
     return error.code;
+  }
+});
+// A sub-call whose params are `size` bytes of text, caught: reports the
+// sub-call's error.
+madrpc.register('call_padded', async (method, size) => {
+  try {
+    return { result: await madrpc.call(method, ['x'.repeat(size)]) };
+  } catch (error) {
+    return { code: error.code, kind: error.data && error.data.kind, message: error.message };
   }
 });

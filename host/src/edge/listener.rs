@@ -108,7 +108,7 @@ pub async fn serve(
             },
         };
         if live.count.load(Ordering::Acquire) >= limits.max_connections {
-            refuse(stream, peer, limits.max_connections);
+            refuse(stream, peer, limits.max_connections, tls.is_some());
             continue;
         }
         let _ = stream.set_nodelay(true);
@@ -191,8 +191,13 @@ where
 }
 
 /// Answers a connection over the cap and closes it, without waiting on it.
-fn refuse(stream: TcpStream, peer: SocketAddr, cap: usize) {
-    let _ = stream.try_write(over_capacity());
+/// A TLS listener closes it without an answer: a plain-text reply would
+/// reach its client as a broken handshake, and a handshake per refused
+/// connection is the work the cap is there to save.
+fn refuse(stream: TcpStream, peer: SocketAddr, cap: usize, tls: bool) {
+    if !tls {
+        let _ = stream.try_write(over_capacity());
+    }
     tracing::warn!(%peer, cap, "refused a connection: too many open connections");
 }
 

@@ -217,9 +217,14 @@ fn refuse(node: &NodeEntry, what: &str) -> ForwardError {
 /// Percent-encodes everything but unreserved characters, so any method name
 /// survives as one path segment.
 fn encode_path_segment(segment: &str) -> String {
+    // `.` and `..` alone would be read as path steps; their dots are encoded.
+    let dots = segment == "." || segment == "..";
     let mut out = String::with_capacity(segment.len());
     for byte in segment.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+        if byte.is_ascii_alphanumeric()
+            || matches!(byte, b'-' | b'_' | b'~')
+            || (byte == b'.' && !dots)
+        {
             out.push(byte as char);
         } else {
             out.push_str(&format!("%{byte:02X}"));
@@ -237,5 +242,7 @@ mod tests {
         assert_eq!(encode_path_segment("monte_carlo.v2"), "monte_carlo.v2");
         assert_eq!(encode_path_segment("a/b c"), "a%2Fb%20c");
         assert_eq!(encode_path_segment("π"), "%CF%80");
+        assert_eq!(encode_path_segment(".."), "%2E%2E");
+        assert_eq!(encode_path_segment("."), "%2E");
     }
 }

@@ -247,9 +247,23 @@ async fn via_gateway(
                     outcomes[i] = Some(Err(error.clone()));
                 }
             }
-            Ok((_, _, body)) => {
+            Ok((status, _, body)) => {
                 let replies: Vec<Value> = match serde_json::from_slice::<Value>(&body) {
                     Ok(Value::Array(replies)) => replies,
+                    // One error without an id: the gateway refused the whole
+                    // batch (this node's token, its size), so every entry
+                    // gets that error.
+                    Ok(single) if single["id"].is_null() && single.get("error").is_some() => {
+                        let error = batch_refusal(status, &single["error"]);
+                        if error.code == codes::OVERLOADED {
+                            overloaded = true;
+                        } else {
+                            for &i in &waiting {
+                                outcomes[i] = Some(Err(error.clone()));
+                            }
+                        }
+                        Vec::new()
+                    }
                     Ok(single) => vec![single],
                     Err(e) => vec![
                         serde_json::json!({"error": {"code": codes::INTERNAL_ERROR, "message": format!("undecodable gateway reply: {e}")}}),
@@ -290,6 +304,23 @@ async fn via_gateway(
         .into_iter()
         .map(|o| o.unwrap_or_else(|| Err(RpcError::overloaded(1))))
         .collect()
+}
+
+/// The error every sub-call of a batch gets when the gateway refused the
+/// batch as a whole with `error` and HTTP `status`.
+fn batch_refusal(status: hyper::StatusCode, error: &Value) -> RpcError {
+    if status == hyper::StatusCode::UNAUTHORIZED {
+        return RpcError::new(
+            codes::UNAUTHORIZED,
+            "unauthorized",
+            "the gateway refused this node's sub-calls: the node's join token is not the gateway's current one; restart the node with the gateway's current token",
+        );
+    }
+    serde_json::from_value(error.clone()).unwrap_or_else(|_| {
+        RpcError::internal(format!(
+            "the gateway refused the sub-calls with HTTP {status} and an error that is not a JSON-RPC error object"
+        ))
+    })
 }
 
 /// Runs `attempt` again after a short pause while it reports overload, until
