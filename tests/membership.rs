@@ -566,26 +566,8 @@ async fn a_reply_that_is_not_a_node_protocol_reply_never_reaches_the_client() {
     let (fake, received, server) = fake_node(foreign_reply).await;
     let gateway = Process::gateway(&["--node", &fake, "--max-result", "1MiB"]);
     let http = client();
-    let url = format!("{}/", gateway.url);
     for method in ["html", "big", "bad", "add"] {
-        assert!(
-            nodes_become_available(&http, &gateway.url, 1, Duration::from_secs(10)).await,
-            "the fake node never came back"
-        );
-        let reply = rpc(
-            &http,
-            &url,
-            &format!(r#"{{"jsonrpc":"2.0","method":"{method}","params":[],"id":1}}"#),
-        )
-        .await;
-        let text = String::from_utf8_lossy(&reply.body).into_owned();
-        assert!(!text.contains("secret"), "{method}: {text}");
-        assert!(text.len() < 4096, "{method}: a {} byte reply", text.len());
-        let error = &reply.json()["error"];
-        assert_eq!(error["code"], -32012, "{method}: {error}");
-        assert_eq!(error["data"]["kind"], "node_failed", "{method}: {error}");
-        // It counts against the node: out of rotation at once.
-        assert_eq!(available_nodes(&http, &gateway.url).await, 0, "{method}");
+        support::grid::expect_node_failed(&http, &gateway.url, method).await;
     }
     server.abort();
     // The gateway asked for its own routes only (the channel once, found

@@ -332,3 +332,34 @@ pub fn spawn_rpc(
     let body = body.to_owned();
     tokio::spawn(async move { rpc(&http, &url, &body).await })
 }
+
+/// Calls `method` through the gateway at `gateway` once the node is back in
+/// rotation, and checks that the node's reply, which was outside the node
+/// protocol, reached the client only as a short `node_failed` without the
+/// node's body (which says `secret`), and took the node out of rotation.
+/// Returns the error object.
+pub async fn expect_node_failed(
+    client: &madrpc::http::HttpClient,
+    gateway: &str,
+    method: &str,
+) -> serde_json::Value {
+    assert!(
+        nodes_become_available(client, gateway, 1, Duration::from_secs(10)).await,
+        "the fake node never came back"
+    );
+    let reply = rpc(
+        client,
+        &format!("{gateway}/"),
+        &format!(r#"{{"jsonrpc":"2.0","method":"{method}","params":[],"id":1}}"#),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&reply.body).into_owned();
+    assert!(!text.contains("secret"), "{method}: {text}");
+    assert!(text.len() < 4096, "{method}: a {} byte reply", text.len());
+    let error = reply.json()["error"].clone();
+    assert_eq!(error["code"], -32012, "{method}: {error}");
+    assert_eq!(error["data"]["kind"], "node_failed", "{method}: {error}");
+    // It counts against the node: out of rotation at once.
+    assert_eq!(available_nodes(client, gateway).await, 0, "{method}");
+    error
+}

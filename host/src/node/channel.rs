@@ -6,8 +6,8 @@
 //! carries: admission decides, as for every call, so a parent waiting on
 //! its children never waits on the channel.
 
+use super::observed::Observed;
 use super::pool::WorkerPool;
-use super::service::Observed;
 use crate::cluster::ClusterToken;
 use crate::edge::Takeover;
 use crate::rpc::{CallBudget, RpcError, codes};

@@ -9,6 +9,7 @@ mod follow;
 mod gate;
 mod inline;
 mod join;
+mod observed;
 mod pool;
 mod service;
 mod sizing;
@@ -151,7 +152,7 @@ impl Node {
             self.config.endpoint.clone(),
             token,
             self.config.public_calls,
-            service::Observed {
+            observed::Observed {
                 url: self.url.clone(),
                 log: Arc::new(crate::telemetry::CallLog::new(
                     crate::telemetry::metrics::Surface::Node,

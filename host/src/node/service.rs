@@ -4,10 +4,11 @@
 //! public; `/health` (liveness), `/ready` and `/metrics` stay open. Every reply carries
 //! the node mark the gateway checks for.
 
+use super::observed::Observed;
 use super::pool::WorkerPool;
 use crate::cluster::{ClusterToken, NODE_REPLY_HEADER};
 use crate::rpc::{self, CallBudget, CallRequest, Dispatch, EndpointLimits, RpcError, codes};
-use crate::telemetry::{self, CallLog, CallRecord, RequestId};
+use crate::telemetry;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::PathRejection;
@@ -18,7 +19,7 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 struct NodeState {
     pool: Arc<WorkerPool>,
@@ -27,50 +28,6 @@ struct NodeState {
     /// A job's larger limits are granted only to requests that carry it,
     /// also on a public node.
     token: Arc<ClusterToken>,
-}
-
-/// What the node's observability reads: its name, its calls, and whether
-/// it drains.
-#[derive(Clone)]
-pub(super) struct Observed {
-    /// The URL the node announces; the `node` label of its gauges.
-    pub(super) url: String,
-    /// The node's call log and statistics.
-    pub(super) log: Arc<CallLog>,
-    /// Set when the node starts draining.
-    pub(super) draining: Arc<AtomicBool>,
-}
-
-impl Observed {
-    /// Runs a call on `pool`, logging and counting it.
-    pub(super) async fn run(
-        &self,
-        pool: &Arc<WorkerPool>,
-        method: String,
-        params: Bytes,
-        budget: CallBudget,
-    ) -> Result<Bytes, RpcError> {
-        let started = std::time::Instant::now();
-        // Any version's function counts as known: a call pinned to the
-        // previous version is no stranger than one on the current.
-        let label = if pool.serves_anywhere(&method) {
-            method.clone()
-        } else {
-            "unknown".to_owned()
-        };
-        let outcome = pool.execute(method, params, budget).await;
-        let error = outcome.as_ref().err();
-        self.log.finish(&CallRecord {
-            method: &label,
-            kind: error.map_or("ok", |e| e.kind().unwrap_or("error")),
-            message: error.map(|e| e.message.as_str()),
-            node: Some(&self.url),
-            key: budget.key.map(crate::rpc::KeyName::as_str),
-            request_id: budget.request_id.as_ref().map(RequestId::as_str),
-            elapsed: started.elapsed(),
-        });
-        outcome
-    }
 }
 
 /// The node's JSON-RPC endpoint runs calls on its own pool.
