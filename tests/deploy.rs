@@ -533,3 +533,123 @@ async fn a_version_a_node_cannot_load_fails_the_deploy_at_once() {
     .json();
     assert_eq!(now["result"], "v1", "{now}");
 }
+
+/// A gateway with an admin token and one node joined to it serving `v1`,
+/// heartbeating every 300 ms: a deploy waits for the node to report the new
+/// version, so it lasts a few hundred milliseconds.
+async fn slow_grid(v1: &std::path::Path) -> (Logged, Process) {
+    let gateway = Logged::start(
+        &[
+            "gateway",
+            "--listen",
+            "127.0.0.1:0",
+            "--health-interval",
+            "400ms",
+            "--admin-token",
+            ADMIN,
+        ],
+        &[("MADRPC_JOIN_TOKEN", TEST_TOKEN)],
+        "madrpc gateway listening on ",
+    );
+    let node = Process::start_with_env(
+        &[
+            "node",
+            "--module",
+            v1.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--heartbeat",
+            "300ms",
+            "--join",
+            &gateway.url,
+        ],
+        &[("MADRPC_JOIN_TOKEN", TEST_TOKEN)],
+        "madrpc node listening on ",
+    );
+    assert!(nodes_become_available(&client(), &gateway.url, 1, Duration::from_secs(30)).await);
+    (gateway, node)
+}
+
+/// POSTs the module at `path` to the gateway at `base` with the admin
+/// token, in a task of its own.
+fn post_module(base: &str, path: &std::path::Path) -> tokio::task::JoinHandle<Value> {
+    let url = format!("{base}/v1/modules");
+    let wasm = std::fs::read(path).unwrap();
+    tokio::spawn(async move {
+        let authorization = format!("Bearer {ADMIN}");
+        let reply = support::grid::post_with(
+            &client(),
+            &url,
+            "application/wasm",
+            &[("authorization", &authorization)],
+            wasm,
+        )
+        .await
+        .unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.json());
+        reply.json()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deploy_runs_to_its_end_when_its_client_goes_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = module(dir.path(), "app.js", &source("v1", ""));
+    let v2 = module(dir.path(), "next.js", &source("v2", ""));
+    let (gateway, _node) = slow_grid(&v1).await;
+    let base = gateway.url.clone();
+    let version = || async {
+        rpc(&client(), &format!("{base}/"), &call("version", json!([])))
+            .await
+            .json()["result"]
+            .clone()
+    };
+    assert_eq!(version().await, "v1");
+
+    let client_side = post_module(&base, &v2);
+    let started = tokio::task::block_in_place(|| {
+        gateway.wait_for(
+            |l| l.contains("deploying a module version"),
+            Duration::from_secs(10),
+        )
+    });
+    assert!(started.is_some(), "{}", gateway.output());
+    assert!(
+        !client_side.is_finished(),
+        "the deploy finished before its client could go away"
+    );
+    client_side.abort();
+
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            version().await == "v2"
+        })
+        .await,
+        "the deploy stopped with its client: {}",
+        gateway.output()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deploys_sent_together_run_one_after_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = module(dir.path(), "app.js", &source("v1", ""));
+    let v2 = module(dir.path(), "next.js", &source("v2", ""));
+    let v3 = module(dir.path(), "last.js", &source("v3", ""));
+    let (gateway, _node) = slow_grid(&v1).await;
+    let base = gateway.url.clone();
+    let first = post_module(&base, &v1).await.unwrap();
+    let id1 = first["id"].clone();
+
+    let (a, b) = tokio::join!(post_module(&base, &v2), post_module(&base, &v3));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    // The one that ran second replaced the one that ran first, never both
+    // the version before them.
+    let (earlier, later) = if b["previous"] == a["id"] {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    assert_eq!(earlier["previous"], id1, "{earlier} {later}");
+    assert_eq!(later["previous"], earlier["id"], "{earlier} {later}");
+}
