@@ -1,10 +1,11 @@
 //! The node's side of the call channel ([`crate::wire`]): a gateway asks
 //! for it with `GET /v1/channel` and an `Upgrade`, and from then on sends
-//! calls as frames on that connection. Each call runs as its own task, as
-//! a call on the HTTP route does, and its reply joins whatever other
-//! replies are ready in one write. Nothing bounds the calls a channel
-//! carries: admission decides, as for every call, so a parent waiting on
-//! its children never waits on the channel.
+//! calls as frames on that connection. A short call runs on the task that
+//! reads the channel; one that waits or is slow goes on as a task of its
+//! own, as a call on the HTTP route does. Replies that are ready leave
+//! together in one write. Nothing bounds the calls a channel carries:
+//! admission decides, as for every call, so a parent waiting on its
+//! children never waits on the channel.
 
 use super::observed::Observed;
 use super::pool::WorkerPool;
