@@ -113,31 +113,36 @@ pub struct Call {
 }
 
 /// Encodes a call frame's head (everything but the params, which follow it
-/// on the wire as they are).
+/// on the wire as they are). A method name or budget entry longer than its
+/// length field is cut short; the frame's length counts what is written,
+/// so the stream stays in step whatever the input.
 pub fn call_head(id: u64, method: &str, meta: &[(&str, String)], params_len: usize) -> Bytes {
-    let meta_len: usize = meta
-        .iter()
-        .map(|(name, value)| 1 + name.len() + 2 + value.len())
-        .sum();
-    let body_len = HEAD + 2 + method.len() + 1 + meta_len + params_len;
-    let mut out = BytesMut::with_capacity(4 + body_len - params_len);
-    out.put_u32_le(u32::try_from(body_len).unwrap_or(u32::MAX));
+    let mut out = BytesMut::with_capacity(64 + method.len());
+    out.put_u32_le(0);
     out.put_u8(Tag::Call.byte());
     out.put_u64_le(id);
-    put_short(&mut out, method.as_bytes());
+    put_short(&mut out, method);
     out.put_u8(meta.len().min(255) as u8);
     for (name, value) in meta.iter().take(255) {
+        // Budget names are this crate's header names, all short.
         out.put_u8(name.len().min(255) as u8);
         out.put_slice(&name.as_bytes()[..name.len().min(255)]);
-        put_short(&mut out, value.as_bytes());
+        put_short(&mut out, value);
     }
+    let body_len = out.len() - 4 + params_len;
+    out[..4].copy_from_slice(&u32::try_from(body_len).unwrap_or(u32::MAX).to_le_bytes());
     out.freeze()
 }
 
-fn put_short(out: &mut BytesMut, bytes: &[u8]) {
-    let len = bytes.len().min(usize::from(u16::MAX));
+/// Writes `text` with a `u16` length, cut at a character boundary when it
+/// is longer.
+fn put_short(out: &mut BytesMut, text: &str) {
+    let mut len = text.len().min(usize::from(u16::MAX));
+    while !text.is_char_boundary(len) {
+        len -= 1;
+    }
     out.put_u16_le(len as u16);
-    out.put_slice(&bytes[..len]);
+    out.put_slice(&text.as_bytes()[..len]);
 }
 
 /// Encodes a frame's head; the body follows it as it is.
@@ -376,5 +381,19 @@ mod tests {
         assert!(matches!(reader.next(1000).await, Err(WireError::Io(_))));
         // A call body cut inside its method name.
         assert!(parse_call(Bytes::from_static(&[5, 0, b'a'])).is_err());
+    }
+
+    #[tokio::test]
+    async fn an_overlong_method_name_is_cut_and_the_stream_stays_in_step() {
+        let method = "m".repeat(70_000);
+        let mut wire = call_head(1, &method, &[], 2).to_vec();
+        wire.extend_from_slice(b"[]");
+        wire.extend_from_slice(&frame_head(Tag::Cancel, 2, 0));
+        let mut reader = FrameReader::new(&wire[..]);
+        let call = parse_call(reader.next(1 << 20).await.unwrap().unwrap().body).unwrap();
+        assert_eq!(call.method.len(), usize::from(u16::MAX));
+        assert_eq!(&call.params[..], b"[]");
+        let next = reader.next(1 << 20).await.unwrap().unwrap();
+        assert_eq!((next.tag, next.id), (Tag::Cancel, 2));
     }
 }
