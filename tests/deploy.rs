@@ -45,6 +45,22 @@ async fn deploy(base: &str, args: &[&str]) -> String {
     id
 }
 
+/// Runs `madrpc deploy FILE --url BASE` with the admin token; its exit
+/// status and what it wrote to stderr.
+async fn deploy_status(file: &std::path::Path, base: &str) -> (Option<i32>, String) {
+    let (code, _, stderr) = run_madrpc_code(
+        vec![
+            "deploy".into(),
+            file.to_str().unwrap().into(),
+            "--url".into(),
+            base.into(),
+        ],
+        vec![("MADRPC_ADMIN_TOKEN".into(), ADMIN.into())],
+    )
+    .await;
+    (code, stderr)
+}
+
 /// Switches the grid at `base` with `madrpc deploy ARGS` while a long call
 /// started before it and a load run go on. Checks that the long call and
 /// all its sub-calls ran on `before`, that no call of the load failed, and
@@ -359,16 +375,7 @@ async fn deploys_need_the_admin_token() {
         (&broken, "broken.js:3:"),
         (&garbage, "not a WebAssembly module"),
     ] {
-        let (code, _, stderr) = run_madrpc_code(
-            vec![
-                "deploy".into(),
-                file.to_str().unwrap().into(),
-                "--url".into(),
-                open.url.clone(),
-            ],
-            vec![("MADRPC_ADMIN_TOKEN".into(), ADMIN.into())],
-        )
-        .await;
+        let (code, stderr) = deploy_status(file, &open.url).await;
         assert!(
             code == Some(1) && stderr.contains(expected),
             "{expected}: {stderr}"
@@ -465,16 +472,7 @@ async fn a_grid_with_nodes_that_cannot_report_their_versions_refuses_deploys() {
     ]);
     let http = client();
     assert!(nodes_become_available(&http, &gateway.url, 1, Duration::from_secs(30)).await);
-    let (code, _, stderr) = run_madrpc_code(
-        vec![
-            "deploy".into(),
-            v1.to_str().unwrap().into(),
-            "--url".into(),
-            gateway.url.clone(),
-        ],
-        vec![("MADRPC_ADMIN_TOKEN".into(), ADMIN.into())],
-    )
-    .await;
+    let (code, stderr) = deploy_status(&v1, &gateway.url).await;
     assert!(
         code == Some(1) && stderr.contains("--node or found with --discover"),
         "{stderr}"
@@ -515,16 +513,7 @@ async fn a_version_a_node_cannot_load_fails_the_deploy_at_once() {
     let broken = dir.path().join("broken.wasm");
     std::fs::write(&broken, wasm).unwrap();
     let started = std::time::Instant::now();
-    let (code, _, stderr) = run_madrpc_code(
-        vec![
-            "deploy".into(),
-            broken.to_str().unwrap().into(),
-            "--url".into(),
-            gateway.url.clone(),
-        ],
-        vec![("MADRPC_ADMIN_TOKEN".into(), ADMIN.into())],
-    )
-    .await;
+    let (code, stderr) = deploy_status(&broken, &gateway.url).await;
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("does not export"), "{stderr}");
     assert!(

@@ -201,9 +201,9 @@ fn refuse(stream: TcpStream, peer: SocketAddr, cap: usize, tls: bool) {
     tracing::warn!(%peer, cap, "refused a connection: too many open connections");
 }
 
-/// Given to every request as an extension, so that a route which takes its
-/// connection over (an HTTP upgrade) keeps it counted as open, and so held
-/// by a drain, and learns when the listener stops.
+/// Given to every request that asks for an upgrade, as an extension, so
+/// that a route which takes its connection over keeps it counted as open,
+/// and so held by a drain, and learns when the listener stops.
 #[derive(Clone)]
 pub struct Takeover {
     _live: Arc<LiveGuard>,
@@ -239,7 +239,11 @@ async fn connection<S>(
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         let call = service_activity.begin_request();
         request.extensions_mut().insert(ConnectInfo(peer));
-        request.extensions_mut().insert(takeover.clone());
+        // Only a request that asks to take the connection over needs it;
+        // every other request goes without the clone.
+        if request.headers().contains_key(hyper::header::UPGRADE) {
+            request.extensions_mut().insert(takeover.clone());
+        }
         let response = router.clone().oneshot(request.map(axum::body::Body::new));
         async move {
             let response = response.await;
