@@ -78,12 +78,6 @@ pub async fn forward(
     // Health checks may find the node failed while the call waits on it:
     // then the call is given up here and sent elsewhere.
     let failure = node.failure();
-    let failed = || {
-        ForwardError::Unreachable(HttpError::Unreachable {
-            url: node.url.clone(),
-            detail: "the node was found failed while the call was in flight".into(),
-        })
-    };
     let headers = budget.to_headers();
     if !node.link.unsupported() {
         let call = node
@@ -93,7 +87,7 @@ pub async fn forward(
             outcome = tokio::time::timeout(timeout, call) => outcome.map_err(|_| timed_out())?,
             _ = failure => {
                 node.link.reset();
-                return Err(failed());
+                return Err(found_failed(&node.url));
             }
         };
         return match outcome {
@@ -138,12 +132,7 @@ async fn over_http(
     let send = client.send(Method::POST, &url, params, headers, limit, timeout);
     let reply = tokio::select! {
         reply = send => reply,
-        _ = failure => {
-            return Err(ForwardError::Unreachable(HttpError::Unreachable {
-                url: url.clone(),
-                detail: "the node was found failed while the call was in flight".into(),
-            }));
-        }
+        _ = failure => return Err(found_failed(&url)),
     };
     let (parts, body) = match reply {
         Ok(reply) => reply,
@@ -166,6 +155,15 @@ async fn over_http(
         StatusCode::SERVICE_UNAVAILABLE => Err(ForwardError::Overloaded(node_error(node, &body)?)),
         status => Err(refused(node, status)),
     }
+}
+
+/// A call given up because health checks found its node failed while it
+/// waited: it is sent elsewhere.
+fn found_failed(url: &str) -> ForwardError {
+    ForwardError::Unreachable(HttpError::Unreachable {
+        url: url.to_owned(),
+        detail: "the node was found failed while the call was in flight".into(),
+    })
 }
 
 /// A result, once it is known to be JSON.
