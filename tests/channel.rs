@@ -314,3 +314,36 @@ async fn a_reply_on_the_channel_outside_the_protocol_never_reaches_the_client() 
     }
     server.abort();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn half_a_frame_is_cut_off_after_the_body_timeout_but_a_quiet_channel_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = support::build_into(dir.path(), "grid.js");
+    let node = Process::node(&module, &["--body-timeout", "1s"]);
+
+    // A channel with nothing on it stays open past the timeout.
+    let (head, mut quiet) = upgrade(&node.url, Some(TEST_TOKEN)).await;
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    // Half a frame, then nothing: the node closes the channel.
+    let (head, mut stalled) = upgrade(&node.url, Some(TEST_TOKEN)).await;
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    let frame = wire::call_head(1, "add", &[], 5);
+    stalled.write_all(&frame[..6]).await.unwrap();
+    let started = Instant::now();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(10), stalled.read(&mut byte)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "closed after {took:?}"
+    );
+
+    send_call(&mut quiet, 2, "add", "[1,2]").await;
+    let (read, _) = quiet.split();
+    let reply = FrameReader::new(read).next(1 << 20).await.unwrap().unwrap();
+    assert_eq!(
+        (reply.id, reply.tag, &reply.body[..]),
+        (2, Tag::Ok, &b"3"[..])
+    );
+}

@@ -81,6 +81,9 @@ pub enum WireError {
     /// The connection failed or closed in the middle of a frame.
     #[error("the channel broke: {0}")]
     Io(#[from] std::io::Error),
+    /// A frame started and did not finish in time.
+    #[error("a frame stalled for more than {} ms halfway", .0.as_millis())]
+    Stalled(std::time::Duration),
     /// The bytes are not a frame of this protocol.
     #[error("the channel carried {0}, which is not a madrpc call frame")]
     Malformed(&'static str),
@@ -203,6 +206,7 @@ fn take_short(body: &mut Bytes) -> Result<Bytes, WireError> {
 pub struct FrameReader<R> {
     io: R,
     buffer: BytesMut,
+    stall: Option<std::time::Duration>,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -211,7 +215,16 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         Self {
             io,
             buffer: BytesMut::with_capacity(64 << 10),
+            stall: None,
         }
+    }
+
+    /// Bounds how long a frame may take to arrive once its first byte
+    /// has: a peer that sends half a frame and stops cannot hold the
+    /// channel. Between frames the channel may stay quiet for good.
+    pub fn with_stall(mut self, stall: std::time::Duration) -> Self {
+        self.stall = Some(stall);
+        self
     }
 
     /// The next frame, or `None` when the peer closed the connection
@@ -219,6 +232,19 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// skipped and returned with [`Frame::oversized`] set, so the reader
     /// stays in step with the stream.
     pub async fn next(&mut self, limit: usize) -> Result<Option<Frame>, WireError> {
+        if !self.fill(1).await? {
+            return Ok(None);
+        }
+        match self.stall {
+            None => self.rest(limit).await,
+            Some(stall) => tokio::time::timeout(stall, self.rest(limit))
+                .await
+                .unwrap_or(Err(WireError::Stalled(stall))),
+        }
+    }
+
+    /// The rest of a frame whose first byte has arrived.
+    async fn rest(&mut self, limit: usize) -> Result<Option<Frame>, WireError> {
         if !self.fill(4 + HEAD).await? {
             return Ok(None);
         }

@@ -208,9 +208,16 @@ fn refuse(stream: TcpStream, peer: SocketAddr, cap: usize, tls: bool) {
 pub struct Takeover {
     _live: Arc<LiveGuard>,
     stop: watch::Receiver<bool>,
+    stall: Duration,
 }
 
 impl Takeover {
+    /// The listener's body timeout: how long a message the connection
+    /// carries from now on may stall halfway.
+    pub fn stall(&self) -> Duration {
+        self.stall
+    }
+
     /// Completes when the listener stops taking connections.
     pub async fn stopped(&mut self) {
         let _ = self.stop.wait_for(|stopped| *stopped).await;
@@ -235,6 +242,7 @@ async fn connection<S>(
     let takeover = Takeover {
         _live: live,
         stop: stop.clone(),
+        stall: limits.body_timeout,
     };
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         let call = service_activity.begin_request();

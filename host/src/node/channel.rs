@@ -99,13 +99,9 @@ where
     let writer = tokio::spawn(wire::write_frames(write, queue));
     let running = Arc::new(Running::default());
     {
-        let reading = read_calls(
-            FrameReader::new(read),
-            &channels,
-            trusted,
-            replies,
-            &running,
-        );
+        // Half a frame may stall no longer than a request body.
+        let reader = FrameReader::new(read).with_stall(takeover.stall());
+        let reading = read_calls(reader, &channels, trusted, replies, &running);
         tokio::pin!(reading);
         tokio::select! {
             () = &mut reading => {}
