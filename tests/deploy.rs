@@ -421,11 +421,12 @@ async fn serve_watch_swaps_the_module_on_save_and_keeps_it_through_a_syntax_erro
         "serve --watch deployed the change:\n{}",
         serve.output()
     );
-    // Checked four times a second, built in well under a second: a save
-    // is live within a couple of seconds even on a busy machine.
+    // Checked four times a second and built in about a second; the bound
+    // leaves room for a debug build on a machine busy with other tests,
+    // and still tells polling from a change noticed only much later.
     let took = saved.elapsed();
     assert!(
-        took < Duration::from_millis(2500),
+        took < Duration::from_secs(15),
         "live {took:?} after the save"
     );
     let now = rpc(&http, &url, &call("version", json!({}))).await.json();

@@ -54,6 +54,12 @@ const DOCUMENTS: &[&str] = &[
     r#"{"":"empty key","\u0000":"nul key","k\u00e9y":"escaped key","k\ud800":"lone key"}"#,
     r#"[[], {}, [[]], [{}], {"a":{}}, {"a":[]}]"#,
     r#"[{"x":1,"y":2},{"y":3,"x":4},{"x":5},{"x":6,"y":7,"z":8},{"x":9,"y":10}]"#,
+    // Objects after the first with the same keys share its shape.
+    r#"[{"a":1,"b":2,"a":3},{"a":4,"b":5,"a":6},{"a":7,"b":8},{"a":9,"b":10}]"#,
+    r#"[{"__proto__":{"p":1},"x":2},{"__proto__":null,"x":4},{"__proto__":3,"x":[]}]"#,
+    r#"[{"2":"a","1":"b","x":1},{"2":"c","1":"d","x":2},{"1":"e","2":"f","x":3}]"#,
+    r#"[{"p":{"x":1,"y":[{"k":1},{"k":2}]},"q":2},{"p":{"x":3,"y":[{"k":3},{"j":4}]},"q":4}]"#,
+    r#"[{},{},{"a":{}},{"a":{}}]"#,
     "  {\n\t\"spaced\" :\r\n [ 1 , 2 ]  }  ",
 ];
 
@@ -87,7 +93,13 @@ fn deep_and_wide_documents_arrive_whole() {
     let wide = format!("{{{}}}", wide.join(","));
     let long: Vec<String> = (0..20_000).map(|i| format!("[{i}, \"s{i}\"]")).collect();
     let long = format!("[{}]", long.join(","));
-    for document in [&deep, &deep_objects, &wide, &long] {
+    let many_keys: Vec<String> = (0..70).map(|i| format!(r#""k{i}":{i}"#)).collect();
+    let many_keys = format!("[{{{0}}},{{{0}}},{{{0}}}]", many_keys.join(","));
+    let records: Vec<String> = (0..5000)
+        .map(|i| format!(r#"{{"id":{i},"name":"n{i}","price":{i}.5,"tags":["t{i}"]}}"#))
+        .collect();
+    let records = format!("[{}]", records.join(","));
+    for document in [&deep, &deep_objects, &wide, &long, &many_keys, &records] {
         assert_eq!(
             same_as_json_parse(&module, document),
             "same",
@@ -95,6 +107,43 @@ fn deep_and_wide_documents_arrive_whole() {
             &document[..60]
         );
     }
+}
+
+#[test]
+fn objects_with_the_same_keys_change_independently() {
+    let module = load_source(
+        "mutate.js",
+        r#"madrpc.register('mutate', (items) => {
+            items[0].extra = 'added';
+            delete items[1].b;
+            items[2].a = 'changed';
+            Object.defineProperty(items[3], 'a', { get: () => 'getter', enumerable: true });
+            Object.freeze(items[4]);
+            items[5].b = 'after the frozen one';
+            return items.map((item) => [Object.keys(item), Object.values(item), Object.isFrozen(item)]);
+        });"#,
+    );
+    let items = (0..7)
+        .map(|i| format!(r#"{{"a":{i},"b":{i}}}"#))
+        .collect::<Vec<_>>()
+        .join(",");
+    let result = runtime()
+        .call(&module, "mutate", format!("[[{items}]]").as_bytes())
+        .result
+        .expect("the call succeeds");
+    let result: Value = serde_json::from_slice(&result).expect("a JSON result");
+    assert_eq!(
+        result,
+        serde_json::json!([
+            [["a", "b", "extra"], [0, 0, "added"], false],
+            [["a"], [1], false],
+            [["a", "b"], ["changed", 2], false],
+            [["a", "b"], ["getter", 3], false],
+            [["a", "b"], [4, 4], true],
+            [["a", "b"], [5, "after the frozen one"], false],
+            [["a", "b"], [6, 6], false],
+        ])
+    );
 }
 
 #[test]

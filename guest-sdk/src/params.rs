@@ -28,6 +28,8 @@ pub fn parse<'js>(ctx: &Ctx<'js>, json: &[u8]) -> Result<Option<Value<'js>>, JsE
         atoms: Vec::new(),
         recent: Vec::new(),
         values: Vec::new(),
+        keys: Vec::new(),
+        templates: Vec::new(),
         failed: false,
     };
     // One check of the whole document spares serde_json a check per string.
@@ -35,7 +37,7 @@ pub fn parse<'js>(ctx: &Ctx<'js>, json: &[u8]) -> Result<Option<Value<'js>>, JsE
         return Ok(None);
     };
     let mut deserializer = serde_json::Deserializer::from_str(json);
-    let built = Seed(&mut builder)
+    let built = Seed(&mut builder, 0)
         .deserialize(&mut deserializer)
         .and_then(|value| {
             deserializer.end().inspect_err(|_| {
@@ -64,8 +66,15 @@ struct Builder {
     /// objects in an array mostly repeat their keys in order, and a match
     /// here costs a comparison instead of a lookup in QuickJS's atom table.
     recent: Vec<(Box<[u8]>, qjs::JSAtom)>,
-    /// The elements of the arrays being built.
+    /// The elements of the arrays and the property values of the objects
+    /// being built.
     values: Vec<qjs::JSValue>,
+    /// The keys of the objects being built.
+    keys: Vec<qjs::JSAtom>,
+    /// The object last built one by one at each depth, with its keys: a
+    /// later object at that depth with the same keys in the same order is
+    /// made at once with its shape (`JS_NewObjectLike`).
+    templates: Vec<Option<Template>>,
     /// QuickJS raised an exception (the error is not the document's).
     failed: bool,
 }
@@ -102,6 +111,64 @@ impl Builder {
         Ok(value)
     }
 
+    /// Makes an object of the keys from `keys_from` and the values from
+    /// `values_from` on, and takes them off their stacks.
+    fn object<E: serde::de::Error>(
+        &mut self,
+        depth: usize,
+        keys_from: usize,
+        values_from: usize,
+    ) -> Result<qjs::JSValue, E> {
+        let count = self.keys.len() - keys_from;
+        if let Some(Some(template)) = self.templates.get(depth)
+            && template.keys[..] == self.keys[keys_from..]
+        {
+            // SAFETY: `count` owned values; when the shape is taken, their
+            // ownership passes to the object (also when it fails).
+            let object = unsafe {
+                JS_NewObjectLike(
+                    self.ctx,
+                    template.object,
+                    count as i32,
+                    self.values[values_from..].as_mut_ptr(),
+                )
+            };
+            // SAFETY: inspecting a value's tag.
+            if !unsafe { qjs::JS_IsUninitialized(object) } {
+                self.keys.truncate(keys_from);
+                self.values.truncate(values_from);
+                return self.made(object);
+            }
+        }
+        // SAFETY: a plain call into QuickJS.
+        let object = unsafe { qjs::JS_NewObject(self.ctx) };
+        let object = self.made(object)?;
+        for i in 0..count {
+            let (key, value) = (self.keys[keys_from + i], self.values[values_from + i]);
+            // The value now belongs to `define`.
+            self.values[values_from + i] = qjs::JS_UNDEFINED;
+            if let Err(e) = self.define(object, key, value) {
+                // SAFETY: `object` is owned and not used again.
+                unsafe { qjs::JS_FreeValue(self.ctx, object) };
+                return Err(e);
+            }
+        }
+        self.values.truncate(values_from);
+        let keys: Box<[qjs::JSAtom]> = self.keys.drain(keys_from..).collect();
+        if count > 0 && count <= MAX_TEMPLATE_KEYS {
+            if self.templates.len() <= depth {
+                self.templates.resize_with(depth + 1, || None);
+            }
+            // SAFETY: `object` is live; the template holds a reference.
+            let object = unsafe { qjs::JS_DupValue(self.ctx, object) };
+            if let Some(old) = self.templates[depth].replace(Template { keys, object }) {
+                // SAFETY: the template's reference is its own.
+                unsafe { qjs::JS_FreeValue(self.ctx, old.object) };
+            }
+        }
+        Ok(object)
+    }
+
     /// Defines `key` on `object` as `JSON.parse` does (a duplicate key keeps
     /// its place and takes the last value); takes ownership of `value`.
     fn define<E: serde::de::Error>(
@@ -130,6 +197,10 @@ impl Drop for Builder {
             // SAFETY: every value on the stack is owned.
             unsafe { qjs::JS_FreeValue(self.ctx, value) };
         }
+        for template in self.templates.drain(..).flatten() {
+            // SAFETY: the template's reference is its own.
+            unsafe { qjs::JS_FreeValue(self.ctx, template.object) };
+        }
         for atom in self.atoms.drain(..) {
             // SAFETY: the atoms were made by this builder.
             unsafe { qjs::JS_FreeAtom(self.ctx, atom) };
@@ -137,8 +208,29 @@ impl Drop for Builder {
     }
 }
 
-/// Builds one value of the document.
-struct Seed<'b>(&'b mut Builder);
+/// An object built one by one, and its keys (atoms the builder holds).
+struct Template {
+    keys: Box<[qjs::JSAtom]>,
+    object: qjs::JSValue,
+}
+
+/// Objects with more keys than this are always built one by one.
+const MAX_TEMPLATE_KEYS: usize = 64;
+
+unsafe extern "C" {
+    /// Added to QuickJS by this project (`vendor/rquickjs-sys`): a new
+    /// plain object with the shape of `like`, or `JS_UNINITIALIZED` when
+    /// `like` was not built as a JSON parser builds objects.
+    fn JS_NewObjectLike(
+        ctx: *mut qjs::JSContext,
+        like: qjs::JSValue,
+        count: i32,
+        values: *mut qjs::JSValue,
+    ) -> qjs::JSValue;
+}
+
+/// Builds one value of the document, at a depth (the document is at 0).
+struct Seed<'b>(&'b mut Builder, usize);
 
 impl<'de> DeserializeSeed<'de> for Seed<'_> {
     type Value = qjs::JSValue;
@@ -197,7 +289,8 @@ impl<'de> Visitor<'de> for Seed<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let builder = self.0;
         let start = builder.values.len();
-        while let Some(value) = seq.next_element_seed(Seed(builder))? {
+        let depth = self.1 + 1;
+        while let Some(value) = seq.next_element_seed(Seed(builder, depth))? {
             builder.values.push(value);
         }
         let count = builder.values.len() - start;
@@ -211,35 +304,22 @@ impl<'de> Visitor<'de> for Seed<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let builder = self.0;
-        // SAFETY: a plain call into QuickJS.
-        let object = unsafe { qjs::JS_NewObject(builder.ctx) };
-        let object = builder.made(object)?;
-        let mut position = 0;
-        let filled = loop {
-            let key = map.next_key_seed(Key {
+        let (builder, depth) = (self.0, self.1 + 1);
+        let (keys_from, values_from) = (builder.keys.len(), builder.values.len());
+        loop {
+            let position = builder.keys.len() - keys_from;
+            let Some(atom) = map.next_key_seed(Key {
                 builder: &mut *builder,
                 position,
-            });
-            let atom = match key {
-                Ok(Some(atom)) => atom,
-                Ok(None) => break Ok(()),
-                Err(e) => break Err(e),
+            })?
+            else {
+                break;
             };
-            let defined = map
-                .next_value_seed(Seed(&mut *builder))
-                .and_then(|value| builder.define(object, atom, value));
-            if let Err(e) = defined {
-                break Err(e);
-            }
-            position += 1;
-        };
-        if let Err(e) = filled {
-            // SAFETY: `object` is owned and not used again.
-            unsafe { qjs::JS_FreeValue(builder.ctx, object) };
-            return Err(e);
+            let value = map.next_value_seed(Seed(&mut *builder, depth))?;
+            builder.keys.push(atom);
+            builder.values.push(value);
         }
-        Ok(object)
+        builder.object(depth, keys_from, values_from)
     }
 }
 

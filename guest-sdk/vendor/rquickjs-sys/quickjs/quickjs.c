@@ -5981,6 +5981,46 @@ JSValue JS_NewObjectFrom(JSContext *ctx, int count, const JSAtom *props,
     return obj;
 }
 
+/* madrpc: a new plain object with the shape of `like`, its `count`
+   properties set to `values`, whose ownership passes to the object (also
+   when it fails). `like` must be a plain, extensible object whose own
+   properties are exactly `count` data properties defined with JS_PROP_C_W_E
+   and never deleted, as a JSON parser makes them; otherwise this returns
+   JS_UNINITIALIZED and `values` stay the caller's. Sharing the shape spares
+   the lookup of a shape transition per property, which is most of the cost
+   of building many objects with the same keys. */
+JSValue JS_NewObjectLike(JSContext *ctx, JSValueConst like, int count,
+                         JSValue *values)
+{
+    JSObject *p;
+    JSShape *sh;
+    JSValue obj;
+    int i;
+
+    if (JS_VALUE_GET_TAG(like) != JS_TAG_OBJECT)
+        return JS_UNINITIALIZED;
+    p = JS_VALUE_GET_OBJ(like);
+    sh = p->shape;
+    if (p->class_id != JS_CLASS_OBJECT || !p->extensible || p->is_exotic ||
+        !sh->is_hashed || sh->prop_count != count ||
+        sh->deleted_prop_count != 0)
+        return JS_UNINITIALIZED;
+    for (i = 0; i < count; i++) {
+        if (sh->prop[i].flags != JS_PROP_C_W_E)
+            return JS_UNINITIALIZED;
+    }
+    obj = JS_NewObjectFromShape(ctx, js_dup_shape(sh), JS_CLASS_OBJECT, NULL);
+    if (JS_IsException(obj)) {
+        for (i = 0; i < count; i++)
+            JS_FreeValue(ctx, values[i]);
+        return obj;
+    }
+    p = JS_VALUE_GET_OBJ(obj);
+    for (i = 0; i < count; i++)
+        p->prop[i].u.value = values[i];
+    return obj;
+}
+
 JSValue JS_NewObjectFromStr(JSContext *ctx, int count, const char **props,
                             const JSValue *values)
 {
@@ -13872,6 +13912,54 @@ int JS_ToInt64Ext(JSContext *ctx, int64_t *pres, JSValueConst val)
 }
 
 /* return (<0, 0) in case of exception */
+/* ToInt32 of a double */
+static inline __attribute__((always_inline)) int32_t js_float64_to_int32(double d)
+{
+    JSFloat64Union u;
+    int32_t ret;
+    int e;
+    u.d = d;
+    /* we avoid doing fmod(x, 2^32) */
+    e = (u.u64 >> 52) & 0x7ff;
+    if (likely(e <= (1023 + 30))) {
+        /* fast case */
+        ret = (int32_t)d;
+    } else if (e <= (1023 + 30 + 53)) {
+        uint64_t v;
+        /* remainder modulo 2^32 */
+        v = (u.u64 & (((uint64_t)1 << 52) - 1)) | ((uint64_t)1 << 52);
+        v = v << ((e - 1023) - 52 + 32);
+        ret = v >> 32;
+        /* take the sign into account */
+        if (u.u64 >> 63)
+            if (ret != INT32_MIN)
+                ret = -ret;
+    } else {
+        ret = 0; /* also handles NaN and +inf */
+    }
+    return ret;
+}
+
+/* madrpc: true when `v` is a number (int32 or float64), its value in *pd.
+   The interpreter's fast paths use it when an int32 meets a float64, which
+   otherwise goes through the generic conversions of the slow paths. */
+static inline __attribute__((always_inline)) bool js_number_value(JSValueConst v, double *pd)
+{
+    uint32_t tag = JS_VALUE_GET_TAG(v);
+    if (tag == JS_TAG_INT) {
+        *pd = JS_VALUE_GET_INT(v);
+        return true;
+    }
+    if (JS_TAG_IS_FLOAT64(tag)) {
+        *pd = JS_VALUE_GET_FLOAT64(v);
+        return true;
+    }
+    return false;
+}
+
+#define JS_VALUE_ARE_NUMBERS(v1, v2, d1, d2) \
+    (js_number_value(v1, &(d1)) && js_number_value(v2, &(d2)))
+
 static int JS_ToInt32Free(JSContext *ctx, int32_t *pres, JSValue val)
 {
     uint32_t tag;
@@ -13887,31 +13975,7 @@ static int JS_ToInt32Free(JSContext *ctx, int32_t *pres, JSValue val)
         ret = JS_VALUE_GET_INT(val);
         break;
     case JS_TAG_FLOAT64:
-        {
-            JSFloat64Union u;
-            double d;
-            int e;
-            d = JS_VALUE_GET_FLOAT64(val);
-            u.d = d;
-            /* we avoid doing fmod(x, 2^32) */
-            e = (u.u64 >> 52) & 0x7ff;
-            if (likely(e <= (1023 + 30))) {
-                /* fast case */
-                ret = (int32_t)d;
-            } else if (e <= (1023 + 30 + 53)) {
-                uint64_t v;
-                /* remainder modulo 2^32 */
-                v = (u.u64 & (((uint64_t)1 << 52) - 1)) | ((uint64_t)1 << 52);
-                v = v << ((e - 1023) - 52 + 32);
-                ret = v >> 32;
-                /* take the sign into account */
-                if (u.u64 >> 63)
-                    if (ret != INT32_MIN)
-                        ret = -ret;
-            } else {
-                ret = 0; /* also handles NaN and +inf */
-            }
-        }
+        ret = js_float64_to_int32(JS_VALUE_GET_FLOAT64(val));
         break;
     default:
         val = JS_ToNumberFree(ctx, val);
@@ -19578,6 +19642,7 @@ static JSValue JS_CallInternal(JSContext *caller_ctx, JSValueConst func_obj,
         CASE(OP_add):
             {
                 JSValue op1, op2;
+                double d1, d2;
                 op1 = sp[-2];
                 op2 = sp[-1];
                 if (likely(JS_VALUE_IS_BOTH_INT(op1, op2))) {
@@ -19594,6 +19659,11 @@ static JSValue JS_CallInternal(JSContext *caller_ctx, JSValueConst func_obj,
                                         JS_VALUE_GET_FLOAT64(op2));
                     JS_X87_FPCW_RESTORE(fpcw);
                     sp--;
+                } else if (JS_VALUE_ARE_NUMBERS(op1, op2, d1, d2)) {
+                    JS_X87_FPCW_SAVE_AND_ADJUST(fpcw);
+                    sp[-2] = js_float64(d1 + d2);
+                    JS_X87_FPCW_RESTORE(fpcw);
+                    sp--;
                 } else {
                     sf->cur_pc = pc;
                     if (js_add_slow(ctx, sp))
@@ -19605,6 +19675,7 @@ static JSValue JS_CallInternal(JSContext *caller_ctx, JSValueConst func_obj,
         CASE(OP_add_loc):
             {
                 JSValue *pv;
+                double d1, d2;
                 int idx;
                 idx = *pc;
                 pc += 1;
@@ -19618,6 +19689,11 @@ static JSValue JS_CallInternal(JSContext *caller_ctx, JSValueConst func_obj,
                         *pv = __JS_NewFloat64((double)r);
                     else
                         *pv = js_int32(r);
+                    sp--;
+                } else if (JS_VALUE_ARE_NUMBERS(*pv, sp[-1], d1, d2)) {
+                    JS_X87_FPCW_SAVE_AND_ADJUST(fpcw);
+                    *pv = js_float64(d1 + d2);
+                    JS_X87_FPCW_RESTORE(fpcw);
                     sp--;
                 } else if (JS_VALUE_GET_TAG(*pv) == JS_TAG_STRING) {
                     JSValue op1;
@@ -19648,6 +19724,7 @@ static JSValue JS_CallInternal(JSContext *caller_ctx, JSValueConst func_obj,
         CASE(OP_sub):
             {
                 JSValue op1, op2;
+                double d1, d2;
                 op1 = sp[-2];
                 op2 = sp[-1];
                 if (likely(JS_VALUE_IS_BOTH_INT(op1, op2))) {
@@ -19664,6 +19741,11 @@ static JSValue JS_CallInternal(JSContext *caller_ctx, JSValueConst func_obj,
                                         JS_VALUE_GET_FLOAT64(op2));
                     JS_X87_FPCW_RESTORE(fpcw);
                     sp--;
+                } else if (JS_VALUE_ARE_NUMBERS(op1, op2, d1, d2)) {
+                    JS_X87_FPCW_SAVE_AND_ADJUST(fpcw);
+                    sp[-2] = js_float64(d1 - d2);
+                    JS_X87_FPCW_RESTORE(fpcw);
+                    sp--;
                 } else {
                     goto binary_arith_slow;
                 }
@@ -19672,7 +19754,7 @@ static JSValue JS_CallInternal(JSContext *caller_ctx, JSValueConst func_obj,
         CASE(OP_mul):
             {
                 JSValue op1, op2;
-                double d;
+                double d, d1, d2;
                 op1 = sp[-2];
                 op2 = sp[-1];
                 if (likely(JS_VALUE_IS_BOTH_INT(op1, op2))) {
@@ -19699,6 +19781,11 @@ static JSValue JS_CallInternal(JSContext *caller_ctx, JSValueConst func_obj,
                 mul_fp_res:
                     sp[-2] = js_float64(d);
                     sp--;
+                } else if (JS_VALUE_ARE_NUMBERS(op1, op2, d1, d2)) {
+                    JS_X87_FPCW_SAVE_AND_ADJUST(fpcw);
+                    d = d1 * d2;
+                    JS_X87_FPCW_RESTORE(fpcw);
+                    goto mul_fp_res;
                 } else {
                     goto binary_arith_slow;
                 }
@@ -19707,6 +19794,7 @@ static JSValue JS_CallInternal(JSContext *caller_ctx, JSValueConst func_obj,
         CASE(OP_div):
             {
                 JSValue op1, op2;
+                double d1, d2;
                 op1 = sp[-2];
                 op2 = sp[-1];
                 if (likely(JS_VALUE_IS_BOTH_INT(op1, op2))) {
@@ -19714,6 +19802,11 @@ static JSValue JS_CallInternal(JSContext *caller_ctx, JSValueConst func_obj,
                     v1 = JS_VALUE_GET_INT(op1);
                     v2 = JS_VALUE_GET_INT(op2);
                     sp[-2] = js_number((double)v1 / (double)v2);
+                    sp--;
+                } else if (JS_VALUE_ARE_NUMBERS(op1, op2, d1, d2)) {
+                    JS_X87_FPCW_SAVE_AND_ADJUST(fpcw);
+                    sp[-2] = js_float64(d1 / d2);
+                    JS_X87_FPCW_RESTORE(fpcw);
                     sp--;
                 } else {
                     goto binary_arith_slow;
@@ -19937,6 +20030,7 @@ static JSValue JS_CallInternal(JSContext *caller_ctx, JSValueConst func_obj,
         CASE(OP_shl):
             {
                 JSValue op1, op2;
+                double d1, d2;
                 op1 = sp[-2];
                 op2 = sp[-1];
                 if (likely(JS_VALUE_IS_BOTH_INT(op1, op2))) {
@@ -19944,6 +20038,9 @@ static JSValue JS_CallInternal(JSContext *caller_ctx, JSValueConst func_obj,
                     v1 = JS_VALUE_GET_INT(op1);
                     v2 = JS_VALUE_GET_INT(op2) & 0x1f;
                     sp[-2] = js_int32(v1 << v2);
+                    sp--;
+                } else if (JS_VALUE_ARE_NUMBERS(op1, op2, d1, d2)) {
+                    sp[-2] = js_int32((uint32_t)js_float64_to_int32(d1) << (js_float64_to_int32(d2) & 0x1f));
                     sp--;
                 } else {
                     sf->cur_pc = pc;
@@ -19956,6 +20053,7 @@ static JSValue JS_CallInternal(JSContext *caller_ctx, JSValueConst func_obj,
         CASE(OP_shr):
             {
                 JSValue op1, op2;
+                double d1, d2;
                 op1 = sp[-2];
                 op2 = sp[-1];
                 if (likely(JS_VALUE_IS_BOTH_INT(op1, op2))) {
@@ -19963,6 +20061,9 @@ static JSValue JS_CallInternal(JSContext *caller_ctx, JSValueConst func_obj,
                     v2 = JS_VALUE_GET_INT(op2);
                     v2 &= 0x1f;
                     sp[-2] = js_uint32((uint32_t)JS_VALUE_GET_INT(op1) >> v2);
+                    sp--;
+                } else if (JS_VALUE_ARE_NUMBERS(op1, op2, d1, d2)) {
+                    sp[-2] = js_uint32((uint32_t)js_float64_to_int32(d1) >> (js_float64_to_int32(d2) & 0x1f));
                     sp--;
                 } else {
                     sf->cur_pc = pc;
@@ -19975,6 +20076,7 @@ static JSValue JS_CallInternal(JSContext *caller_ctx, JSValueConst func_obj,
         CASE(OP_sar):
             {
                 JSValue op1, op2;
+                double d1, d2;
                 op1 = sp[-2];
                 op2 = sp[-1];
                 if (likely(JS_VALUE_IS_BOTH_INT(op1, op2))) {
@@ -19984,6 +20086,9 @@ static JSValue JS_CallInternal(JSContext *caller_ctx, JSValueConst func_obj,
                         v2 &= 0x1f;
                     }
                     sp[-2] = js_int32((int)JS_VALUE_GET_INT(op1) >> v2);
+                    sp--;
+                } else if (JS_VALUE_ARE_NUMBERS(op1, op2, d1, d2)) {
+                    sp[-2] = js_int32(js_float64_to_int32(d1) >> (js_float64_to_int32(d2) & 0x1f));
                     sp--;
                 } else {
                     sf->cur_pc = pc;
@@ -19996,10 +20101,14 @@ static JSValue JS_CallInternal(JSContext *caller_ctx, JSValueConst func_obj,
         CASE(OP_and):
             {
                 JSValue op1, op2;
+                double d1, d2;
                 op1 = sp[-2];
                 op2 = sp[-1];
                 if (likely(JS_VALUE_IS_BOTH_INT(op1, op2))) {
                     sp[-2] = js_int32(JS_VALUE_GET_INT(op1) & JS_VALUE_GET_INT(op2));
+                    sp--;
+                } else if (JS_VALUE_ARE_NUMBERS(op1, op2, d1, d2)) {
+                    sp[-2] = js_int32(js_float64_to_int32(d1) & js_float64_to_int32(d2));
                     sp--;
                 } else {
                     sf->cur_pc = pc;
@@ -20012,10 +20121,14 @@ static JSValue JS_CallInternal(JSContext *caller_ctx, JSValueConst func_obj,
         CASE(OP_or):
             {
                 JSValue op1, op2;
+                double d1, d2;
                 op1 = sp[-2];
                 op2 = sp[-1];
                 if (likely(JS_VALUE_IS_BOTH_INT(op1, op2))) {
                     sp[-2] = js_int32(JS_VALUE_GET_INT(op1) | JS_VALUE_GET_INT(op2));
+                    sp--;
+                } else if (JS_VALUE_ARE_NUMBERS(op1, op2, d1, d2)) {
+                    sp[-2] = js_int32(js_float64_to_int32(d1) | js_float64_to_int32(d2));
                     sp--;
                 } else {
                     sf->cur_pc = pc;
@@ -20028,10 +20141,14 @@ static JSValue JS_CallInternal(JSContext *caller_ctx, JSValueConst func_obj,
         CASE(OP_xor):
             {
                 JSValue op1, op2;
+                double d1, d2;
                 op1 = sp[-2];
                 op2 = sp[-1];
                 if (likely(JS_VALUE_IS_BOTH_INT(op1, op2))) {
                     sp[-2] = js_int32(JS_VALUE_GET_INT(op1) ^ JS_VALUE_GET_INT(op2));
+                    sp--;
+                } else if (JS_VALUE_ARE_NUMBERS(op1, op2, d1, d2)) {
+                    sp[-2] = js_int32(js_float64_to_int32(d1) ^ js_float64_to_int32(d2));
                     sp--;
                 } else {
                     sf->cur_pc = pc;
@@ -20047,10 +20164,14 @@ static JSValue JS_CallInternal(JSContext *caller_ctx, JSValueConst func_obj,
             CASE(opcode):                                 \
                 {                                         \
                 JSValue op1, op2;                         \
+                double d1, d2;                            \
                 op1 = sp[-2];                             \
                 op2 = sp[-1];                                   \
                 if (likely(JS_VALUE_IS_BOTH_INT(op1, op2))) {           \
                     sp[-2] = js_bool(JS_VALUE_GET_INT(op1) binary_op JS_VALUE_GET_INT(op2)); \
+                    sp--;                                               \
+                } else if (JS_VALUE_ARE_NUMBERS(op1, op2, d1, d2)) {    \
+                    sp[-2] = js_bool(d1 binary_op d2);                  \
                     sp--;                                               \
                 } else {                                                \
                     sf->cur_pc = pc;                                    \

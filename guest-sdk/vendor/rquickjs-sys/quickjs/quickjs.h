@@ -911,6 +911,8 @@ JS_EXTERN JSValue JS_NewObjectFrom(JSContext *ctx, int count,
                                    const JSAtom *props,
                                    const JSValue *values);
 // takes ownership of the values
+JS_EXTERN JSValue JS_NewObjectLike(JSContext *ctx, JSValueConst like, int count,
+                                   JSValue *values);
 JS_EXTERN JSValue JS_NewObjectFromStr(JSContext *ctx, int count,
                                       const char **props,
                                       const JSValue *values);
