@@ -706,6 +706,9 @@ typedef struct JSVarScope {
     int parent;  /* index into fd->scopes of the enclosing scope */
     int first;   /* index into fd->vars of the last variable in this scope */
     uint8_t has_using : 1; /* scope has using declarations */
+    /* madrpc: the scope of a switch statement's cases, which control can
+       enter after a declaration */
+    uint8_t is_switch : 1;
     uint8_t is_await_using : 1; /* scope has await using declarations */
     int using_label_catch; /* label for catch handler (-1 if none) */
     int using_label_end;   /* label for end of disposal block (-1 if none) */
@@ -750,6 +753,11 @@ typedef struct JSVarDef {
     uint8_t is_captured : 1;
     uint8_t is_static_private : 1; /* only used during private class field parsing */
     uint8_t var_kind : 4; /* see JSVarKindEnum */
+    /* madrpc: only used during compilation: the bytecode resolved so far
+       initializes this lexical variable, in a scope entered only at its
+       start, so that the accesses resolved from here on need no check of
+       the temporal dead zone */
+    uint8_t is_init_resolved : 1;
     /* if is_captured = true, provides the index of the corresponding
        JSVarRef on stack */
     uint16_t var_ref_idx;
@@ -23876,6 +23884,7 @@ static int push_scope(JSParseState *s) {
         fd->scopes[scope].parent = fd->scope_level;
         fd->scopes[scope].first = fd->scope_first;
         fd->scopes[scope].has_using = 0;
+        fd->scopes[scope].is_switch = 0;
         fd->scopes[scope].is_await_using = 0;
         fd->scopes[scope].using_label_catch = -1;
         fd->scopes[scope].using_label_end = -1;
@@ -29331,6 +29340,7 @@ static __exception int js_parse_statement_or_decl(JSParseState *s,
                 goto fail;
 
             push_scope(s);
+            s->cur_func->scopes[s->cur_func->scope_level].is_switch = 1;
             label_break = new_label(s);
             push_break_entry(s->cur_func, &break_entry,
                              label_name, label_break, -1, 1);
@@ -33246,7 +33256,8 @@ static int resolve_scope_var(JSContext *ctx, JSFunctionDef *s,
                     get_op = OP_get_arg;
                     var_idx -= ARGUMENT_VAR_OFFSET;
                 } else {
-                    if (s->vars[var_idx].is_lexical)
+                    if (s->vars[var_idx].is_lexical &&
+                        !s->vars[var_idx].is_init_resolved)
                         get_op = OP_get_loc_check;
                     else
                         get_op = OP_get_loc;
@@ -33289,14 +33300,24 @@ static int resolve_scope_var(JSContext *ctx, JSFunctionDef *s,
                 dbuf_putc(bc, OP_get_arg + is_put);
                 dbuf_put_u16(bc, var_idx - ARGUMENT_VAR_OFFSET);
             } else {
+                vd = &s->vars[var_idx];
                 if (is_put) {
-                    if (s->vars[var_idx].is_lexical) {
+                    if (vd->is_lexical) {
                         if (op == OP_scope_put_var_init) {
                             /* 'this' can only be initialized once */
-                            if (var_name == JS_ATOM_this)
+                            if (var_name == JS_ATOM_this) {
                                 dbuf_putc(bc, OP_put_loc_check_init);
-                            else
+                            } else {
                                 dbuf_putc(bc, OP_put_loc);
+                                /* madrpc: a declaration is a statement of
+                                   its scope, run before the code after it
+                                   each time the scope is entered; only a
+                                   switch enters its scope past one. */
+                                if (!s->scopes[vd->scope_level].is_switch)
+                                    vd->is_init_resolved = 1;
+                            }
+                        } else if (vd->is_init_resolved) {
+                            dbuf_putc(bc, OP_put_loc);
                         } else {
                             dbuf_putc(bc, OP_put_loc_check);
                         }
@@ -33304,7 +33325,7 @@ static int resolve_scope_var(JSContext *ctx, JSFunctionDef *s,
                         dbuf_putc(bc, OP_put_loc);
                     }
                 } else {
-                    if (s->vars[var_idx].is_lexical) {
+                    if (vd->is_lexical && !vd->is_init_resolved) {
                         dbuf_putc(bc, OP_get_loc_check);
                     } else {
                         dbuf_putc(bc, OP_get_loc);
