@@ -1,19 +1,20 @@
-//! One call: a fresh instance, the guest ABI in and out, and the mapping of
-//! every way it can end onto a [`CallError`].
+//! One call: a fresh instance, the guest ABI in and out, and its watch over
+//! the deadline, the CPU budget and cancellation. How it ended is worded
+//! by `outcome`.
 
 use super::console::ConsoleOutput;
-use super::context::{CallContext, Cancelled, DeadlinePassed, INLINE_BUDGET, NeedsWorker};
+use super::context::{CallContext, Cancelled, INLINE_BUDGET, NeedsWorker};
 use super::engine;
 use super::error::{CallError, GuestException};
 use super::limits::Limits;
 use super::module::LoadedModule;
+use super::outcome::{CpuExhausted, classify, guest_error};
 use super::state::CallState;
-use serde::Deserialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use wasmtime::UpdateDeadline;
-use wasmtime::{Engine, Extern, Instance, Memory, Store, Trap, TypedFunc};
+use wasmtime::{Engine, Extern, Instance, Memory, Store, TypedFunc};
 
 /// What a call produced, whatever its outcome.
 #[derive(Debug)]
@@ -35,21 +36,6 @@ pub struct CallReport {
     /// Time to instantiate the call's sandbox; zero when the call ended
     /// before it had one.
     pub instantiation: Duration,
-}
-
-/// The guest's error object (see `guest-sdk/src/error.rs`).
-#[derive(Deserialize)]
-struct GuestErrorJson {
-    kind: String,
-    name: String,
-    message: String,
-    #[serde(default)]
-    stack: Option<String>,
-    #[serde(default)]
-    methods: Vec<String>,
-    /// The code and data of a sub-call's `RpcError` the function let escape.
-    #[serde(default)]
-    cause: Option<serde_json::Value>,
 }
 
 pub(crate) fn run(
@@ -213,18 +199,6 @@ fn prepare(
 
 /// How many epoch ticks pass between checks for cancellation.
 const CANCEL_CHECK_TICKS: u64 = 10;
-
-/// The call used up its CPU budget.
-#[derive(Debug)]
-struct CpuExhausted;
-
-impl std::fmt::Display for CpuExhausted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the call used up its CPU budget")
-    }
-}
-
-impl std::error::Error for CpuExhausted {}
 
 /// Wakes every few ticks until the deadline, so that a call whose caller
 /// went away stops within milliseconds; at the deadline, interrupts it.
@@ -419,97 +393,4 @@ fn read(
         .get(start..start.saturating_add(len))
         .map(<[u8]>::to_vec)
         .ok_or_else(|| CallError::Internal("the guest returned an out-of-bounds buffer".into()))
-}
-
-/// Maps an error object reported by the guest onto a [`CallError`].
-fn guest_error(
-    payload: &[u8],
-    method: &str,
-    store: &Store<CallState>,
-    limits: &Limits,
-) -> CallError {
-    let error: GuestErrorJson = match serde_json::from_slice(payload) {
-        Ok(error) => error,
-        Err(e) => return CallError::Internal(format!("undecodable guest error: {e}")),
-    };
-    match error.kind.as_str() {
-        "method_not_found" => CallError::MethodNotFound {
-            method: method.to_owned(),
-            available: error.methods,
-        },
-        "invalid_params" => CallError::InvalidParams(error.message),
-        "not_serializable" => CallError::NotSerializable(error.message),
-        "never_settled" => CallError::NeverSettled,
-        "stack_overflow" => CallError::StackOverflow,
-        "out_of_memory" => CallError::MemoryExceeded {
-            limit: limits.memory_bytes,
-        },
-        _ if store.data().limiter.hit => CallError::MemoryExceeded {
-            limit: limits.memory_bytes,
-        },
-        "threw" => {
-            escaped_limit(error.cause.as_ref()).unwrap_or(CallError::Threw(GuestException {
-                name: error.name,
-                message: error.message,
-                stack: error.stack,
-                cause: error.cause.map(Box::new),
-            }))
-        }
-        _ => CallError::GuestCrashed(error.message),
-    }
-}
-
-/// A sub-call refused for the depth or sub-call limit stops the whole chain
-/// of calls: when the function lets that `RpcError` escape, the call fails
-/// with the same limit rather than as a thrown error.
-fn escaped_limit(cause: Option<&serde_json::Value>) -> Option<CallError> {
-    let cause = cause?;
-    let limit = cause.get("limit").and_then(serde_json::Value::as_u64);
-    let limit = u32::try_from(limit?).ok()?;
-    match cause.get("kind")?.as_str()? {
-        "call_depth_exceeded" => Some(CallError::CallDepthExceeded { limit }),
-        "too_many_subcalls" => Some(CallError::TooManySubcalls { limit }),
-        _ => None,
-    }
-}
-
-/// Classifies a trap or host error. The trap code is read before anything
-/// wraps the error, and limits take precedence over their symptoms (an
-/// allocation failure after the memory cap was hit is the memory limit).
-fn classify(error: wasmtime::Error, store: &Store<CallState>, limits: &Limits) -> CallError {
-    if error.downcast_ref::<CpuExhausted>().is_some() {
-        return CallError::FuelExhausted { limit: limits.fuel };
-    }
-    match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => {
-            return CallError::DeadlineExceeded {
-                limit: limits.deadline,
-            };
-        }
-        Some(Trap::StackOverflow) => return CallError::StackOverflow,
-        _ => {}
-    }
-    if error.downcast_ref::<Cancelled>().is_some() {
-        return CallError::Cancelled;
-    }
-    if error.downcast_ref::<NeedsWorker>().is_some() {
-        return CallError::NeedsWorker;
-    }
-    if let Some(super::tree::TreeStopped(limit)) = error.downcast_ref() {
-        return CallError::TreeBudgetExceeded(*limit);
-    }
-    if error.downcast_ref::<DeadlinePassed>().is_some() || store.data().subcalls.deadline_hit {
-        return CallError::DeadlineExceeded {
-            limit: limits.deadline,
-        };
-    }
-    if store.data().limiter.hit {
-        return CallError::MemoryExceeded {
-            limit: limits.memory_bytes,
-        };
-    }
-    if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
-        return CallError::GuestCrashed(format!("the guest exited with status {}", exit.0));
-    }
-    CallError::GuestCrashed(format!("{error:#}"))
 }

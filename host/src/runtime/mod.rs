@@ -14,6 +14,7 @@ mod imports;
 mod limits;
 mod local;
 mod module;
+mod outcome;
 mod preinit;
 mod stack;
 mod state;
