@@ -101,6 +101,17 @@ pub struct Grant {
     pub fuel: u64,
 }
 
+/// A tree's identity and what it had left, as it travels with a sub-call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TreeRef {
+    /// Random identity of the tree.
+    pub id: u64,
+    /// Calls the tree may still make.
+    pub calls: u64,
+    /// Fuel the tree may still burn.
+    pub fuel: u64,
+}
+
 /// The budget a call arrives with.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CallBudget {
@@ -111,7 +122,7 @@ pub struct CallBudget {
     /// The API key the call tree is attributed to, if any.
     pub key: Option<KeyName>,
     /// The call tree the call belongs to (absent: it starts a new one).
-    pub tree: Option<crate::runtime::TreeRef>,
+    pub tree: Option<TreeRef>,
     /// The client's request id, shared by every call of the tree.
     pub request_id: Option<RequestId>,
     /// The W3C trace context, with the sending hop as parent.
@@ -256,9 +267,9 @@ impl CallBudget {
     }
 }
 
-fn parse_tree(text: &str) -> Option<crate::runtime::TreeRef> {
+fn parse_tree(text: &str) -> Option<TreeRef> {
     let mut numbers = text.split(',').map(|n| n.trim().parse::<u64>().ok());
-    let tree = crate::runtime::TreeRef {
+    let tree = TreeRef {
         id: numbers.next()??,
         calls: numbers.next()??,
         fuel: numbers.next()??,
@@ -276,7 +287,7 @@ mod tests {
             depth: 3,
             deadline: Some(Instant::now() + Duration::from_millis(500)),
             key: KeyName::intern("alice"),
-            tree: Some(crate::runtime::TreeRef {
+            tree: Some(TreeRef {
                 id: 42,
                 calls: 9,
                 fuel: 1000,

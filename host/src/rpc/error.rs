@@ -1,7 +1,6 @@
 //! The JSON-RPC error object, and how every madrpc failure maps onto it.
 
 use super::codes;
-use crate::runtime::CallError;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -94,40 +93,5 @@ impl RpcError {
     /// Whether a client should retry this call later (HTTP 503).
     pub fn is_unavailable(&self) -> bool {
         matches!(self.code, codes::OVERLOADED | codes::NO_HEALTHY_NODE)
-    }
-}
-
-impl From<&CallError> for RpcError {
-    fn from(error: &CallError) -> Self {
-        let code = match error {
-            CallError::MethodNotFound { .. } => codes::METHOD_NOT_FOUND,
-            CallError::InvalidParams(_) => codes::INVALID_PARAMS,
-            CallError::Threw(_) => codes::GUEST_THREW,
-            CallError::FuelExhausted { .. } => codes::FUEL_EXHAUSTED,
-            CallError::MemoryExceeded { .. } => codes::MEMORY_EXCEEDED,
-            CallError::DeadlineExceeded { .. } => codes::DEADLINE_EXCEEDED,
-            CallError::StackOverflow => codes::STACK_OVERFLOW,
-            CallError::NotSerializable(_) | CallError::NeverSettled => codes::BAD_RESULT,
-            CallError::ParamsTooLarge { .. } | CallError::ResultTooLarge { .. } => {
-                codes::PAYLOAD_TOO_LARGE
-            }
-            CallError::GuestCrashed(_) => codes::GUEST_CRASHED,
-            CallError::TreeBudgetExceeded(_) => codes::TREE_BUDGET_EXCEEDED,
-            CallError::CallDepthExceeded { .. } => codes::CALL_DEPTH_EXCEEDED,
-            CallError::TooManySubcalls { .. } => codes::TOO_MANY_SUBCALLS,
-            CallError::Cancelled | CallError::NeedsWorker | CallError::Internal(_) => {
-                codes::INTERNAL_ERROR
-            }
-        };
-        let message = match error {
-            CallError::MethodNotFound { .. } => format!("Method not found: {error}"),
-            CallError::InvalidParams(_) => format!("Invalid params: {error}"),
-            _ => error.to_string(),
-        };
-        Self {
-            code,
-            message,
-            data: Some(error.data()),
-        }
     }
 }

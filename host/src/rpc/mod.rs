@@ -12,7 +12,7 @@ mod response;
 
 pub use budget::{
     CallBudget, CallerKey, DEADLINE_HEADER, DEPTH_HEADER, GRANT_HEADER, Grant, KEY_NAME_HEADER,
-    KeyName, TreeMember,
+    KeyName, TreeMember, TreeRef,
 };
 pub use cache_hint::{CACHE_HEADER, CacheHint, CacheOutcome, Claim};
 pub use endpoint::{CallRequest, Dispatch, EndpointLimits, router};

@@ -1,6 +1,7 @@
 //! The errors of loading modules and of running calls.
 
 use crate::manifest::ManifestError;
+use crate::rpc::{RpcError, codes};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -227,5 +228,42 @@ fn tree_message(limit: &super::TreeLimit) -> String {
         super::TreeLimit::Fuel(n) => format!(
             "the call tree burned more than {n} fuel in all (--max-tree-fuel); every call of the tree was stopped"
         ),
+    }
+}
+
+/// How a call error reaches a JSON-RPC client: its code, its message and
+/// its data.
+impl From<&CallError> for RpcError {
+    fn from(error: &CallError) -> Self {
+        let code = match error {
+            CallError::MethodNotFound { .. } => codes::METHOD_NOT_FOUND,
+            CallError::InvalidParams(_) => codes::INVALID_PARAMS,
+            CallError::Threw(_) => codes::GUEST_THREW,
+            CallError::FuelExhausted { .. } => codes::FUEL_EXHAUSTED,
+            CallError::MemoryExceeded { .. } => codes::MEMORY_EXCEEDED,
+            CallError::DeadlineExceeded { .. } => codes::DEADLINE_EXCEEDED,
+            CallError::StackOverflow => codes::STACK_OVERFLOW,
+            CallError::NotSerializable(_) | CallError::NeverSettled => codes::BAD_RESULT,
+            CallError::ParamsTooLarge { .. } | CallError::ResultTooLarge { .. } => {
+                codes::PAYLOAD_TOO_LARGE
+            }
+            CallError::GuestCrashed(_) => codes::GUEST_CRASHED,
+            CallError::TreeBudgetExceeded(_) => codes::TREE_BUDGET_EXCEEDED,
+            CallError::CallDepthExceeded { .. } => codes::CALL_DEPTH_EXCEEDED,
+            CallError::TooManySubcalls { .. } => codes::TOO_MANY_SUBCALLS,
+            CallError::Cancelled | CallError::NeedsWorker | CallError::Internal(_) => {
+                codes::INTERNAL_ERROR
+            }
+        };
+        let message = match error {
+            CallError::MethodNotFound { .. } => format!("Method not found: {error}"),
+            CallError::InvalidParams(_) => format!("Invalid params: {error}"),
+            _ => error.to_string(),
+        };
+        Self {
+            code,
+            message,
+            data: Some(error.data()),
+        }
     }
 }

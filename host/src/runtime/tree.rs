@@ -7,20 +7,10 @@
 //! process at its next check.
 
 use super::limits::Limits;
+pub use crate::rpc::TreeRef;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-
-/// A tree's identity and what it had left, as it travels with a sub-call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TreeRef {
-    /// Random identity of the tree.
-    pub id: u64,
-    /// Calls the tree may still make.
-    pub calls: u64,
-    /// Fuel the tree may still burn.
-    pub fuel: u64,
-}
 
 /// Which budget of a tree ran out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
