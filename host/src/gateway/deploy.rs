@@ -300,8 +300,8 @@ impl Deployments {
         if let Some(wanted) = self.wanted() {
             for node in registry.nodes() {
                 if let Some(pool) = &node.pool {
-                    pool.set_current(id);
-                    pool.retain(&wanted.wanted);
+                    pool.versions().set_current(id);
+                    pool.versions().retain(&wanted.wanted);
                 }
             }
         }
@@ -338,7 +338,7 @@ impl Deployments {
             .nodes()
             .into_iter()
             .filter_map(|n| n.pool.clone())
-            .filter(|pool| !pool.holds(version.id))
+            .filter(|pool| !pool.versions().holds(version.id))
             .collect();
         if let Some(first) = pools.first() {
             let runtime = first.runtime().clone();
@@ -348,7 +348,7 @@ impl Deployments {
                 .map_err(|e| DeployError::Load(e.to_string()))?
                 .map_err(|e| DeployError::Load(e.to_string()))?;
             for pool in &pools {
-                pool.install(loaded.clone());
+                pool.versions().install(loaded.clone());
             }
         }
         let started = Instant::now();

@@ -169,7 +169,7 @@ impl NodeEntry {
             return false;
         }
         if let Some(pool) = &self.pool {
-            return pool.serves(method, version);
+            return pool.versions().serves(method, version);
         }
         match version {
             None => health.methods.iter().any(|m| m == method),
@@ -188,7 +188,7 @@ impl NodeEntry {
     /// Whether the node holds module version `id`.
     pub fn holds(&self, id: ModuleId) -> bool {
         match &self.pool {
-            Some(pool) => pool.holds(id),
+            Some(pool) => pool.versions().holds(id),
             None => self.health().loaded.iter().any(|(held, _)| *held == id),
         }
     }
@@ -331,11 +331,16 @@ impl NodeEntry {
             methods: self.methods(),
             consecutive_failures,
             module: match &self.pool {
-                Some(pool) => Some(pool.module_hash()),
+                Some(pool) => Some(pool.versions().hash()),
                 None => announced.map(|m| m.hash.clone()),
             },
             versions: match &self.pool {
-                Some(pool) => pool.loaded().iter().map(|m| m.hash.clone()).collect(),
+                Some(pool) => pool
+                    .versions()
+                    .loaded()
+                    .iter()
+                    .map(|m| m.hash.clone())
+                    .collect(),
                 None => versions,
             },
         }

@@ -65,10 +65,10 @@ impl Registry {
             format!("local:{index}"),
             Origin::Local,
             true,
-            pool.methods(),
+            pool.versions().methods(),
             self.heartbeat_expiry,
         );
-        node.health().module = Some(pool.module_summary());
+        node.health().module = Some(pool.versions().summary());
         node.pool = Some(pool);
         nodes.push(Arc::new(node));
         drop(nodes);
@@ -170,8 +170,8 @@ impl Registry {
         for node in self.nodes() {
             if let Some(pool) = &node.pool {
                 let mut health = node.health();
-                health.methods = pool.methods();
-                health.module = Some(pool.module_summary());
+                health.methods = pool.versions().methods();
+                health.module = Some(pool.versions().summary());
             }
         }
         self.refresh_methods();

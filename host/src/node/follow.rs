@@ -70,7 +70,7 @@ impl Follower {
     /// to the current version once held and drops the unwanted ones.
     pub(super) fn follow(&self, versions: &Versions) {
         for id in versions.wanted.iter().chain(&versions.current) {
-            if self.pool.holds(*id) || self.failed_before(*id) {
+            if self.pool.versions().holds(*id) || self.failed_before(*id) {
                 continue;
             }
             if !self.loading_lock().insert(*id) {
@@ -109,16 +109,16 @@ impl Follower {
             });
         }
         if let Some(current) = versions.current
-            && self.pool.holds(current)
-            && self.pool.module_summary().hash != current.to_string()
+            && self.pool.versions().holds(current)
+            && self.pool.versions().summary().hash != current.to_string()
         {
-            self.pool.set_current(current);
-            tracing::info!(module = %current.short(), methods = ?self.pool.methods(), "serving the deployed module version");
+            self.pool.versions().set_current(current);
+            tracing::info!(module = %current.short(), methods = ?self.pool.versions().methods(), "serving the deployed module version");
         }
         if versions.current.is_some() {
             let mut keep = versions.wanted.clone();
             keep.extend(versions.current);
-            self.pool.retain(&keep);
+            self.pool.versions().retain(&keep);
         }
     }
 
@@ -169,7 +169,7 @@ impl Load {
             .await
             .map_err(|e| Failure::Load(format!("loading the module version failed: {e}")))?
             .map_err(|e| Failure::Load(format!("cannot load the deployed module version: {e}")))?;
-        self.pool.install(loaded);
+        self.pool.versions().install(loaded);
         Ok(())
     }
 }

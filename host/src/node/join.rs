@@ -49,9 +49,14 @@ impl Announcement {
     pub(super) fn of(url: &str, pool: &WorkerPool, failed: BTreeMap<ModuleId, String>) -> Self {
         Self {
             url: url.to_owned(),
-            methods: pool.methods(),
-            module: Some((*pool.module_summary()).clone()),
-            loaded: pool.loaded().iter().map(|m| (**m).clone()).collect(),
+            methods: pool.versions().methods(),
+            module: Some((*pool.versions().summary()).clone()),
+            loaded: pool
+                .versions()
+                .loaded()
+                .iter()
+                .map(|m| (**m).clone())
+                .collect(),
             failed,
         }
     }

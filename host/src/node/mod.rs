@@ -14,6 +14,7 @@ mod pool;
 mod service;
 mod sizing;
 mod subcalls;
+mod versions;
 
 pub use follow::Versions;
 pub use follow::{FetchError, fetch_current};
@@ -176,7 +177,7 @@ impl Node {
                 stop_rx,
             ))
         });
-        tracing::info!(url = %self.url, workers = self.pool.workers(), methods = ?self.pool.methods(), "node serving");
+        tracing::info!(url = %self.url, workers = self.pool.workers(), methods = ?self.pool.versions().methods(), "node serving");
         let edge = &self.config.edge;
         let pool = self.pool.clone();
         let url = self.url.clone();

@@ -34,7 +34,7 @@ impl Observed {
         let started = std::time::Instant::now();
         // Any version's function counts as known: a call pinned to the
         // previous version is no stranger than one on the current.
-        let label = if pool.serves_anywhere(&method) {
+        let label = if pool.versions().serves_anywhere(&method) {
             method.clone()
         } else {
             "unknown".to_owned()

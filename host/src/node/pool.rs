@@ -10,22 +10,21 @@ use super::gate::{Gate, Priority};
 use super::inline::InlinePolicy;
 use super::sizing::Sizing;
 use super::subcalls::{NodeSubcalls, OwnPool, SubcallRoute};
-use crate::manifest::ModuleSummary;
-use crate::modules::ModuleId;
+use super::versions::ModuleVersions;
 use crate::rpc::{CallBudget, KeyName, RpcError, codes};
 use crate::runtime::{
     CallContext, CallError, CallReport, Limits, LoadedModule, Runtime, has_room_for_call,
 };
 use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, Weak};
 use tokio::sync::Semaphore;
 
 /// Runs calls on blocking threads, bounded.
 pub struct WorkerPool {
     route: SubcallRoute,
     runtime: Arc<Runtime>,
-    versions: RwLock<Versions>,
+    versions: ModuleVersions,
     limits: Limits,
     gate: Arc<Gate>,
     /// The process's instance slots, shared by its pools.
@@ -36,23 +35,6 @@ pub struct WorkerPool {
     served: AtomicU64,
     sizing: Sizing,
     inline: InlinePolicy,
-}
-
-/// The module versions a pool holds: the current one, which calls that
-/// name no version run on, and others that calls may name (the previous
-/// one, for a rollback; a new one while a deploy waits for every node to
-/// load it; an old one whose calls are still in flight).
-struct Versions {
-    current: LoadedModule,
-    others: Vec<LoadedModule>,
-}
-
-impl Versions {
-    fn get(&self, id: ModuleId) -> Option<&LoadedModule> {
-        std::iter::once(&self.current)
-            .chain(&self.others)
-            .find(|m| m.id() == id)
-    }
 }
 
 /// Cancels a running call when dropped before [`CancelOnDrop::disarm`].
@@ -106,10 +88,7 @@ impl WorkerPool {
         Self {
             route,
             runtime,
-            versions: RwLock::new(Versions {
-                current: module,
-                others: Vec::new(),
-            }),
+            versions: ModuleVersions::new(module),
             limits,
             gate: Gate::new(sizing.workers),
             instances,
@@ -122,103 +101,14 @@ impl WorkerPool {
         }
     }
 
-    fn versions(&self) -> std::sync::RwLockReadGuard<'_, Versions> {
-        self.versions.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn versions_mut(&self) -> std::sync::RwLockWriteGuard<'_, Versions> {
-        self.versions.write().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The current module's method names.
-    pub fn methods(&self) -> Vec<String> {
-        self.versions().current.methods().to_vec()
-    }
-
-    /// Hex SHA-256 of the module the pool runs now.
-    pub fn module_hash(&self) -> String {
-        self.versions().current.hash().to_owned()
-    }
-
-    /// The current module's hash, functions and cacheable functions.
-    pub fn module_summary(&self) -> Arc<ModuleSummary> {
-        self.versions().current.summary().clone()
-    }
-
-    /// Every version the pool holds, the current one first.
-    pub fn loaded(&self) -> Vec<Arc<ModuleSummary>> {
-        let versions = self.versions();
-        std::iter::once(&versions.current)
-            .chain(&versions.others)
-            .map(|m| m.summary().clone())
-            .collect()
-    }
-
-    /// Whether the pool holds version `id`.
-    pub fn holds(&self, id: ModuleId) -> bool {
-        self.versions().get(id).is_some()
-    }
-
-    /// Whether the pool can run `method` on `version` (on its current
-    /// module when `None`).
-    pub fn serves(&self, method: &str, version: Option<ModuleId>) -> bool {
-        let versions = self.versions();
-        let module = match version {
-            Some(id) => versions.get(id),
-            None => Some(&versions.current),
-        };
-        module.is_some_and(|m| m.methods().iter().any(|name| name == method))
-    }
-
-    /// Whether any version the pool holds has `method`.
-    pub fn serves_anywhere(&self, method: &str) -> bool {
-        let versions = self.versions();
-        std::iter::once(&versions.current)
-            .chain(&versions.others)
-            .any(|m| m.methods().iter().any(|name| name == method))
+    /// The module versions the pool holds.
+    pub fn versions(&self) -> &ModuleVersions {
+        &self.versions
     }
 
     /// The runtime the pool's calls run in, to load new versions into.
     pub fn runtime(&self) -> &Arc<Runtime> {
         &self.runtime
-    }
-
-    /// Adds a version calls may name; the current one stays current.
-    pub fn install(&self, module: LoadedModule) {
-        let mut versions = self.versions_mut();
-        if versions.get(module.id()).is_none() {
-            tracing::info!(module = %module.id().short(), methods = ?module.methods(), "module version loaded");
-            versions.others.push(module);
-        }
-    }
-
-    /// Makes the held version `id` current; false when it is not held.
-    pub fn set_current(&self, id: ModuleId) -> bool {
-        let mut versions = self.versions_mut();
-        if versions.current.id() == id {
-            return true;
-        }
-        let Some(at) = versions.others.iter().position(|m| m.id() == id) else {
-            return false;
-        };
-        let next = versions.others.swap_remove(at);
-        let previous = std::mem::replace(&mut versions.current, next);
-        versions.others.push(previous);
-        true
-    }
-
-    /// Drops the versions other than the current one that are not in
-    /// `keep`. Calls running on a dropped version finish on it: each holds
-    /// its module.
-    pub fn retain(&self, keep: &[ModuleId]) {
-        let mut versions = self.versions_mut();
-        versions.others.retain(|m| {
-            let kept = keep.contains(&m.id());
-            if !kept {
-                tracing::info!(module = %m.id().short(), "module version dropped");
-            }
-            kept
-        });
     }
 
     /// How many calls run at once.
@@ -267,24 +157,15 @@ impl WorkerPool {
         budget: CallBudget,
     ) -> Result<Bytes, RpcError> {
         // The version the call names, or the current one.
-        let module = {
-            let versions = self.versions();
-            match budget.module {
-                None => versions.current.clone(),
-                Some(id) => match versions.get(id) {
-                    Some(module) => module.clone(),
-                    None => {
-                        return Err(RpcError::new(
-                            codes::NODE_FAILED,
-                            "module_unavailable",
-                            format!(
-                                "this node does not hold module version {} that the call runs on; it was rolled back or replaced before the call reached the node. Retry the call",
-                                id.short()
-                            ),
-                        ));
-                    }
-                },
-            }
+        let Some(module) = self.versions.module(budget.module) else {
+            let id = budget.module.map(|id| id.short()).unwrap_or_default();
+            return Err(RpcError::new(
+                codes::NODE_FAILED,
+                "module_unavailable",
+                format!(
+                    "this node does not hold module version {id} that the call runs on; it was rolled back or replaced before the call reached the node. Retry the call"
+                ),
+            ));
         };
         // The deadline runs from admission: time spent waiting for a worker
         // counts, and a call whose deadline passed in the queue never runs.

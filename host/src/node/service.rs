@@ -41,11 +41,11 @@ impl Dispatch for LocalDispatch {
     }
 
     fn methods(&self) -> Vec<String> {
-        self.0.methods()
+        self.0.versions().methods()
     }
 
     fn module_version(&self) -> Option<String> {
-        Some(self.0.module_hash())
+        Some(self.0.versions().hash())
     }
 
     fn builtin(&self, name: &str) -> Option<serde_json::Value> {
@@ -57,7 +57,7 @@ impl Dispatch for LocalDispatch {
                 "uptime_ms": self.1.log.stats().uptime().as_millis() as u64,
                 "url": self.1.url,
                 "workers": self.0.workers(),
-                "methods": self.0.methods(),
+                "methods": self.0.versions().methods(),
             })),
             _ => None,
         }
@@ -227,13 +227,13 @@ fn error_reply(status: StatusCode, error: &RpcError) -> Response {
 async fn health(State(state): State<Arc<NodeState>>) -> Json<serde_json::Value> {
     Json(json!({
         "status": "ok",
-        "methods": state.pool.methods(),
+        "methods": state.pool.versions().methods(),
         "workers": state.pool.workers(),
         "in_flight": state.pool.in_flight(),
         "served": state.pool.served(),
         // For gateways that find the node by --node or --discover: which
         // module it runs, so they cache its cacheable functions' results.
-        "module": &*state.pool.module_summary(),
+        "module": &*state.pool.versions().summary(),
     }))
 }
 
