@@ -228,6 +228,59 @@ async fn a_draining_node_leaves_the_rotation_and_finishes_its_call() {
     );
 }
 
+/// A gateway that lists its nodes with `--node` learns that one drains
+/// only from its health check: the check's 503 `draining` takes the node
+/// out of rotation without failing it, so its call finishes there and runs
+/// nowhere else.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_listed_with_node_finishes_its_call_when_it_drains() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = support::build_into(dir.path(), "drain.js");
+    let nodes = [
+        Process::node(&module, &["--workers", "1"]),
+        Process::node(&module, &["--workers", "1"]),
+    ];
+    let gateway = Process::gateway(&["--node", &nodes[0].url, "--node", &nodes[1].url]);
+    let http = client();
+    let url = format!("{}/", gateway.url);
+    assert!(
+        nodes_become_available(&http, &gateway.url, 2, Duration::from_secs(10)).await,
+        "both nodes in rotation"
+    );
+    let call = spawn_rpc(&http, &url, &body("hold", json!([3000, 7]), 1));
+    let runs_on = |i: usize| {
+        let health = format!("{}/health", nodes[i].url);
+        let http = http.clone();
+        async move { get_json(&http, &health).await["in_flight"] == 1 }
+    };
+    let running = eventually(Duration::from_secs(10), || async {
+        runs_on(0).await || runs_on(1).await
+    })
+    .await;
+    assert!(running, "the call never started on a node");
+    let busy = if runs_on(0).await { 0 } else { 1 };
+    let [first, second] = nodes;
+    let (draining, other) = if busy == 0 {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    draining.signal(libc::SIGTERM);
+    assert!(
+        nodes_become_available(&http, &gateway.url, 1, Duration::from_secs(5)).await,
+        "the draining node left the rotation"
+    );
+    assert_eq!(call.await.unwrap().json()["result"], 7);
+    let health = get_json(&http, &format!("{}/health", other.url)).await;
+    assert_eq!(
+        (health["served"].as_u64(), health["in_flight"].as_u64()),
+        (Some(0), Some(0)),
+        "the call ran on the draining node only"
+    );
+    let status = exit_within(draining, Duration::from_secs(10)).await;
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_drain_timeout_bounds_the_wait_and_a_second_signal_exits_at_once() {
     let http = client();

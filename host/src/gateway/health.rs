@@ -3,7 +3,7 @@
 //! node protocol's reply: a JSON object marked as a node's.
 
 use super::node_client::{NodeClient, SendError, is_node_reply};
-use super::registry::{Checked, Registry};
+use super::registry::{CheckOutcome, Checked, Registry};
 use crate::manifest::ModuleSummary;
 use hyper::Method;
 use serde::Deserialize;
@@ -38,17 +38,20 @@ pub async fn run(registry: Arc<Registry>, client: NodeClient, interval: Duration
                             serde_json::from_slice::<serde_json::Value>(&body)
                                 .ok()
                                 .filter(serde_json::Value::is_object)
-                                .map(|health| checked(&health))
+                                .map_or(CheckOutcome::Failed, |health| {
+                                    CheckOutcome::Passed(checked(&health))
+                                })
                         }
+                        Ok((parts, body)) if is_draining(&parts, &body) => CheckOutcome::Draining,
                         Ok((parts, _)) => {
                             tracing::debug!(node = %node.url, status = %parts.status, "health check refused");
-                            None
+                            CheckOutcome::Failed
                         }
                         Err(SendError::Http(error)) => {
                             tracing::debug!(node = %node.url, %error, "health check failed");
-                            None
+                            CheckOutcome::Failed
                         }
-                        Err(SendError::TooLarge(_)) => None,
+                        Err(SendError::TooLarge(_)) => CheckOutcome::Failed,
                     };
                     node.record_check(outcome);
                 }
@@ -56,6 +59,14 @@ pub async fn run(registry: Arc<Registry>, client: NodeClient, interval: Duration
         futures::future::join_all(probes).await;
         registry.refresh_methods();
     }
+}
+
+/// Whether a reply is a node's 503 saying it drains.
+fn is_draining(parts: &hyper::http::response::Parts, body: &[u8]) -> bool {
+    parts.status == hyper::StatusCode::SERVICE_UNAVAILABLE
+        && is_node_reply(parts)
+        && serde_json::from_slice::<serde_json::Value>(body)
+            .is_ok_and(|health| health["status"] == "draining")
 }
 
 /// The methods and module a node's `/health` reply reports; a module

@@ -251,10 +251,10 @@ impl NodeEntry {
     /// not whether it is still a member: a joined node's `last_seen` moves
     /// only with its heartbeats, so a node whose token was revoked leaves
     /// even while it answers `/health`.
-    pub fn record_check(&self, outcome: Option<Checked>) {
+    pub fn record_check(&self, outcome: CheckOutcome) {
         let mut health = self.health();
         match outcome {
-            Some(Checked { methods, module }) => {
+            CheckOutcome::Passed(Checked { methods, module }) => {
                 if !health.healthy {
                     tracing::info!(node = %self.url, "node healthy");
                 }
@@ -269,7 +269,16 @@ impl NodeEntry {
                     health.module = module.map(Arc::new);
                 }
             }
-            None => {
+            // Out of rotation, but a failure of nothing: sending its calls
+            // in flight elsewhere would cancel them on a node about to
+            // finish them, and run them twice.
+            CheckOutcome::Draining => {
+                if health.healthy {
+                    tracing::info!(node = %self.url, in_flight = self.in_flight(), "node draining: no new calls; its calls in flight finish there");
+                }
+                health.healthy = false;
+            }
+            CheckOutcome::Failed => {
                 let was_healthy = health.healthy;
                 health.healthy = false;
                 drop(health);
@@ -353,6 +362,18 @@ fn loaded_of(loaded: Vec<ModuleSummary>) -> Vec<(ModuleId, Arc<ModuleSummary>)> 
         .into_iter()
         .filter_map(|m| Some((ModuleId::parse(&m.hash)?, Arc::new(m))))
         .collect()
+}
+
+/// How a health check ended.
+#[derive(Debug, Clone)]
+pub enum CheckOutcome {
+    /// The node answered as a node that takes calls.
+    Passed(Checked),
+    /// The node answered that it drains: it takes no new calls, and its
+    /// calls in flight finish there.
+    Draining,
+    /// No answer, or not a node's.
+    Failed,
 }
 
 /// What a passing health check found.

@@ -1,7 +1,7 @@
 //! The gateway's view of its nodes: who they are, what they serve, whether
 //! they may take calls, and how many calls each has outstanding.
 
-pub use super::node_entry::{Checked, NodeEntry, NodeStatus, Origin};
+pub use super::node_entry::{CheckOutcome, Checked, NodeEntry, NodeStatus, Origin};
 use crate::node::{Announcement, WorkerPool};
 use std::sync::Arc;
 use std::sync::RwLock;
@@ -231,10 +231,10 @@ mod tests {
         let registry = Registry::new(&[]).with_heartbeat_expiry(expiry);
         let node = joined(&registry, "http://a:1");
         assert!(node.is_available(Instant::now()));
-        node.record_check(Some(checked(&["m"])));
+        node.record_check(CheckOutcome::Passed(checked(&["m"])));
         assert!(!node.is_available(Instant::now() + expiry));
         let registry = Registry::new(&[]).with_heartbeat_expiry(Duration::ZERO);
-        joined(&registry, "http://a:1").record_check(Some(checked(&["m"])));
+        joined(&registry, "http://a:1").record_check(CheckOutcome::Passed(checked(&["m"])));
         registry.expire();
         assert!(registry.nodes().is_empty());
     }
@@ -259,7 +259,7 @@ mod tests {
         let registry = Registry::new(&[]);
         let node = joined(&registry, "http://a:1");
         let failure = node.failure();
-        node.record_check(None);
+        node.record_check(CheckOutcome::Failed);
         tokio::time::timeout(Duration::from_secs(1), failure)
             .await
             .expect("the call waiting on the node was woken");
@@ -277,7 +277,7 @@ mod tests {
         let found = registry.nodes()[1].clone();
         assert_eq!(found.origin, Origin::Discovered);
         assert!(!found.is_available(Instant::now()));
-        found.record_check(Some(checked(&["m"])));
+        found.record_check(CheckOutcome::Passed(checked(&["m"])));
         assert!(found.is_available(Instant::now()));
         let call = found.begin_call();
         registry.set_discovered(&[]);
@@ -304,7 +304,7 @@ mod tests {
         let registry = Registry::new(&["http://s:1".into()]).with_heartbeat_expiry(Duration::ZERO);
         let fixed = registry.nodes()[0].clone();
         assert!(!fixed.is_available(Instant::now()));
-        fixed.record_check(Some(checked(&[])));
+        fixed.record_check(CheckOutcome::Passed(checked(&[])));
         registry.expire();
         assert_eq!(registry.nodes().len(), 1);
         assert!(fixed.is_available(Instant::now() + Duration::from_secs(60)));

@@ -218,8 +218,10 @@ async fn health_while_draining(
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     if draining.load(Ordering::Acquire) && request.uri().path() == "/health" {
+        // Marked as a node's, so that a gateway tells it from a failure.
         return (
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            [(crate::cluster::NODE_REPLY_HEADER, "1")],
             axum::Json(serde_json::json!({"status": "draining"})),
         )
             .into_response();
