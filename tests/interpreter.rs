@@ -158,6 +158,28 @@ const cases = {
   do_while: () => { let i = 0; do { let j = i; i = j + 1; } while (i < 5); return i; },
   switch_default_skip: () => { switch (3) { default: return w; case 0: let w = 1; } },
   nested_fn_loop: () => { const fs = []; for (let i = 0; i < 3; i++) fs.push(() => i); return fs.map(f => f()).join(); },
+  class_computed_key: () => { class C { [C.name]() {} } },
+  class_static_block: () => { class C { static { this.v = later; } } let later = 1; },
+  class_static_after: () => { let before = 3; class C { static { this.v = before; } } return C.v; },
+  labeled_continue: () => { let s = 0; outer: for (let i = 0; i < 3; i++) { for (let j = 0; j < 3; j++) { if (j === 1) continue outer; s += i * 10 + j; } } return s; },
+  param_default_outer: () => { let base = 5; const f = (a = base) => a; return f(); },
+  for_of_destructure_default: () => { let r = []; for (const { a, b = a * 2 } of [{ a: 1 }, { a: 2, b: 0 }]) r.push(a + b); return r.join(); },
+  getter_in_literal: () => { let v = 9; const o = { get g() { return v; } }; return o.g; },
+  finally_break: () => { let r = 0; for (;;) { try { let t = 4; r = t; break; } finally { r += 1; } } return r; },
+  switch_nested_fn: () => { switch (1) { case 0: let z = 1; case 1: return typeof (() => z); } },
+  switch_closure_call: () => { switch (1) { case 0: let z = 1; case 1: return (() => z)(); } },
+  loop_closure_before_decl: () => { const fs = []; for (let i = 0; i < 2; i++) { fs.push(() => w); let w = i; } return fs.map(f => f()).join(); },
+  while_break_then_use: () => { let k = 0; while (true) { let q = k; if (q > 2) break; k = q + 1; } return k; },
+  nested_switch_in_loop: () => { let out = ''; for (let i = 0; i < 2; i++) { switch (i) { case 0: let a = 'x'; out += a; break; case 1: out += typeof i; } } return out; },
+  do_while_cond_uses_body_let: () => { let n = 0; do { n++; } while (n < 3); return n; },
+  try_catch_let_after: () => { try { null.x; } catch (e) {} let after = 2; return after; },
+  generator_resume: () => { function* g() { const a = yield 1; let b = a + 1; yield b; } const it = g(); it.next(); return it.next(5).value; },
+  async_fn: () => { async function f() { let v = await 1; return v; } return typeof f(); },
+  arguments_shadow: () => { function f() { let arguments2 = arguments.length; return arguments2; } return f(1, 2); },
+  destructure_array_swap: () => { let a = 1, b = 2; [a, b] = [b, a]; return a * 10 + b; },
+  compound_obj: () => { let o = { n: 1 }; o.n += 1; let p = o; p.n++; return o.n; },
+  const_in_switch_block_reassign: () => { switch (0) { case 0: { const c = 1; c = 2; } } },
+  let_in_for_head_closure_update: () => { const fs = []; for (let i = 0; i < 3; fs.push(() => i), i++); return fs.map(f => f()).join(); },
 };
 madrpc.register('outcomes', () => Object.entries(cases).map(([name, f]) => {
   try {
@@ -210,7 +232,29 @@ eval_access: ok 7
 eval_before: ReferenceError
 do_while: ok 5
 switch_default_skip: ReferenceError
-nested_fn_loop: ok 0,1,2";
+nested_fn_loop: ok 0,1,2
+class_computed_key: ReferenceError
+class_static_block: ReferenceError
+class_static_after: ok 3
+labeled_continue: ok 30
+param_default_outer: ok 5
+for_of_destructure_default: ok 3,2
+getter_in_literal: ok 9
+finally_break: ok 5
+switch_nested_fn: ok function
+switch_closure_call: ReferenceError
+loop_closure_before_decl: ok 0,1
+while_break_then_use: ok 3
+nested_switch_in_loop: ok xnumber
+do_while_cond_uses_body_let: ok 3
+try_catch_let_after: ok 2
+generator_resume: ok 6
+async_fn: ok object
+arguments_shadow: ok 2
+destructure_array_swap: ok 21
+compound_obj: ok 3
+const_in_switch_block_reassign: TypeError
+let_in_for_head_closure_update: ok 1,2,3";
 
 #[test]
 fn lexical_bindings_throw_in_their_temporal_dead_zone_and_nowhere_else() {
