@@ -196,14 +196,7 @@ fn check(members: &[Member], status: u16, body: &[u8]) -> Result<(), TestCaseErr
 fn batch_responses_match_the_requests_one_to_one() {
     let script = support::script("sandbox.js");
     let serve = Process::start(
-        &[
-            "serve",
-            script.to_str().expect("UTF-8"),
-            "--nodes",
-            "1",
-            "--listen",
-            "127.0.0.1:0",
-        ],
+        &support::grid::serve_args(&script, &["--nodes", "1"]),
         "madrpc is serving at ",
     );
     let url = format!("{}/", serve.url);

@@ -9,17 +9,9 @@ use support::grid::{Process, client, rpc};
 
 fn serve(dir: &std::path::Path, extra: &[&str]) -> Process {
     let module = support::build_into(dir, "caps.js");
-    let module = module.to_str().unwrap().to_owned();
-    let mut args = vec![
-        "serve",
-        module.as_str(),
-        "--nodes",
-        "1",
-        "--listen",
-        "127.0.0.1:0",
-    ];
+    let mut args = support::grid::serve_args(&module, &["--nodes", "1"]);
     args.extend_from_slice(extra);
-    Process::start(&args, "madrpc is serving at ")
+    Process::start(&args, support::grid::SERVING)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -334,16 +334,7 @@ fn rss(pid: u32) -> u64 {
 async fn memory_does_not_grow_as_calls_move_to_clean_slots() {
     let script = support::script("heavy.js");
     let serve = Logged::start(
-        &[
-            "serve",
-            script.to_str().unwrap(),
-            "--nodes",
-            "1",
-            "--workers",
-            "1",
-            "--listen",
-            "127.0.0.1:0",
-        ],
+        &support::grid::serve_args(&script, &["--nodes", "1", "--workers", "1"]),
         &[("RUST_LOG", "info,madrpc::runtime=debug")],
         "madrpc is serving at ",
     );

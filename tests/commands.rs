@@ -28,16 +28,7 @@ async fn call(url: &str, method: &str, params: Value) -> Value {
 async fn serve_names_its_local_nodes_and_stops_on_ctrl_c() {
     let script = support::script("claims.js");
     let mut serve = Logged::start(
-        &[
-            "serve",
-            script.to_str().unwrap(),
-            "--nodes",
-            "2",
-            "--workers",
-            "1",
-            "--listen",
-            "127.0.0.1:0",
-        ],
+        &support::grid::serve_args(&script, &["--nodes", "2", "--workers", "1"]),
         &[],
         "madrpc is serving at ",
     );
@@ -393,14 +384,7 @@ async fn the_built_ins_shadow_a_scripts_functions_of_their_names() {
     )
     .unwrap();
     let serve = Logged::start(
-        &[
-            "serve",
-            script.to_str().unwrap(),
-            "--nodes",
-            "1",
-            "--listen",
-            "127.0.0.1:0",
-        ],
+        &support::grid::serve_args(&script, &["--nodes", "1"]),
         &[],
         "madrpc is serving at ",
     );

@@ -117,14 +117,7 @@ async fn a_deploy_and_a_rollback_on_serve_switch_every_call_without_a_failure() 
     );
     let script = dir.path().join("app.js");
     let serve = Logged::start(
-        &[
-            "serve",
-            script.to_str().unwrap(),
-            "--nodes",
-            "2",
-            "--listen",
-            "127.0.0.1:0",
-        ],
+        &support::grid::serve_args(&script, &["--nodes", "2"]),
         &[("MADRPC_ADMIN_TOKEN", ADMIN), ("RUST_LOG", "debug")],
         "madrpc is serving at ",
     );
@@ -395,15 +388,7 @@ async fn serve_watch_swaps_the_module_on_save_and_keeps_it_through_a_syntax_erro
     let script = dir.path().join("app.js");
     module(dir.path(), "app.js", &source("v1", ""));
     let serve = Logged::start(
-        &[
-            "serve",
-            script.to_str().unwrap(),
-            "--watch",
-            "--nodes",
-            "2",
-            "--listen",
-            "127.0.0.1:0",
-        ],
+        &support::grid::serve_args(&script, &["--watch", "--nodes", "2"]),
         &[],
         "madrpc is serving at ",
     );

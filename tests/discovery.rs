@@ -24,14 +24,7 @@ fn call_fails_over_to_the_next_url_when_a_gateway_is_down() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let module = build_into(dir.path(), "grid.js");
     let serve = Process::start(
-        &[
-            "serve",
-            module.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--nodes",
-            "1",
-        ],
+        &support::grid::serve_args(&module, &["--nodes", "1"]),
         "madrpc is serving at ",
     );
     // A port nothing listens on: connections are refused.

@@ -22,18 +22,9 @@ fn body(method: &str, params: Value, id: u64) -> String {
 
 fn serve(extra: &[&str]) -> Process {
     let script = support::script("drain.js");
-    let mut args = vec![
-        "serve",
-        script.to_str().unwrap(),
-        "--nodes",
-        "2",
-        "--workers",
-        "1",
-        "--listen",
-        "127.0.0.1:0",
-    ];
+    let mut args = support::grid::serve_args(&script, &["--nodes", "2", "--workers", "1"]);
     args.extend_from_slice(extra);
-    Process::start(&args, "madrpc is serving at ")
+    Process::start(&args, support::grid::SERVING)
 }
 
 /// Waits up to `timeout` for the process to exit; `None` if it did not.

@@ -19,32 +19,31 @@ fn serve(extra: &[&str]) -> Logged {
     let script = support::script("errors.js");
     let fuel = FUEL.to_string();
     let memory = MEMORY.to_string();
-    let mut args = vec![
-        "serve",
-        script.to_str().expect("UTF-8 path"),
-        "--nodes",
-        "1",
-        "--workers",
-        "2",
-        "--listen",
-        "127.0.0.1:0",
-        "--fuel",
-        &fuel,
-        "--memory",
-        &memory,
-        "--max-params",
-        "1KiB",
-        "--max-result",
-        "1KiB",
-        "--max-body",
-        "4KiB",
-        "--max-batch",
-        "5",
-        "--max-depth",
-        "3",
-        "--max-subcalls",
-        "5",
-    ];
+    let mut args = support::grid::serve_args(
+        &script,
+        &[
+            "--nodes",
+            "1",
+            "--workers",
+            "2",
+            "--fuel",
+            &fuel,
+            "--memory",
+            &memory,
+            "--max-params",
+            "1KiB",
+            "--max-result",
+            "1KiB",
+            "--max-body",
+            "4KiB",
+            "--max-batch",
+            "5",
+            "--max-depth",
+            "3",
+            "--max-subcalls",
+            "5",
+        ],
+    );
     args.extend_from_slice(extra);
     Logged::start(&args, &[], "madrpc is serving at ")
 }
@@ -252,14 +251,7 @@ async fn a_guest_that_stops_abnormally_is_guest_crashed() {
     let module = dir.path().join("crash.wasm");
     std::fs::write(&module, support::wasm::crashing_module()).unwrap();
     let serve = Logged::start(
-        &[
-            "serve",
-            module.to_str().unwrap(),
-            "--nodes",
-            "1",
-            "--listen",
-            "127.0.0.1:0",
-        ],
+        &support::grid::serve_args(&module, &["--nodes", "1"]),
         &[],
         "madrpc is serving at ",
     );

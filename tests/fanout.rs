@@ -188,16 +188,7 @@ async fn word_count_fans_out_and_merges() {
 async fn serve_fans_out_over_its_local_nodes() {
     let script = support::script("fanout.js");
     let serve = Process::start(
-        &[
-            "serve",
-            script.to_str().unwrap(),
-            "--nodes",
-            "2",
-            "--workers",
-            "1",
-            "--listen",
-            "127.0.0.1:0",
-        ],
+        &support::grid::serve_args(&script, &["--nodes", "2", "--workers", "1"]),
         "madrpc is serving at ",
     );
     let url = format!("{}/", serve.url);

@@ -39,16 +39,7 @@ fn run(module: &Module, method: &str) -> Value {
 /// `madrpc serve` of the module, on a free port.
 fn serve(module: &Path) -> Process {
     Process::start(
-        &[
-            "serve",
-            module.to_str().expect("UTF-8 path"),
-            "--nodes",
-            "1",
-            "--workers",
-            "1",
-            "--listen",
-            "127.0.0.1:0",
-        ],
+        &support::grid::serve_args(module, &["--nodes", "1", "--workers", "1"]),
         "madrpc is serving at ",
     )
 }

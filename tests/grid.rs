@@ -381,14 +381,7 @@ async fn a_node_that_stops_heartbeating_leaves_and_comes_back() {
 async fn serve_runs_the_grid_and_stops_cleanly() {
     let script = support::script("grid.js");
     let mut serve = Process::start(
-        &[
-            "serve",
-            script.to_str().unwrap(),
-            "--nodes",
-            "2",
-            "--listen",
-            "127.0.0.1:0",
-        ],
+        &support::grid::serve_args(&script, &["--nodes", "2"]),
         "madrpc is serving at ",
     );
     let curl = serve

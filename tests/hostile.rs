@@ -230,18 +230,9 @@ async fn hostile_scripts_end_with_their_documented_errors_while_honest_calls_suc
     let module = dir.path().join("hostile.wasm");
     std::fs::write(&module, built.wasm).expect("the module is written");
 
-    let mut args = vec![
-        "serve",
-        module.to_str().expect("a UTF-8 path"),
-        "--listen",
-        "127.0.0.1:0",
-        "--nodes",
-        "2",
-        "--workers",
-        "2",
-    ];
+    let mut args = support::grid::serve_args(&module, &["--nodes", "2", "--workers", "2"]);
     args.extend_from_slice(LIMITS);
-    let serve = Process::start(&args, "madrpc is serving at ");
+    let serve = Process::start(&args, support::grid::SERVING);
     let url = format!("{}/", serve.url);
     let http = client();
 

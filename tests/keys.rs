@@ -318,18 +318,17 @@ async fn the_limits_of_quiet_addresses_are_forgotten() {
     // A bucket of one call at 100/s is full again 10 ms after a call, so
     // the state of an address is swept within a second of its last call.
     let grid = Logged::start(
-        &[
-            "serve",
-            module.to_str().unwrap(),
-            "--nodes",
-            "1",
-            "--listen",
-            "127.0.0.1:0",
-            "--rate-per-ip",
-            "100/s",
-            "--burst-per-ip",
-            "1",
-        ],
+        &support::grid::serve_args(
+            &module,
+            &[
+                "--nodes",
+                "1",
+                "--rate-per-ip",
+                "100/s",
+                "--burst-per-ip",
+                "1",
+            ],
+        ),
         &[
             ("RUST_LOG", "info,madrpc::cli::edge=debug"),
             ("NO_COLOR", "1"),

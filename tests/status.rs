@@ -56,14 +56,7 @@ fn rendered(url: &str, profile: &std::path::Path) -> String {
 async fn the_status_page_shows_nodes_methods_module_and_errors() {
     let script = support::script("telemetry.js");
     let grid = Process::start(
-        &[
-            "serve",
-            script.to_str().unwrap(),
-            "--nodes",
-            "2",
-            "--listen",
-            "127.0.0.1:0",
-        ],
+        &support::grid::serve_args(&script, &["--nodes", "2"]),
         "madrpc is serving at ",
     );
     let http = client();

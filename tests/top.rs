@@ -101,14 +101,7 @@ fn watch(name: &str, url: &str, expected: &[&str]) -> String {
 async fn top_shows_nodes_and_methods_of_serve_and_of_a_gateway_and_quits_on_q() {
     let script = support::script("telemetry.js");
     let serve = Process::start(
-        &[
-            "serve",
-            script.to_str().unwrap(),
-            "--nodes",
-            "2",
-            "--listen",
-            "127.0.0.1:0",
-        ],
+        &support::grid::serve_args(&script, &["--nodes", "2"]),
         "madrpc is serving at ",
     );
     let http = client();

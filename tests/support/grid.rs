@@ -14,6 +14,22 @@ use std::time::Duration;
 /// `MADRPC_JOIN_TOKEN`; an explicit `--join-token` overrides it).
 pub const TEST_TOKEN: &str = "test-cluster-token";
 
+/// What `serve` prints once it listens, before its URL.
+pub const SERVING: &str = "madrpc is serving at ";
+
+/// The arguments of `serve MODULE` on a free loopback port, then `extra`,
+/// for [`Process::start`] and `Logged::start`.
+pub fn serve_args<'a>(module: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "serve",
+        module.to_str().expect("UTF-8 path"),
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// A child process that is killed when dropped.
 pub struct Process {
     pub child: Child,
