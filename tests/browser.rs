@@ -130,18 +130,17 @@ fn a_page_on_an_allowed_origin_calls_the_grid_and_others_are_refused() {
     let (allowed_origin, allowed_reports, set_allowed) = page_server();
     let (other_origin, other_reports, set_other) = page_server();
     let grid = Process::start(
-        &[
-            "serve",
-            module.to_str().unwrap(),
-            "--nodes",
-            "1",
-            "--listen",
-            "127.0.0.1:0",
-            "--keys",
-            keys.to_str().unwrap(),
-            "--allow-origin",
-            &allowed_origin,
-        ],
+        &support::grid::serve_args(
+            &module,
+            &[
+                "--nodes",
+                "1",
+                "--keys",
+                keys.to_str().unwrap(),
+                "--allow-origin",
+                &allowed_origin,
+            ],
+        ),
         "madrpc is serving at ",
     );
     let grid_url = format!("{}/", grid.url);

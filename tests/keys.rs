@@ -374,16 +374,7 @@ async fn sub_calls_pass_as_the_cluster_and_never_spend_the_callers_rate() {
     let key = new_key(&keys, "tight", &["--rate", "1/min", "--burst", "1"]);
     let module = support::build_into(dir.path(), "fanout.js");
     let grid = Logged::start(
-        &[
-            "serve",
-            module.to_str().unwrap(),
-            "--nodes",
-            "2",
-            "--listen",
-            "127.0.0.1:0",
-            "--keys",
-            keys.to_str().unwrap(),
-        ],
+        &support::grid::serve_args(&module, &["--nodes", "2", "--keys", keys.to_str().unwrap()]),
         &[("RUST_LOG", "debug"), ("NO_COLOR", "1")],
         "madrpc is serving at ",
     );

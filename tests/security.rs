@@ -124,18 +124,10 @@ async fn serve_over_tls_fans_out() {
     let (ca, cert, key) = certificates(dir.path(), "fanout");
     let module = support::build_into(dir.path(), "fanout.js");
     let grid = Process::start(
-        &[
-            "serve",
-            module.to_str().unwrap(),
-            "--nodes",
-            "2",
-            "--listen",
-            "127.0.0.1:0",
-            "--tls-cert",
-            &cert,
-            "--tls-key",
-            &key,
-        ],
+        &support::grid::serve_args(
+            &module,
+            &["--nodes", "2", "--tls-cert", &cert, "--tls-key", &key],
+        ),
         "madrpc is serving at ",
     );
     // Sub-calls stay inside the process, so they need no certificate.
