@@ -179,17 +179,12 @@ async fn a_new_cluster_token_takes_effect_on_an_open_channel() {
     let module = support::build_into(dir.path(), "grid.js");
     let node = Process::node(&module, &[]);
     let gateway = Logged::start(
-        &[
-            "gateway",
-            "--listen",
-            "127.0.0.1:0",
-            "--health-interval",
-            "200ms",
+        &support::grid::gateway_args(&[
             "--join-token-file",
             token_file.to_str().unwrap(),
             "--node",
             &node.url,
-        ],
+        ]),
         &[],
         "madrpc gateway listening on ",
     );

@@ -141,13 +141,7 @@ async fn the_environment_variables_stand_in_for_their_flags() {
     let module = module.to_str().unwrap();
     let token = [("MADRPC_JOIN_TOKEN", "s3cret")];
     let gateway = Logged::start(
-        &[
-            "gateway",
-            "--listen",
-            "127.0.0.1:0",
-            "--health-interval",
-            "200ms",
-        ],
+        &support::grid::gateway_args(&[]),
         &token,
         "madrpc gateway listening on ",
     );

@@ -431,15 +431,7 @@ async fn a_gateway_takes_keys_and_its_nodes_sub_calls_pass_as_the_cluster() {
     let other = new_key(&keys, "other", &[]);
     let module = support::build_into(dir.path(), "fanout.js");
     let gateway = Logged::start(
-        &[
-            "gateway",
-            "--listen",
-            "127.0.0.1:0",
-            "--health-interval",
-            "200ms",
-            "--keys",
-            keys.to_str().unwrap(),
-        ],
+        &support::grid::gateway_args(&["--keys", keys.to_str().unwrap()]),
         &[
             ("MADRPC_JOIN_TOKEN", TEST_TOKEN),
             ("RUST_LOG", "debug"),

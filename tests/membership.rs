@@ -54,13 +54,7 @@ async fn node_count(http: &madrpc::http::HttpClient, gateway: &str) -> usize {
 #[tokio::test(flavor = "multi_thread")]
 async fn join_is_refused_without_the_token_the_gateway_printed() {
     let mut gateway = Process::start(
-        &[
-            "gateway",
-            "--listen",
-            "127.0.0.1:0",
-            "--health-interval",
-            "200ms",
-        ],
+        &support::grid::gateway_args(&[]),
         "madrpc gateway listening on ",
     );
     let token_line = gateway
@@ -179,14 +173,7 @@ async fn open_join_and_public_nodes_need_explicit_flags() {
     // An open gateway warns at start, takes a join without a token, and
     // presents none.
     let gateway = Logged::start(
-        &[
-            "gateway",
-            "--listen",
-            "127.0.0.1:0",
-            "--health-interval",
-            "200ms",
-            "--insecure-open-join",
-        ],
+        &support::grid::gateway_args(&["--insecure-open-join"]),
         &[("NO_COLOR", "1")],
         "madrpc gateway listening on ",
     );

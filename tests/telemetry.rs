@@ -167,13 +167,7 @@ async fn request_ids_and_traces_reach_gateway_node_and_sub_call_lines() {
     let module = support::build_into(dir.path(), "telemetry.js");
     let token = [("MADRPC_JOIN_TOKEN", TEST_TOKEN)];
     let gateway = Logged::start(
-        &[
-            "gateway",
-            "--listen",
-            "127.0.0.1:0",
-            "--health-interval",
-            "200ms",
-        ],
+        &support::grid::gateway_args(&[]),
         &token,
         "madrpc gateway listening on ",
     );

@@ -30,6 +30,20 @@ pub fn serve_args<'a>(module: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
     args
 }
 
+/// The arguments of a gateway on a free loopback port that checks its
+/// nodes' health every 200 ms, then `extra`.
+pub fn gateway_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "gateway",
+        "--listen",
+        "127.0.0.1:0",
+        "--health-interval",
+        "200ms",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// A child process that is killed when dropped.
 pub struct Process {
     pub child: Child,
@@ -109,16 +123,8 @@ impl Process {
     /// A gateway on a free port with the given extra arguments, and
     /// [`TEST_TOKEN`] as its cluster token.
     pub fn gateway(extra: &[&str]) -> Process {
-        let mut args = vec![
-            "gateway",
-            "--listen",
-            "127.0.0.1:0",
-            "--health-interval",
-            "200ms",
-        ];
-        args.extend_from_slice(extra);
         Process::start_with_env(
-            &args,
+            &gateway_args(extra),
             &[("MADRPC_JOIN_TOKEN", TEST_TOKEN)],
             "madrpc gateway listening on ",
         )
