@@ -154,11 +154,18 @@ impl Builder {
             }
         }
         self.values.truncate(values_from);
-        let keys: Box<[qjs::JSAtom]> = self.keys.drain(keys_from..).collect();
-        if count > 0 && count <= MAX_TEMPLATE_KEYS {
+        // A new template only for keys the one at this depth does not
+        // already have (with them, its shape did not qualify).
+        let new_keys = self
+            .templates
+            .get(depth)
+            .and_then(Option::as_ref)
+            .is_none_or(|template| template.keys[..] != self.keys[keys_from..]);
+        if count > 0 && count <= MAX_TEMPLATE_KEYS && new_keys {
             if self.templates.len() <= depth {
                 self.templates.resize_with(depth + 1, || None);
             }
+            let keys = self.keys[keys_from..].into();
             // SAFETY: `object` is live; the template holds a reference.
             let object = unsafe { qjs::JS_DupValue(self.ctx, object) };
             if let Some(old) = self.templates[depth].replace(Template { keys, object }) {
@@ -166,6 +173,7 @@ impl Builder {
                 unsafe { qjs::JS_FreeValue(self.ctx, old.object) };
             }
         }
+        self.keys.truncate(keys_from);
         Ok(object)
     }
 
