@@ -13920,7 +13920,7 @@ int JS_ToInt64Ext(JSContext *ctx, int64_t *pres, JSValueConst val)
 }
 
 /* return (<0, 0) in case of exception */
-/* ToInt32 of a double */
+/* madrpc: ToInt32 of a double, out of JS_ToInt32Free for the fast paths */
 static inline __attribute__((always_inline)) int32_t js_float64_to_int32(double d)
 {
     JSFloat64Union u;
