@@ -34,6 +34,10 @@ pub enum LoadError {
     /// imports).
     #[error("the module cannot be used: {0}")]
     Invalid(String),
+    /// The module's copy-on-write memory image could not be made (see
+    /// `image.rs`): a fault of this host, not of the module.
+    #[error("this host cannot make the module's memory image: {0}")]
+    Image(String),
 }
 
 /// A thrown JavaScript error as the guest reported it.

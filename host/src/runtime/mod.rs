@@ -10,6 +10,7 @@ mod context;
 mod cpu;
 mod engine;
 mod error;
+mod image;
 mod imports;
 mod limits;
 mod local;
@@ -151,6 +152,7 @@ impl Runtime {
     }
 
     fn link(&self, compiled: &wasmtime::Module) -> Result<module::Linked, LoadError> {
+        image::prepare(compiled).map_err(|e| LoadError::Image(format!("{e:#}")))?;
         let exports = module::GuestExports::resolve(compiled)?;
         let pre = self
             .linker

@@ -229,6 +229,7 @@ fn instrumented_plugin<'a>(
         }
         None => wasmtime::Module::new(engine, &instrumented)?,
     };
+    super::image::prepare(&module)?;
     Ok((context, module))
 }
 
