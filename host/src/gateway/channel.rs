@@ -1,9 +1,9 @@
 //! The gateway's side of the call channel ([`crate::wire`]): one
 //! long-lived connection per node, opened on the first call with an HTTP
 //! `Upgrade` that carries the cluster credential. Calls bound for the node
-//! are written as frames, every call waiting at that moment in one write,
-//! and replies are matched to their calls by id, in whatever order they
-//! finish. There is no cap on the calls in flight: a parent waiting on its
+//! are written as frames, every call waiting at that moment (or about to
+//! be sent by a task ready to run) in one write, and replies are matched
+//! to their calls by id, in whatever order they finish. There is no cap on the calls in flight: a parent waiting on its
 //! children must never wait for room on the channel; admission on the node
 //! decides what runs.
 
@@ -255,7 +255,7 @@ async fn connect(
     let task = tokio::spawn(async move {
         let why = tokio::select! {
             why = read_replies(FrameReader::new(read), &reader_calls, limit) => why,
-            written = wire::write_frames(write, queue) => match written {
+            written = wire::write_frames(write, queue, true) => match written {
                 Ok(()) => "the channel was closed".to_owned(),
                 Err(error) => format!("writing to the channel failed: {error}"),
             },

@@ -96,7 +96,7 @@ where
 {
     let (read, write) = tokio::io::split(io);
     let (replies, queue) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(wire::write_frames(write, queue));
+    let writer = tokio::spawn(wire::write_frames(write, queue, false));
     let running = Arc::new(Running::default());
     {
         // Half a frame may stall no longer than a request body.

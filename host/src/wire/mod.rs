@@ -18,8 +18,12 @@
 //!   JSON-RPC error object that is final, or `U` with one for a call the
 //!   node refused before running it (overloaded, draining).
 
+mod writer;
+
+pub use writer::write_frames;
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// The name the channel is asked for in the `Upgrade` header.
 pub const PROTOCOL: &str = "madrpc-calls/1";
@@ -32,10 +36,6 @@ pub const CALL_OVERHEAD: usize = 64 << 10;
 
 /// Bytes of tag and id at the start of every frame.
 const HEAD: usize = 1 + 8;
-
-/// Most bytes gathered into one write: enough to batch a burst of small
-/// calls, small enough that one large call does not hold up the others.
-const WRITE_BATCH: usize = 256 << 10;
 
 /// A frame's tag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -324,34 +324,6 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             }
         }
     }
-}
-
-/// Writes frames handed to it over `frames` until that closes or the
-/// connection fails, gathering every frame already waiting into one write.
-/// A frame is a list of byte runs written back to back.
-pub async fn write_frames<W: AsyncWrite + Unpin>(
-    mut io: W,
-    mut frames: tokio::sync::mpsc::UnboundedReceiver<Vec<Bytes>>,
-) -> std::io::Result<()> {
-    let mut out = BytesMut::with_capacity(64 << 10);
-    while let Some(first) = frames.recv().await {
-        for part in first {
-            out.extend_from_slice(&part);
-        }
-        while out.len() < WRITE_BATCH {
-            let Ok(more) = frames.try_recv() else { break };
-            for part in more {
-                out.extend_from_slice(&part);
-            }
-        }
-        io.write_all(&out).await?;
-        io.flush().await?;
-        out.clear();
-        if out.capacity() > 4 * WRITE_BATCH {
-            out = BytesMut::with_capacity(64 << 10);
-        }
-    }
-    io.shutdown().await
 }
 
 #[cfg(test)]
