@@ -111,38 +111,17 @@ pub(crate) struct SubcallSession {
 
 /// Raised from a host function when the call's deadline passed while it
 /// waited on sub-calls; classified as the deadline error.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("the call's deadline passed while it waited on sub-calls")]
 pub(crate) struct DeadlinePassed;
-
-impl std::fmt::Display for DeadlinePassed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the call's deadline passed while it waited on sub-calls")
-    }
-}
-
-impl std::error::Error for DeadlinePassed {}
 
 /// Raised when a call tried inline must go to a worker; classified as
 /// [`super::CallError::NeedsWorker`].
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("the call needs a worker thread")]
 pub(crate) struct NeedsWorker;
 
-impl std::fmt::Display for NeedsWorker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the call needs a worker thread")
-    }
-}
-
-impl std::error::Error for NeedsWorker {}
-
 /// Raised when the call's caller went away; classified as cancelled.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("the call was cancelled: its caller went away")]
 pub(crate) struct Cancelled;
-
-impl std::fmt::Display for Cancelled {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the call was cancelled: its caller went away")
-    }
-}
-
-impl std::error::Error for Cancelled {}

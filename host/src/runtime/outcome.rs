@@ -25,16 +25,9 @@ struct GuestErrorJson {
 }
 
 /// The call used up its CPU budget.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("the call used up its CPU budget")]
 pub(super) struct CpuExhausted;
-
-impl std::fmt::Display for CpuExhausted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the call used up its CPU budget")
-    }
-}
-
-impl std::error::Error for CpuExhausted {}
 
 /// Maps an error object reported by the guest onto a [`CallError`].
 pub(super) fn guest_error(

@@ -22,16 +22,9 @@ pub enum TreeLimit {
 }
 
 /// Raised from the epoch check when a call's tree was stopped.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("the call's tree was stopped")]
 pub(crate) struct TreeStopped(pub(crate) TreeLimit);
-
-impl std::fmt::Display for TreeStopped {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the call's tree was stopped")
-    }
-}
-
-impl std::error::Error for TreeStopped {}
 
 /// The live budget of one tree in this process.
 #[derive(Debug)]
