@@ -17,19 +17,8 @@ use support::postgres::Postgres;
 /// its log read by the test.
 fn gateway(node: &str, store: &str, data: &tempfile::TempDir, extra: &[&str]) -> Logged {
     let data = data.path().display().to_string();
-    let mut args = vec![
-        "gateway",
-        "--listen",
-        "127.0.0.1:0",
-        "--health-interval",
-        "200ms",
-        "--node",
-        node,
-        "--jobs-store",
-        store,
-        "--data-dir",
-        &data,
-    ];
+    let mut args =
+        support::grid::gateway_args(&["--node", node, "--jobs-store", store, "--data-dir", &data]);
     args.extend_from_slice(extra);
     Logged::start(
         &args,

@@ -19,14 +19,8 @@ fn serve(extra: &[&str]) -> Logged {
 
 fn serve_script(name: &str, extra: &[&str]) -> Logged {
     let script = support::script(name);
-    let mut args = vec![
-        "serve",
-        script.to_str().expect("UTF-8 path"),
-        "--listen",
-        "127.0.0.1:0",
-    ];
-    args.extend_from_slice(extra);
-    Logged::start(&args, &[], "madrpc is serving at ")
+    let args = support::grid::serve_args(&script, extra);
+    Logged::start(&args, &[], support::grid::SERVING)
 }
 
 fn request(method: &str, params: Value) -> String {

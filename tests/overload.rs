@@ -17,14 +17,8 @@ const OVERLOADED: i64 = -32010;
 
 fn serve(extra: &[&str]) -> Process {
     let script = support::script("overload.js");
-    let mut args = vec![
-        "serve",
-        script.to_str().expect("UTF-8 path"),
-        "--listen",
-        "127.0.0.1:0",
-    ];
-    args.extend_from_slice(extra);
-    Process::start(&args, "madrpc is serving at ")
+    let args = support::grid::serve_args(&script, extra);
+    Process::start(&args, support::grid::SERVING)
 }
 
 fn body(method: &str, params: Value) -> String {

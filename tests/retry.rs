@@ -13,14 +13,7 @@ use support::grid::{Process, client, eventually, get_json, nodes_become_availabl
 use support::logged::Logged;
 
 fn gateway(extra: &[&str]) -> Logged {
-    let mut args = vec![
-        "gateway",
-        "--listen",
-        "127.0.0.1:0",
-        "--health-interval",
-        "200ms",
-    ];
-    args.extend_from_slice(extra);
+    let args = support::grid::gateway_args(extra);
     Logged::start(
         &args,
         &[("MADRPC_JOIN_TOKEN", support::grid::TEST_TOKEN)],
