@@ -3,9 +3,9 @@
 //! `Upgrade` that carries the cluster credential. Calls bound for the node
 //! are written as frames, every call waiting at that moment (or about to
 //! be sent by a task ready to run) in one write, and replies are matched
-//! to their calls by id, in whatever order they finish. There is no cap on the calls in flight: a parent waiting on its
-//! children must never wait for room on the channel; admission on the node
-//! decides what runs.
+//! to their calls by id, in whatever order they finish. There is no cap
+//! on the calls in flight: a parent waiting on its children must never
+//! wait for room on the channel; admission on the node decides what runs.
 
 use super::node_client::NodeClient;
 use crate::cluster::NODE_REPLY_HEADER;
