@@ -17,6 +17,7 @@ mod local;
 mod module;
 mod outcome;
 mod preinit;
+mod resets;
 mod stack;
 mod state;
 mod subcall;

@@ -1,6 +1,7 @@
 //! A loaded module: compiled, linked and ready to instantiate per call.
 
 use super::error::LoadError;
+use super::resets::ResetWatch;
 use super::state::CallState;
 use crate::manifest::{ABI_VERSION, Manifest};
 use std::path::{Path, PathBuf};
@@ -31,8 +32,8 @@ pub(crate) struct Linked {
 /// Without precise dirty tracking it treats every page a call ever wrote as
 /// dirty again after every later call, so a single allocation-heavy call
 /// leaves its slot restoring megabytes after each trivial call that
-/// follows (tens of times their cost). When a reset is that slow, the
-/// module is loaded again from its entry in the compiled-module cache: the
+/// follows (tens of times their cost). When resets are lately that slow
+/// (see `resets.rs`), the module is loaded again from its entry in the compiled-module cache: the
 /// copy has a new identity, so its calls go to clean slots, and the pool
 /// remaps the polluted slots before any other module uses them. The old
 /// copy's code and memory image are freed once its last call ends and the
@@ -43,8 +44,7 @@ pub(crate) struct Slots {
     /// or the entry became unusable) the module keeps its slots.
     cached_at: Option<PathBuf>,
     gave_up: AtomicBool,
-    /// The fastest reset seen, in nanoseconds: what a clean slot costs.
-    best_reset: AtomicU64,
+    resets: ResetWatch,
     last_refresh: Mutex<Option<Instant>>,
     refreshes: AtomicU64,
 }
@@ -55,7 +55,7 @@ impl Slots {
             current: RwLock::new(Arc::new(linked)),
             cached_at,
             gave_up: AtomicBool::new(false),
-            best_reset: AtomicU64::new(u64::MAX),
+            resets: ResetWatch::default(),
             last_refresh: Mutex::new(None),
             refreshes: AtomicU64::new(0),
         }
@@ -82,15 +82,10 @@ impl Slots {
         self.gave_up.store(true, Ordering::Relaxed);
     }
 
-    /// Whether a reset that took `reset` is well above what a clean slot
-    /// costs: more than twice the fastest reset seen, plus 2 µs.
+    /// Counts a reset that took `reset`; whether resets have lately been
+    /// well above what a clean slot costs.
     pub(crate) fn is_slow(&self, reset: Duration) -> bool {
-        let nanos = u64::try_from(reset.as_nanos()).unwrap_or(u64::MAX);
-        let best = self
-            .best_reset
-            .fetch_min(nanos, Ordering::Relaxed)
-            .min(nanos);
-        nanos > best.saturating_mul(2).saturating_add(2_000)
+        self.resets.lately_slow(reset)
     }
 
     /// Whether a refresh may start now: at most one per `interval`, and
@@ -109,6 +104,7 @@ impl Slots {
     /// Switches later calls to `linked`.
     pub(crate) fn replace(&self, linked: Linked) {
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(linked);
+        self.resets.clear();
         self.refreshes.fetch_add(1, Ordering::Relaxed);
     }
 }
