@@ -309,4 +309,36 @@ mod tests {
         assert_eq!(registry.nodes().len(), 1);
         assert!(fixed.is_available(Instant::now() + Duration::from_secs(60)));
     }
+
+    /// How long a node stays out after `eject` (until its next health check
+    /// is due), to within 10 ms.
+    fn backoff(node: &NodeEntry) -> Duration {
+        // The previous ejection has run out: this failure is a new one.
+        node.end_ejection();
+        let start = Instant::now();
+        node.eject();
+        let mut low = Duration::ZERO;
+        let mut high = Duration::from_secs(60);
+        while high - low > Duration::from_millis(10) {
+            let mid = (low + high) / 2;
+            if node.due_for_check(start + mid) {
+                high = mid;
+            } else {
+                low = mid;
+            }
+        }
+        high
+    }
+
+    #[test]
+    fn ejection_backs_off_from_one_to_thirty_seconds_and_resets_on_success() {
+        let registry = Registry::new(&[]);
+        let node = joined(&registry, "http://a");
+        let seconds: Vec<u64> = (0..8)
+            .map(|_| (backoff(&node).as_millis() as u64 + 500) / 1000)
+            .collect();
+        assert_eq!(seconds, [1, 2, 4, 8, 16, 30, 30, 30]);
+        node.record_success();
+        assert_eq!((backoff(&node).as_millis() + 500) / 1000, 1);
+    }
 }
