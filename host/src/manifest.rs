@@ -97,6 +97,21 @@ impl Manifest {
         wasm_encoder::Encode::encode(&section, wasm);
     }
 
+    /// An empty module carrying the manifest of `script`, with the one
+    /// method `m`: enough for code that reads manifests; it never runs.
+    #[cfg(test)]
+    pub(crate) fn test_module(script: &str) -> Vec<u8> {
+        let mut wasm = b"\0asm\x01\0\0\0".to_vec();
+        Manifest {
+            abi: ABI_VERSION,
+            script: script.into(),
+            methods: vec!["m".into()],
+            cache: Default::default(),
+        }
+        .append_to(&mut wasm);
+        wasm
+    }
+
     /// Reads the manifest of a module, checking on the way that the bytes are
     /// a WebAssembly binary.
     pub fn read(wasm: &[u8]) -> Result<Manifest, ManifestError> {

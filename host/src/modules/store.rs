@@ -263,15 +263,7 @@ mod tests {
     use super::*;
 
     fn module(name: &str) -> Bytes {
-        let mut wasm = b"\0asm\x01\0\0\0".to_vec();
-        Manifest {
-            abi: ABI_VERSION,
-            script: name.into(),
-            methods: vec!["m".into()],
-            cache: Default::default(),
-        }
-        .append_to(&mut wasm);
-        Bytes::from(wasm)
+        Bytes::from(Manifest::test_module(name))
     }
 
     #[test]

@@ -1,18 +1,10 @@
 //! A deployment's versions as calls and rollbacks see them.
 
 use super::*;
-use crate::manifest::{ABI_VERSION, Manifest};
+use crate::manifest::Manifest;
 
 fn version(name: &str) -> Arc<Version> {
-    let mut wasm = b"\0asm\x01\0\0\0".to_vec();
-    Manifest {
-        abi: ABI_VERSION,
-        script: name.into(),
-        methods: vec!["m".into()],
-        cache: Default::default(),
-    }
-    .append_to(&mut wasm);
-    Arc::new(Version::check(wasm.into()).unwrap())
+    Arc::new(Version::check(Manifest::test_module(name).into()).unwrap())
 }
 
 #[tokio::test]
