@@ -33,11 +33,12 @@ pub(crate) struct Linked {
 /// dirty again after every later call, so a single allocation-heavy call
 /// leaves its slot restoring megabytes after each trivial call that
 /// follows (tens of times their cost). When resets are lately that slow
-/// (see `resets.rs`), the module is loaded again from its entry in the compiled-module cache: the
-/// copy has a new identity, so its calls go to clean slots, and the pool
-/// remaps the polluted slots before any other module uses them. The old
-/// copy's code and memory image are freed once its last call ends and the
-/// pool has taken its slots over, so memory does not grow.
+/// (see `resets.rs`), the module is loaded again from its entry in the
+/// compiled-module cache: the copy has a new identity, so its calls go to
+/// clean slots, and the pool remaps the polluted slots before any other
+/// module uses them. The old copy's code and memory image are freed once
+/// its last call ends and the pool has taken its slots over, so memory
+/// does not grow.
 pub(crate) struct Slots {
     current: RwLock<Arc<Linked>>,
     /// The cache entry to load fresh copies from; without one (no cache,

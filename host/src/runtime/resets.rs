@@ -20,9 +20,10 @@ const WHOLE: u32 = 1 << 16;
 /// Each reset moves the share this fraction of the way to 0 or 1.
 const DECAY: u32 = 16;
 
-/// The share of recent resets that must be slow (3/8): seven standard
-/// deviations above the noise of an unpolluted slot, and reached in about
-/// 16 calls when half the calls land in one polluted slot.
+/// The share of recent resets that must be slow (3/8): more than six
+/// standard deviations above the share that one slow reset in fifteen
+/// gives, and reached in about 16 calls when half the calls land in one
+/// slow slot.
 const SLOW_SHARE: u32 = WHOLE / 8 * 3;
 
 /// What a module's resets have cost lately.
